@@ -1,0 +1,46 @@
+// Shape an IPAM result for the config's cniVersion (SPEC section 5, and the
+// conversions of pkg/types/{020,040,100}). IPAM results carry no interfaces.
+import type { IpamConfig, Route } from "../ipam/config.js";
+import { type CniVersion, compareVersions } from "./version.js";
+
+export interface IpamResult {
+  readonly ips: readonly { readonly family: 4 | 6; readonly address: string; readonly gateway?: string }[];
+  readonly routes: readonly Route[];
+  readonly dns?: IpamConfig["dns"];
+}
+
+export function formatResult(r: IpamResult, version: CniVersion): Record<string, unknown> {
+  if (compareVersions(version, "0.3.0") < 0) {
+    const out: Record<string, unknown> = { cniVersion: version };
+    for (const family of [4, 6] as const) {
+      const ip = r.ips.find((i) => i.family === family);
+      if (!ip) continue;
+      const routes = r.routes.filter((rt) => familyOf(rt.dst) === family).map(basicRoute);
+      out[`ip${family}`] = { ip: ip.address, ...(ip.gateway ? { gateway: ip.gateway } : {}), ...(routes.length ? { routes } : {}) };
+    }
+    if (r.dns && Object.keys(r.dns).length) out.dns = r.dns;
+    return out;
+  }
+  const legacy = compareVersions(version, "1.0.0") < 0;
+  const ips = r.ips.map((ip) => ({
+    ...(legacy ? { version: String(ip.family) } : {}),
+    address: ip.address,
+    ...(ip.gateway ? { gateway: ip.gateway } : {}),
+  }));
+  const routes = version === "1.1.0" ? r.routes : r.routes.map(basicRoute);
+  const out: Record<string, unknown> = { cniVersion: version, ips };
+  if (routes.length) out.routes = routes;
+  if (r.dns && Object.keys(r.dns).length) out.dns = r.dns;
+  else if (legacy) out.dns = {};
+  return out;
+}
+
+export function familyOf(cidrOrIp: string): 4 | 6 {
+  return cidrOrIp.includes(":") ? 6 : 4;
+}
+
+// --- internal ---
+
+function basicRoute(rt: Route): Route {
+  return rt.gw === undefined ? { dst: rt.dst } : { dst: rt.dst, gw: rt.gw };
+}

@@ -1,0 +1,35 @@
+// STATUS (1.1.0): ready when the node file lists usable podCIDRs with a free
+// address in every family; code 50 otherwise, saying why.
+import type { Request } from "../cni/dispatch.js";
+import { Code, CniError } from "../errors.js";
+import { freeCount } from "../ipam/allocator.js";
+import { DiskStore } from "../store/disk.js";
+import { readNode, notReady } from "./node.js";
+import { candidates, families } from "./ranges.js";
+
+export async function status(req: Request): Promise<void> {
+  const ipam = req.conf.ipam;
+  let node;
+  try {
+    node = readNode(ipam.nodeFile);
+  } catch (err) {
+    const e = err as CniError;
+    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
+  }
+  if (!node || node.podCIDRs.length === 0) {
+    const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
+    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
+  }
+  const store = new DiskStore(ipam.dataDir, req.conf.name, ipam.lockTimeout * 1000);
+  const full = await store.transact({ create: false }, (tx) => {
+    const stored = tx.storedRanges();
+    return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));
+  });
+  if (full.length > 0) {
+    throw new CniError(
+      Code.PluginNotAvailable,
+      `no free address: every ${full.map((f) => `IPv${f}`).join(" and ")} podCIDR is full (${node.podCIDRs.map((c) => c.text).join(", ")})`,
+      "expand the pool (a new podCIDR on the node) or release addresses; see `podcidr-ipam status --all-addresses`",
+    );
+  }
+}

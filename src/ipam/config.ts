@@ -1,0 +1,125 @@
+// The `ipam` section of the network config: validated once, returned frozen.
+// Messages name the key, the bad value and the expected form.
+import { Code, CniError } from "../errors.js";
+import { parseIp } from "./cidr.js";
+
+export interface Route {
+  readonly dst: string;
+  readonly gw?: string;
+  readonly [extra: string]: unknown;
+}
+
+export interface IpamConfig {
+  readonly nodeFile: string;
+  readonly dataDir: string;
+  /** Seconds to wait for the node file / its podCIDRs. */
+  readonly waitForPodCIDRs: number;
+  /** Reserve the first address of each podCIDR and return it as gateway. */
+  readonly gateway: boolean;
+  /** Seconds a released address rests before it is handed out again (while others are free). */
+  readonly reuseCooldown: number;
+  /** Seconds to wait for the store lock. */
+  readonly lockTimeout: number;
+  readonly routes: readonly Route[];
+  readonly dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
+}
+
+export const DEFAULTS = {
+  nodeFile: "/var/lib/podcidr-ipam/node.json",
+  dataDir: "/var/lib/cni/podcidr-ipam",
+  waitForPodCIDRs: 10,
+  gateway: true,
+  reuseCooldown: 0,
+  lockTimeout: 60,
+} as const;
+
+export function parseIpamConfig(ipam: unknown): IpamConfig {
+  if (typeof ipam !== "object" || ipam === null || Array.isArray(ipam)) {
+    throw invalid("IPAM config missing 'ipam' key", 'the plugin config needs "ipam": {"type": "podcidr-ipam", ...}');
+  }
+  const o = ipam as Record<string, unknown>;
+  return Object.freeze({
+    nodeFile: absPath(o, "nodeFile", DEFAULTS.nodeFile),
+    dataDir: absPath(o, "dataDir", DEFAULTS.dataDir),
+    waitForPodCIDRs: seconds(o, "waitForPodCIDRs", DEFAULTS.waitForPodCIDRs, 0, 600),
+    gateway: bool(o, "gateway", DEFAULTS.gateway),
+    reuseCooldown: seconds(o, "reuseCooldown", DEFAULTS.reuseCooldown, 0, 86400),
+    lockTimeout: seconds(o, "lockTimeout", DEFAULTS.lockTimeout, 0.001, 3600),
+    routes: routes(o.routes),
+    ...(o.dns === undefined ? {} : { dns: dns(o.dns) }),
+  });
+}
+
+// --- internal ---
+
+function invalid(msg: string, details = ""): CniError {
+  return new CniError(Code.InvalidNetworkConfig, msg, details);
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 100 ? `${s.slice(0, 100)}...` : s;
+}
+
+function absPath(o: Record<string, unknown>, key: string, dflt: string): string {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  // eslint-disable-next-line no-control-regex
+  if (typeof v !== "string" || !v.startsWith("/") || v.length > 4096 || /[\u0000\n]/.test(v)) {
+    throw invalid(`ipam.${key} must be an absolute path, got ${show(v)}`, `for example "${dflt}"`);
+  }
+  return v.replace(/\/+$/, "") || "/";
+}
+
+function seconds(o: Record<string, unknown>, key: string, dflt: number, min: number, max: number): number {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
+    throw invalid(`ipam.${key} must be a number of seconds from ${min} to ${max}, got ${show(v)}`);
+  }
+  return v;
+}
+
+function bool(o: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== "boolean") throw invalid(`ipam.${key} must be true or false, got ${show(v)}`);
+  return v;
+}
+
+function routes(v: unknown): Route[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw invalid(`ipam.routes must be a list of {"dst": CIDR, "gw": IP}, got ${show(v)}`);
+  return v.map((r, i) => {
+    if (typeof r !== "object" || r === null || Array.isArray(r)) throw invalid(`ipam.routes[${i}] must be an object, got ${show(r)}`);
+    const rt = r as Record<string, unknown>;
+    const dst = rt.dst;
+    const slash = typeof dst === "string" ? dst.indexOf("/") : -1;
+    const ip = slash > 0 ? parseIp((dst as string).slice(0, slash)) : null;
+    const prefix = slash > 0 ? Number((dst as string).slice(slash + 1)) : NaN;
+    if (!ip || !/^\d{1,3}$/.test((dst as string).slice(slash + 1)) || prefix > (ip.family === 4 ? 32 : 128)) {
+      throw invalid(`ipam.routes[${i}].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got ${show(dst)}`);
+    }
+    if (rt.gw !== undefined && (typeof rt.gw !== "string" || !parseIp(rt.gw))) {
+      throw invalid(`ipam.routes[${i}].gw must be an IP address, got ${show(rt.gw)}`);
+    }
+    return Object.freeze({ ...rt, dst: dst as string }) as Route;
+  });
+}
+
+function dns(v: unknown): NonNullable<IpamConfig["dns"]> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw invalid(`ipam.dns must be an object, got ${show(v)}`);
+  const d = v as Record<string, unknown>;
+  const out: NonNullable<IpamConfig["dns"]> = {};
+  for (const key of ["nameservers", "search", "options"] as const) {
+    const list = d[key];
+    if (list === undefined) continue;
+    if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) throw invalid(`ipam.dns.${key} must be a list of strings, got ${show(list)}`);
+    out[key] = list as string[];
+  }
+  if (d.domain !== undefined) {
+    if (typeof d.domain !== "string") throw invalid(`ipam.dns.domain must be a string, got ${show(d.domain)}`);
+    out.domain = d.domain;
+  }
+  return out;
+}

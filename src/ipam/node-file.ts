@@ -1,0 +1,121 @@
+// The cached node object: what `kubectl get ciliumnode NODE -o json` or
+// `kubectl get node NODE -o json` prints. Pure: takes the text, returns a frozen value.
+import { Code, CniError } from "../errors.js";
+import { type Cidr, type Family, overlaps, parseCidr, parseIp } from "./cidr.js";
+
+export type ReservedRole = "router" | "health" | "ingress";
+
+export interface NodeInfo {
+  readonly kind: "CiliumNode" | "Node";
+  readonly name: string;
+  /** podCIDRs in the listed order, validated, duplicates dropped. */
+  readonly podCIDRs: readonly Cidr[];
+  /** Addresses the node says it uses itself; never handed out. */
+  readonly reserved: readonly { readonly ip: string; readonly family: Family; readonly value: bigint; readonly role: ReservedRole }[];
+  /** status.ipam.operator-status.error of a CiliumNode, when set. */
+  readonly operatorError: string;
+  /** Where the CIDRs were read from, for messages: "spec.ipam.podCIDRs" or "spec.podCIDRs". */
+  readonly field: string;
+}
+
+const ANNOTATIONS: Record<string, ReservedRole> = {
+  "io.cilium.network.ipv4-cilium-host": "router",
+  "io.cilium.network.ipv6-cilium-host": "router",
+  "io.cilium.network.ipv4-health-ip": "health",
+  "io.cilium.network.ipv6-health-ip": "health",
+  "io.cilium.network.ipv4-ingress-ip": "ingress",
+  "io.cilium.network.ipv6-ingress-ip": "ingress",
+};
+
+export function parseNodeFile(text: string, path: string): NodeInfo {
+  const bad = (msg: string, details: string): CniError =>
+    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    const yamlish = /^\s*(apiVersion|kind|metadata|---)/.test(text);
+    throw bad(
+      "is not JSON",
+      `${(err as Error).message}.${yamlish ? " It looks like YAML:" : ""} write it with \`kubectl get ciliumnode NODE -o json\` (or \`kubectl get node NODE -o json\`), not -o yaml.`,
+    );
+  }
+  if (!isObject(obj)) throw bad("is not a JSON object", "expected a CiliumNode or a v1 Node object as printed by kubectl -o json");
+  const kind = obj.kind;
+  const apiVersion = obj.apiVersion;
+  const spec = isObject(obj.spec) ? obj.spec : {};
+  const metadata = isObject(obj.metadata) ? obj.metadata : {};
+  const name = typeof metadata.name === "string" ? metadata.name : "";
+  if (kind === "CiliumNode" && typeof apiVersion === "string" && apiVersion.startsWith("cilium.io/")) {
+    const ipam = isObject(spec.ipam) ? spec.ipam : {};
+    const reserved: NodeInfo["reserved"][number][] = [];
+    if (Array.isArray(spec.addresses)) {
+      for (const a of spec.addresses) if (isObject(a) && a.type === "CiliumInternalIP") pushReserved(reserved, a.ip, "router");
+    }
+    for (const role of ["health", "ingress"] as const) {
+      const o = spec[role];
+      if (isObject(o)) for (const fam of ["ipv4", "ipv6"]) pushReserved(reserved, o[fam], role);
+    }
+    const status = isObject(obj.status) && isObject(obj.status.ipam) ? obj.status.ipam : {};
+    const opStatus = isObject(status["operator-status"]) ? status["operator-status"] : {};
+    return freeze({
+      kind: "CiliumNode",
+      name,
+      field: "spec.ipam.podCIDRs",
+      podCIDRs: cidrList(ipam.podCIDRs, "spec.ipam.podCIDRs", bad),
+      reserved,
+      operatorError: typeof opStatus.error === "string" ? opStatus.error : "",
+    });
+  }
+  if (kind === "Node" && apiVersion === "v1") {
+    let field = "spec.podCIDRs";
+    let list = spec.podCIDRs;
+    if (list === undefined || (Array.isArray(list) && list.length === 0)) {
+      if (spec.podCIDR !== undefined && spec.podCIDR !== "") {
+        field = "spec.podCIDR";
+        list = [spec.podCIDR];
+      }
+    }
+    const reserved: NodeInfo["reserved"][number][] = [];
+    const ann = isObject(metadata.annotations) ? metadata.annotations : {};
+    for (const [key, role] of Object.entries(ANNOTATIONS)) pushReserved(reserved, ann[key], role);
+    return freeze({ kind: "Node", name, field, podCIDRs: cidrList(list, field, bad), reserved, operatorError: "" });
+  }
+  throw bad(
+    `is a ${JSON.stringify(kind ?? null)} object (apiVersion ${JSON.stringify(apiVersion ?? null)}), not a CiliumNode or a v1 Node`,
+    "write one node object to it: `kubectl get ciliumnode NODE -o json` (cluster-pool IPAM) or `kubectl get node NODE -o json` (host-scope); a List, a Pod or another kind will not do",
+  );
+}
+
+// --- internal ---
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function pushReserved(out: NodeInfo["reserved"][number][], ip: unknown, role: ReservedRole): void {
+  if (typeof ip !== "string" || ip === "") return;
+  const p = parseIp(ip);
+  if (p) out.push({ ip, family: p.family, value: p.value, role });
+}
+
+function cidrList(list: unknown, field: string, bad: (m: string, d: string) => CniError): Cidr[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) throw bad(`${field} must be a list of CIDR strings`, `got ${JSON.stringify(list).slice(0, 200)}`);
+  const out: Cidr[] = [];
+  for (const [i, entry] of list.entries()) {
+    const p = parseCidr(entry);
+    if (!p.ok) throw bad(`${field}[${i}] ${p.reason}`, "fix the CIDR on the node object (or in the file's sync job) and try again");
+    if (out.some((c) => c.text === p.cidr.text)) continue;
+    const clash = out.find((c) => overlaps(c, p.cidr));
+    if (clash) {
+      throw bad(`${field}[${i}] ${p.cidr.text} overlaps ${clash.text}`, "podCIDRs must not overlap: an address in both could be handed out twice");
+    }
+    out.push(p.cidr);
+  }
+  return out;
+}
+
+function freeze(info: NodeInfo): NodeInfo {
+  return Object.freeze({ ...info, podCIDRs: Object.freeze([...info.podCIDRs]), reserved: Object.freeze([...info.reserved]) });
+}

@@ -1,0 +1,149 @@
+// On-disk formats. Every file is one JSON object with "format", "version" and a
+// "crc32" of the object's JSON without that key; a file that fails any check is
+// refused (StoreCorrupt), never reset: a reset would hand out addresses in use.
+import { Code, CniError } from "../errors.js";
+import { type RangeState, countBits } from "../ipam/allocator.js";
+import { parseCidr } from "../ipam/cidr.js";
+import type { AttachmentRecord } from "./store.js";
+
+export const VERSION = 1;
+const RANGE = "podcidr-ipam/range";
+const ATTACHMENT = "podcidr-ipam/attachment";
+const JOURNAL = "podcidr-ipam/journal";
+
+export interface JournalWrite {
+  /** Path relative to the network folder. */
+  readonly file: string;
+  /** New content, or null to delete. */
+  readonly content: string | null;
+}
+
+export function rangeFileName(cidrText: string): string {
+  return `range-${cidrText.replace(/:/g, "-").replace("/", "_")}.json`;
+}
+
+export function attachmentFileName(containerID: string, ifname: string): string {
+  // '@' cannot occur in a container ID, so the name is unambiguous.
+  return `${containerID}@${ifname}.json`;
+}
+
+export function encodeRange(r: RangeState): string {
+  const released: Record<string, number> = {};
+  for (const [o, at] of r.released) released[o] = at;
+  return seal({
+    format: RANGE,
+    version: VERSION,
+    cidr: r.cidr.text,
+    size: r.cidr.size,
+    next: r.next,
+    allocated: r.allocated,
+    released,
+    bits: Buffer.from(r.bits.buffer, r.bits.byteOffset, r.bits.byteLength).toString("base64"),
+  });
+}
+
+export function decodeRange(text: string, file: string): RangeState {
+  const o = unseal(text, file, RANGE);
+  const p = parseCidr(o.cidr);
+  if (!p.ok) throw corrupt(file, `its cidr ${JSON.stringify(o.cidr)} is invalid`);
+  if (rangeFileName(p.cidr.text) !== file.slice(file.lastIndexOf("/") + 1)) {
+    throw corrupt(file, `it holds the bitmap of ${p.cidr.text}, not of the CIDR its name says`);
+  }
+  const bits = typeof o.bits === "string" ? new Uint8Array(Buffer.from(o.bits, "base64")) : null;
+  if (!bits || o.size !== p.cidr.size || bits.length !== Math.ceil(p.cidr.size / 8)) {
+    throw corrupt(file, `its bitmap does not fit ${p.cidr.text} (${p.cidr.size} addresses)`);
+  }
+  const allocated = countBits(bits);
+  if (o.allocated !== allocated) throw corrupt(file, `it counts ${String(o.allocated)} addresses but its bitmap holds ${allocated}`);
+  const released = new Map<number, number>();
+  if (typeof o.released === "object" && o.released !== null) {
+    for (const [k, v] of Object.entries(o.released)) if (typeof v === "number") released.set(Number(k), v);
+  }
+  const next = typeof o.next === "number" && o.next >= 0 && o.next < p.cidr.size ? o.next : 0;
+  return { cidr: p.cidr, bits, next, allocated, released };
+}
+
+export function encodeAttachment(rec: AttachmentRecord): string {
+  return seal({ format: ATTACHMENT, version: VERSION, ...rec });
+}
+
+export function decodeAttachment(text: string, file: string): AttachmentRecord {
+  const o = unseal(text, file, ATTACHMENT);
+  const str = (v: unknown): v is string => typeof v === "string";
+  if (!str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
+    throw corrupt(file, "a field is missing or of the wrong type");
+  }
+  const ips = o.ips.map((ip: unknown) => {
+    const e = ip as { cidr?: unknown; address?: unknown };
+    if (!str(e.cidr) || !str(e.address)) throw corrupt(file, "an entry of ips is malformed");
+    return { cidr: e.cidr, address: e.address };
+  });
+  return { containerID: o.containerID, ifname: o.ifname, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
+}
+
+export function encodeJournal(writes: readonly JournalWrite[]): string {
+  return seal({ format: JOURNAL, version: VERSION, writes });
+}
+
+export function decodeJournal(text: string, file: string): JournalWrite[] {
+  const o = unseal(text, file, JOURNAL);
+  if (!Array.isArray(o.writes)) throw corrupt(file, "writes is not a list");
+  return o.writes.map((w: unknown) => {
+    const e = w as { file?: unknown; content?: unknown };
+    if (typeof e.file !== "string" || /(^|\/)\.\.(\/|$)|^\//.test(e.file) || (e.content !== null && typeof e.content !== "string")) {
+      throw corrupt(file, "an entry of writes is malformed");
+    }
+    return { file: e.file, content: e.content };
+  });
+}
+
+export function corrupt(file: string, why: string): CniError {
+  return new CniError(
+    Code.StoreCorrupt,
+    `store file ${file} is corrupt: ${why}`,
+    "podcidr-ipam refuses to guess which addresses are in use. Move the network's folder aside while no pod is being " +
+      "started or stopped on this node, then let the runtime's GC (or DEL/ADD of the running pods) rebuild it; see README, Troubleshooting.",
+  );
+}
+
+// --- internal ---
+
+function seal(o: Record<string, unknown>): string {
+  const body = JSON.stringify(o);
+  return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
+}
+
+function unseal(text: string, file: string, format: string): Record<string, unknown> & { [k: string]: any } {
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch {
+    throw corrupt(file, text.length === 0 ? "it is empty" : "it is not JSON");
+  }
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw corrupt(file, "it is not a JSON object");
+  const rec = o as Record<string, unknown>;
+  if (rec.format !== format) throw corrupt(file, `format is ${JSON.stringify(rec.format)}, expected ${format}`);
+  if (rec.version !== VERSION) {
+    throw corrupt(file, `version ${JSON.stringify(rec.version)} is not one this build reads (${VERSION}); use the podcidr-ipam that wrote it`);
+  }
+  const { crc32: sum, ...rest } = rec;
+  if (sum !== crc32(JSON.stringify(rest))) throw corrupt(file, "its checksum does not match its content");
+  return rest;
+}
+
+let table: Int32Array | undefined;
+
+function crc32(s: string): string {
+  if (!table) {
+    table = new Int32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c;
+    }
+  }
+  const bytes = Buffer.from(s, "utf8");
+  let crc = -1;
+  for (const b of bytes) crc = table[(crc ^ b) & 0xff]! ^ (crc >>> 8);
+  return ((crc ^ -1) >>> 0).toString(16).padStart(8, "0");
+}

@@ -1,0 +1,85 @@
+// Small filesystem helpers for the store: durable atomic writes, reads that never
+// follow a symlink, and one mapping of fs errors to CNI errors.
+import { closeSync, constants, fsyncSync, openSync, readSync, fstatSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+import { Code, CniError, errno } from "../errors.js";
+
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+export function ioError(err: unknown, what: string): CniError {
+  if (err instanceof CniError) return err;
+  const code = errno(err);
+  const hint: Record<string, string> = {
+    ENOSPC: "the filesystem is full; free space and retry (the store was left as it was)",
+    EDQUOT: "the disk quota is exhausted; free space and retry (the store was left as it was)",
+    EROFS: "the filesystem is read-only; set ipam.dataDir to a writable folder",
+    EACCES: "permission denied; the plugin runs as root from the container runtime, check the folder's owner and mode",
+    EPERM: "permission denied; check the folder's owner and mode",
+    ELOOP: "a symbolic link was found where the store keeps its own files; remove it",
+    ENOTDIR: "a path component is not a folder",
+  };
+  return new CniError(Code.StoreIOFailure, `${what}: ${code ?? (err as Error)?.message ?? String(err)}`, (code && hint[code]) || String((err as Error)?.message ?? err), { cause: err });
+}
+
+/** Read a whole regular file without following a symlink. Null when it does not exist. */
+export function readFileNoFollow(path: string, maxBytes: number): string | null {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if (errno(err) === "ENOENT") return null;
+    throw ioError(err, `cannot open ${path}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new CniError(Code.StoreCorrupt, `${path} is not a regular file`, "the store holds only regular files; remove what is there");
+    if (st.size > maxBytes) throw new CniError(Code.StoreCorrupt, `${path} is ${st.size} bytes, larger than any file the store writes`, "");
+    const buf = Buffer.alloc(st.size);
+    let n = 0;
+    while (n < st.size) {
+      const r = readSync(fd, buf, n, st.size - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    return buf.toString("utf8", 0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Write a file atomically: a new temp file in `tmpDir`, fsync, rename over `path`. The caller fsyncs the folder. */
+export function writeAtomic(path: string, content: string, tmpDir = dirname(path)): void {
+  const tmp = join(tmpDir, `.tmp-${basename(path)}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);
+    const buf = Buffer.from(content, "utf8");
+    let n = 0;
+    while (n < buf.length) n += writeSync(fd, buf, n, buf.length - n);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not created */
+    }
+    throw ioError(err, `cannot write ${path}`);
+  }
+}
+
+export function fsyncDir(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
+    fsyncSync(fd);
+  } catch (err) {
+    throw ioError(err, `cannot sync folder ${path}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -1,0 +1,201 @@
+// The network's lock: a proper-lockfile lock directory `<net>/lock`, plus
+// `<net>/lock.owner` naming the holder (pid, pid namespace, the lock's inode).
+//
+// proper-lockfile alone only notices a dead holder once the lock's mtime is
+// `STALE_MS` old. A holder killed by SIGKILL is recovered much sooner here: a
+// waiter that finds the holder's pid gone (or a zombie) removes the lock under a
+// second guard directory, `lock.reap`, so two waiters never both remove it.
+// A holder that was paused past STALE_MS may have lost the lock; `assertHeld`
+// (called before every write of a commit) makes it stop instead of writing.
+import { randomBytes } from "node:crypto";
+import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import lockfile from "proper-lockfile";
+import { Code, CniError, errno } from "../errors.js";
+import { ioError } from "./io.js";
+
+/** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
+export const STALE_MS = 5000;
+const UPDATE_MS = 1000;
+/** A lock directory with no owner file (holder killed right after mkdir) is taken over after this. */
+const ORPHAN_MS = 1000;
+const REAP_GUARD_STALE_MS = 2000;
+
+export interface HeldLock {
+  /** Throws TryAgainLater if the lock was lost (this process was paused too long). */
+  assertHeld(): void;
+  release(): Promise<void>;
+  /** Milliseconds spent waiting for the lock. */
+  readonly waitedMs: number;
+}
+
+interface Owner {
+  pid: number;
+  pidns: string;
+  ino: number;
+  token: string;
+}
+
+export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLock> {
+  const lockPath = join(netdir, "lock");
+  const ownerPath = join(netdir, "lock.owner");
+  const started = Date.now();
+  let compromised: Error | null = null;
+  let delay = 1;
+  for (;;) {
+    let release: () => Promise<void>;
+    try {
+      release = await lockfile.lock(netdir, {
+        lockfilePath: lockPath,
+        realpath: false,
+        stale: STALE_MS,
+        update: UPDATE_MS,
+        retries: 0,
+        onCompromised: (err) => {
+          compromised = err;
+        },
+      });
+    } catch (err) {
+      if (errno(err) !== "ELOCKED") throw ioError(err, `cannot take the store lock ${lockPath}`);
+      reapIfDead(netdir);
+      if (Date.now() - started >= timeoutMs) {
+        const holder = readOwner(ownerPath);
+        throw new CniError(
+          Code.TryAgainLater,
+          `timed out after ${Math.round(timeoutMs / 1000)}s waiting for the store lock ${lockPath}`,
+          holder ? `held by pid ${holder.pid}; if that process is stuck, stop it and the next call recovers the lock` : "the holder is unknown",
+        );
+      }
+      // Short, jittered, growing waits: a waiter gets the lock within a few ms of its release.
+      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+      delay = Math.min(delay * 2, 8);
+      continue;
+    }
+    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: statSync(lockPath).ino, token: randomBytes(8).toString("hex") };
+    try {
+      writeFileSync(ownerPath, JSON.stringify(owner), { mode: 0o600 });
+    } catch (err) {
+      await release().catch(() => {});
+      throw ioError(err, `cannot write ${ownerPath}`);
+    }
+    const waitedMs = Date.now() - started;
+    return {
+      waitedMs,
+      assertHeld() {
+        const now = readOwner(ownerPath);
+        if (compromised || !now || now.token !== owner.token) {
+          throw new CniError(
+            Code.TryAgainLater,
+            "lost the store lock before committing; nothing was written",
+            `this call was paused for more than ${STALE_MS / 1000}s while holding ${lockPath} and another call took it over`,
+          );
+        }
+      },
+      async release() {
+        if (compromised) return;
+        const now = readOwner(ownerPath);
+        if (now && now.token === owner.token) unlinkQuiet(ownerPath);
+        await release().catch(() => {});
+      },
+    };
+  }
+}
+
+// --- internal ---
+
+let pidns: string | undefined;
+
+function pidNamespace(): string {
+  if (pidns === undefined) {
+    try {
+      pidns = readlinkSync("/proc/self/ns/pid");
+    } catch {
+      pidns = "";
+    }
+  }
+  return pidns;
+}
+
+function readOwner(path: string): Owner | null {
+  try {
+    const o = JSON.parse(readFileSync(path, "utf8")) as Owner;
+    return typeof o.pid === "number" && typeof o.ino === "number" && typeof o.token === "string" ? o : null;
+  } catch {
+    return null;
+  }
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* already gone */
+  }
+}
+
+/** True when the process is gone or a zombie (killed, not yet reaped by its parent). */
+function pidDead(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return errno(err) === "ESRCH";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Is the current lock held by a process that is certainly dead? */
+function holderDead(lockPath: string, ownerPath: string): boolean {
+  let ino: number;
+  let mtimeMs: number;
+  try {
+    ({ ino, mtimeMs } = statSync(lockPath));
+  } catch {
+    return false; // released meanwhile
+  }
+  const owner = readOwner(ownerPath);
+  if (owner && owner.ino === ino) {
+    // A pid from another pid namespace says nothing here; leave it to the stale timer.
+    return owner.pidns === pidNamespace() && owner.pid !== process.pid && pidDead(owner.pid);
+  }
+  return Date.now() - mtimeMs > ORPHAN_MS;
+}
+
+function reapIfDead(netdir: string): void {
+  const lockPath = join(netdir, "lock");
+  const ownerPath = join(netdir, "lock.owner");
+  if (!holderDead(lockPath, ownerPath)) return;
+  const guard = join(netdir, "lock.reap");
+  try {
+    mkdirSync(guard, { mode: 0o700 });
+  } catch (err) {
+    if (errno(err) !== "EEXIST") return;
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > REAP_GUARD_STALE_MS) rmdirSync(guard);
+    } catch {
+      /* someone else cleaned it */
+    }
+    return;
+  }
+  try {
+    // Look again under the guard: another waiter may have reaped and a live call taken the lock.
+    if (holderDead(lockPath, ownerPath)) {
+      unlinkQuiet(ownerPath);
+      try {
+        rmdirSync(lockPath);
+      } catch {
+        /* gone already */
+      }
+    }
+  } finally {
+    try {
+      rmdirSync(guard);
+    } catch {
+      /* nothing to do */
+    }
+  }
+}
