@@ -92,9 +92,10 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
         }
       },
       async release() {
-        if (compromised) return;
+        // A lock we lost now belongs to someone else: removing it would let a third call in beside them.
         const now = readOwner(ownerPath);
-        if (now && now.token === owner.token) unlinkQuiet(ownerPath);
+        if (compromised || !now || now.token !== owner.token) return;
+        unlinkQuiet(ownerPath);
         await release().catch(() => {});
       },
     };
