@@ -215,17 +215,14 @@ class DiskTx implements Tx {
       if (errno(err) === "ENOENT") names = [];
       else throw ioError(err, `cannot list ${join(this.dir, ATTACHMENTS)}`);
     }
-    const out: AttachmentRecord[] = [];
     for (const name of names) {
-      if (!name.endsWith(".json") || !this.records.has(name)) {
-        if (!name.endsWith(".json")) continue;
-        const file = join(this.dir, ATTACHMENTS, name);
-        const text = readFileNoFollow(file, MAX_FILE);
-        this.records.set(name, text === null ? null : codec.decodeAttachment(text, file));
-      }
+      if (!name.endsWith(".json") || this.records.has(name)) continue;
+      const file = join(this.dir, ATTACHMENTS, name);
+      const text = readFileNoFollow(file, MAX_FILE);
+      this.records.set(name, text === null ? null : codec.decodeAttachment(text, file));
     }
-    for (const rec of this.records.values()) if (rec) out.push(rec);
-    return out;
+    // Records put in this transaction are included; deleted ones (null) are not.
+    return [...this.records.values()].filter((rec): rec is AttachmentRecord => rec !== null);
   }
 
   putAttachment(rec: AttachmentRecord): void {
