@@ -40,7 +40,7 @@ export function parseIp(text: string): { family: Family; value: bigint } | null 
   if (typeof text !== "string" || text.length > 64) return null;
   let addr: ipaddr.IPv4 | ipaddr.IPv6;
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) addr = ipaddr.IPv4.parse(text);
-  else if (text.includes(":") && ipaddr.IPv6.isValid(text)) {
+  else if (text.includes(":") && !text.includes("%") && ipaddr.IPv6.isValid(text)) {
     const v6 = ipaddr.IPv6.parse(text);
     addr = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
   } else return null;
@@ -67,7 +67,8 @@ export function parseCidr(text: unknown): CidrParse {
   const slash = text.indexOf("/");
   const ip = slash < 0 ? null : parseIp(text.slice(0, slash));
   const prefixText = slash < 0 ? "" : text.slice(slash + 1);
-  if (!ip || !/^\d{1,3}$/.test(prefixText) || text.slice(0, slash).startsWith("::ffff:")) {
+  // An IPv4-mapped IPv6 prefix (::ffff:10.0.2.0/120) is neither family's CIDR: refuse it.
+  if (!ip || !/^\d{1,3}$/.test(prefixText) || (ip.family === 4 && text.slice(0, slash).includes(":"))) {
     return { ok: false, reason: `"${text}" is not a CIDR; expected the form 10.0.2.0/24 or fd00::200/120` };
   }
   const prefix = Number(prefixText);

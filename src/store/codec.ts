@@ -50,14 +50,19 @@ export function decodeRange(text: string, file: string): RangeState {
     throw corrupt(file, `it holds the bitmap of ${p.cidr.text}, not of the CIDR its name says`);
   }
   const bits = typeof o.bits === "string" ? new Uint8Array(Buffer.from(o.bits, "base64")) : null;
-  if (!bits || o.size !== p.cidr.size || bits.length !== Math.ceil(p.cidr.size / 8)) {
+  // The bitmap must be exactly the window's size, with no bit set past its end.
+  const spare = p.cidr.size % 8;
+  if (!bits || o.size !== p.cidr.size || bits.length !== Math.ceil(p.cidr.size / 8) || (spare !== 0 && bits[bits.length - 1]! >> spare !== 0)) {
     throw corrupt(file, `its bitmap does not fit ${p.cidr.text} (${p.cidr.size} addresses)`);
   }
   const allocated = countBits(bits);
   if (o.allocated !== allocated) throw corrupt(file, `it counts ${String(o.allocated)} addresses but its bitmap holds ${allocated}`);
   const released = new Map<number, number>();
   if (typeof o.released === "object" && o.released !== null) {
-    for (const [k, v] of Object.entries(o.released)) if (typeof v === "number") released.set(Number(k), v);
+    for (const [k, v] of Object.entries(o.released)) {
+      const off = Number(k);
+      if (typeof v === "number" && Number.isInteger(off) && off >= 0 && off < p.cidr.size) released.set(off, v);
+    }
   }
   const next = typeof o.next === "number" && o.next >= 0 && o.next < p.cidr.size ? o.next : 0;
   return { cidr: p.cidr, bits, next, allocated, released };

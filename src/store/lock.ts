@@ -62,7 +62,7 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
         const holder = readOwner(ownerPath);
         throw new CniError(
           Code.TryAgainLater,
-          `timed out after ${Math.round(timeoutMs / 1000)}s waiting for the store lock ${lockPath}`,
+          `timed out after ${timeoutMs / 1000}s waiting for the store lock ${lockPath}`,
           holder ? `held by pid ${holder.pid}; if that process is stuck, stop it and the next call recovers the lock` : "the holder is unknown",
         );
       }

@@ -1,0 +1,246 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CniError, Code } from "../../src/errors.js";
+import { type NodeInfo, parseNodeFile } from "../../src/ipam/node-file.js";
+
+const FIXTURES = join(__dirname, "../fixtures");
+const PATH = "/var/lib/podcidr-ipam/node.json";
+
+function fixture(name: string): NodeInfo {
+  return parseNodeFile(readFileSync(join(FIXTURES, name), "utf8"), PATH);
+}
+
+function parse(obj: unknown): NodeInfo {
+  return parseNodeFile(typeof obj === "string" ? obj : JSON.stringify(obj), PATH);
+}
+
+function failure(obj: unknown): CniError {
+  try {
+    parse(obj);
+  } catch (err) {
+    expect(err).toBeInstanceOf(CniError);
+    return err as CniError;
+  }
+  throw new Error("expected parseNodeFile to throw");
+}
+
+const ciliumNode = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  apiVersion: "cilium.io/v2",
+  kind: "CiliumNode",
+  metadata: { name: "worker" },
+  spec,
+  ...extra,
+});
+
+const v1Node = (spec: Record<string, unknown>, annotations?: Record<string, string>) => ({
+  apiVersion: "v1",
+  kind: "Node",
+  metadata: { name: "worker", ...(annotations ? { annotations } : {}) },
+  spec,
+});
+
+const reservedOf = (info: NodeInfo) => info.reserved.map((r) => ({ ip: r.ip, family: r.family, role: r.role }));
+
+describe("parseNodeFile: CiliumNode", () => {
+  it("reads the podCIDRs and the router and health addresses of a cluster-pool node", () => {
+    const info = fixture("ciliumnode-cluster-pool.json");
+    expect(info).toMatchObject({ kind: "CiliumNode", name: "my-cluster-worker2", field: "spec.ipam.podCIDRs", operatorError: "" });
+    expect(info.podCIDRs.map((c) => c.text)).toEqual(["10.0.2.0/24", "fd00::200/120"]);
+    // InternalIP 172.18.0.3 is the node's own address, not a pod-range one: not reserved.
+    expect(reservedOf(info)).toEqual([
+      { ip: "10.0.2.236", family: 4, role: "router" },
+      { ip: "10.0.2.48", family: 4, role: "health" },
+    ]);
+    expect(info.reserved[0]!.value).toBe(0x0a0002ecn);
+  });
+
+  it("reserves the ingress addresses and both families of health", () => {
+    const info = parse(
+      ciliumNode({
+        addresses: [
+          { ip: "10.0.2.1", type: "CiliumInternalIP" },
+          { ip: "fd00::201", type: "CiliumInternalIP" },
+          { ip: "192.0.2.10", type: "ExternalIP" },
+        ],
+        health: { ipv4: "10.0.2.2", ipv6: "fd00::202" },
+        ingress: { ipv4: "10.0.2.3", ipv6: "fd00::203" },
+        ipam: { podCIDRs: ["10.0.2.0/24", "fd00::200/120"] },
+      }),
+    );
+    expect(reservedOf(info)).toEqual([
+      { ip: "10.0.2.1", family: 4, role: "router" },
+      { ip: "fd00::201", family: 6, role: "router" },
+      { ip: "10.0.2.2", family: 4, role: "health" },
+      { ip: "fd00::202", family: 6, role: "health" },
+      { ip: "10.0.2.3", family: 4, role: "ingress" },
+      { ip: "fd00::203", family: 6, role: "ingress" },
+    ]);
+  });
+
+  it("ignores reserved entries that are empty or not addresses", () => {
+    const info = parse(
+      ciliumNode({
+        addresses: [{ ip: "", type: "CiliumInternalIP" }, { ip: "nonsense", type: "CiliumInternalIP" }, "junk"],
+        health: { ipv4: 7 },
+        ingress: "10.0.2.3",
+        ipam: { podCIDRs: ["10.0.2.0/24"] },
+      }),
+    );
+    expect(info.reserved).toEqual([]);
+  });
+
+  it("lists the podCIDRs an expanded node gained, in order", () => {
+    expect(fixture("ciliumnode-expanded.json").podCIDRs.map((c) => c.text)).toEqual(["10.0.2.0/24", "10.0.77.0/24", "fd00::200/120"]);
+  });
+
+  it("returns no podCIDRs and the operator's error for a node still pending", () => {
+    const info = fixture("ciliumnode-pending.json");
+    expect(info.podCIDRs).toEqual([]);
+    expect(info.operatorError).toBe("allocator clusterPoolIPv4PodCIDRList exhausted");
+  });
+
+  it("accepts any cilium.io apiVersion", () => {
+    expect(parse({ ...ciliumNode({ ipam: { podCIDRs: ["10.0.2.0/24"] } }), apiVersion: "cilium.io/v2alpha1" }).kind).toBe("CiliumNode");
+  });
+
+  it("returns a frozen value", () => {
+    const info = fixture("ciliumnode-cluster-pool.json");
+    expect(Object.isFrozen(info)).toBe(true);
+    expect(Object.isFrozen(info.podCIDRs)).toBe(true);
+    expect(Object.isFrozen(info.reserved)).toBe(true);
+  });
+});
+
+describe("parseNodeFile: v1 Node", () => {
+  it("reads spec.podCIDRs of a dual-stack host-scope node", () => {
+    const info = fixture("node-host-scope.json");
+    expect(info).toMatchObject({ kind: "Node", name: "my-cluster-worker", field: "spec.podCIDRs", operatorError: "" });
+    expect(info.podCIDRs.map((c) => c.text)).toEqual(["10.244.2.0/24", "fd00:10:244:2::/64"]);
+    expect(info.podCIDRs[1]).toMatchObject({ size: 65536, truncated: true });
+  });
+
+  it.each([
+    { name: "podCIDRs is missing", spec: { podCIDR: "10.244.2.0/24" } },
+    { name: "podCIDRs is empty", spec: { podCIDR: "10.244.2.0/24", podCIDRs: [] } },
+  ])("falls back to spec.podCIDR when $name", ({ spec }) => {
+    const info = parse(v1Node(spec));
+    expect(info.field).toBe("spec.podCIDR");
+    expect(info.podCIDRs.map((c) => c.text)).toEqual(["10.244.2.0/24"]);
+  });
+
+  it.each([
+    { name: "no podCIDR at all", spec: {} },
+    { name: "an empty podCIDR", spec: { podCIDR: "" } },
+  ])("returns no podCIDRs for $name (not yet assigned)", ({ spec }) => {
+    const info = parse(v1Node(spec));
+    expect(info.field).toBe("spec.podCIDRs");
+    expect(info.podCIDRs).toEqual([]);
+  });
+
+  it("names spec.podCIDR in the message when the fallback is bad", () => {
+    const err = failure(v1Node({ podCIDR: "10.244.2.5/24" }));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: spec.podCIDR[0] "10.244.2.5/24" has host bits set; the network is 10.244.2.0/24`);
+  });
+
+  it("reserves the cilium-host, health and ingress annotations of both families", () => {
+    const info = parse(
+      v1Node(
+        { podCIDRs: ["10.244.2.0/24", "fd00::/112"] },
+        {
+          "io.cilium.network.ipv4-cilium-host": "10.244.2.1",
+          "io.cilium.network.ipv6-cilium-host": "fd00::1",
+          "io.cilium.network.ipv4-health-ip": "10.244.2.2",
+          "io.cilium.network.ipv6-health-ip": "fd00::2",
+          "io.cilium.network.ipv4-ingress-ip": "10.244.2.3",
+          "io.cilium.network.ipv6-ingress-ip": "fd00::3",
+          "node.alpha.kubernetes.io/ttl": "0",
+        },
+      ),
+    );
+    expect(reservedOf(info)).toEqual([
+      { ip: "10.244.2.1", family: 4, role: "router" },
+      { ip: "fd00::1", family: 6, role: "router" },
+      { ip: "10.244.2.2", family: 4, role: "health" },
+      { ip: "fd00::2", family: 6, role: "health" },
+      { ip: "10.244.2.3", family: 4, role: "ingress" },
+      { ip: "fd00::3", family: 6, role: "ingress" },
+    ]);
+  });
+});
+
+describe("parseNodeFile: podCIDR list", () => {
+  it.each([
+    { name: "the same text twice", list: ["10.0.2.0/24", "10.0.2.0/24"], expected: ["10.0.2.0/24"] },
+    { name: "the same IPv6 network spelt two ways", list: ["fd00::200/120", "fd00:0:0::200/120", "10.0.2.0/24"], expected: ["fd00::200/120", "10.0.2.0/24"] },
+  ])("drops duplicates: $name", ({ list, expected }) => {
+    expect(parse(ciliumNode({ ipam: { podCIDRs: list } })).podCIDRs.map((c) => c.text)).toEqual(expected);
+  });
+
+  it.each([
+    { name: "a /16 over an earlier /24", list: ["10.0.2.0/24", "10.0.0.0/16"], fragment: "spec.ipam.podCIDRs[1] 10.0.0.0/16 overlaps 10.0.2.0/24" },
+    { name: "a /24 inside an earlier /16", list: ["10.0.0.0/16", "fd00::/120", "10.0.9.0/24"], fragment: "spec.ipam.podCIDRs[2] 10.0.9.0/24 overlaps 10.0.0.0/16" },
+    { name: "IPv6 /120 inside a /64", list: ["fd00::/64", "fd00::200/120"], fragment: "spec.ipam.podCIDRs[1] fd00::200/120 overlaps fd00::/64" },
+  ])("rejects overlapping podCIDRs: $name", ({ list, fragment }) => {
+    const err = failure(ciliumNode({ ipam: { podCIDRs: list } }));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: ${fragment}`);
+    expect(err.details).toContain("podCIDRs must not overlap");
+  });
+
+  it.each([
+    { name: "a /31", list: ["10.0.2.0/31"], fragment: 'spec.ipam.podCIDRs[0] "10.0.2.0/31" is too small to allocate from' },
+    { name: "a number", list: ["10.0.2.0/24", 24], fragment: 'spec.ipam.podCIDRs[1] must be a CIDR string such as "10.0.2.0/24", got 24' },
+    { name: "host bits", list: ["10.0.2.7/24"], fragment: 'spec.ipam.podCIDRs[0] "10.0.2.7/24" has host bits set; the network is 10.0.2.0/24' },
+  ])("rejects a bad entry: $name", ({ list, fragment }) => {
+    const err = failure(ciliumNode({ ipam: { podCIDRs: list } }));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toContain(fragment);
+  });
+
+  it("rejects a podCIDRs that is not a list", () => {
+    const err = failure(ciliumNode({ ipam: { podCIDRs: "10.0.2.0/24" } }));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: spec.ipam.podCIDRs must be a list of CIDR strings`);
+    expect(err.details).toBe('got "10.0.2.0/24"');
+  });
+});
+
+describe("parseNodeFile: not a node", () => {
+  it.each([
+    { name: "a YAML CiliumNode", text: "apiVersion: cilium.io/v2\nkind: CiliumNode\n", yaml: true },
+    { name: "a YAML document marker", text: "---\nkind: Node\n", yaml: true },
+    { name: "an empty file", text: "", yaml: false },
+    { name: "truncated JSON", text: '{"apiVersion": "v1", "kind": "No', yaml: false },
+  ])("reports $name as not JSON", ({ text, yaml }) => {
+    const err = failure(text);
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: is not JSON`);
+    expect(err.details).toContain("kubectl get ciliumnode NODE -o json");
+    expect(err.details.includes("It looks like YAML")).toBe(yaml);
+  });
+
+  it.each([
+    { name: "an array", text: "[]" },
+    { name: "null", text: "null" },
+    { name: "a string", text: '"CiliumNode"' },
+  ])("rejects $name as not an object", ({ text }) => {
+    const err = failure(text);
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: is not a JSON object`);
+  });
+
+  it.each([
+    { name: "a Pod", obj: { apiVersion: "v1", kind: "Pod" }, fragment: 'is a "Pod" object (apiVersion "v1")' },
+    { name: "a List of nodes", obj: { apiVersion: "v1", kind: "List", items: [] }, fragment: 'is a "List" object (apiVersion "v1")' },
+    { name: "a CiliumNode with a foreign apiVersion", obj: { apiVersion: "v1", kind: "CiliumNode" }, fragment: 'is a "CiliumNode" object (apiVersion "v1")' },
+    { name: "a Node of another group", obj: { apiVersion: "cilium.io/v2", kind: "Node" }, fragment: 'is a "Node" object (apiVersion "cilium.io/v2")' },
+    { name: "an object without kind", obj: { spec: {} }, fragment: "is a null object (apiVersion null)" },
+  ])("rejects $name as the wrong kind", ({ obj, fragment }) => {
+    const err = failure(obj);
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: ${fragment}, not a CiliumNode or a v1 Node`);
+    expect(err.details).toContain("a List, a Pod or another kind will not do");
+  });
+});
