@@ -8,7 +8,7 @@ import { type NodeInfo, parseNodeFile } from "../ipam/node-file.js";
 export const MAX_NODE_FILE = 4 << 20;
 const POLL_MS = 200;
 
-/** Read the node file once. Null when it does not exist. */
+/** Read the node file once. Null when it does not exist or is empty. */
 export function readNode(path: string): NodeInfo | null {
   let fd: number;
   try {
@@ -23,6 +23,8 @@ export function readNode(path: string): NodeInfo | null {
     if (st.size > MAX_NODE_FILE) {
       throw new CniError(Code.InvalidNodeFile, `node file ${path} is ${st.size} bytes, larger than the ${MAX_NODE_FILE}-byte limit`, "it should hold one node object from kubectl get ... -o json");
     }
+    // An empty file is one being written right now (`kubectl ... > file` truncates first): not there yet.
+    if (st.size === 0) return null;
     const buf = Buffer.alloc(st.size);
     let n = 0;
     while (n < st.size) {
@@ -56,7 +58,7 @@ export function notReady(ipam: IpamConfig, node: NodeInfo | null): CniError {
     return new CniError(
       Code.TryAgainLater,
       `node file ${ipam.nodeFile} does not exist${waited}`,
-      "the sync job writes it, e.g. `kubectl get ciliumnode $NODE -o json > " + ipam.nodeFile + "`; check that it runs and that ipam.nodeFile names the same path",
+      `the sync job writes it, e.g. \`kubectl get ciliumnode $NODE -o json > ${ipam.nodeFile}.tmp && mv ${ipam.nodeFile}.tmp ${ipam.nodeFile}\`; check that it runs and that ipam.nodeFile names the same path`,
     );
   }
   const why = node.operatorError ? ` The operator reports: "${node.operatorError}".` : "";
