@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // The executable tests spawn many processes; keep the 2-core machine from thrashing.
     maxWorkers: 2,
+    reporters: ["default", "./test/helpers/summary-reporter.ts"],
   },
 });
