@@ -8,6 +8,7 @@
 // A holder that was paused past STALE_MS may have lost the lock; `assertHeld`
 // (called before every write of a commit) makes it stop instead of writing.
 import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
 import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import lockfile from "proper-lockfile";
@@ -47,6 +48,7 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
     try {
       release = await lockfile.lock(netdir, {
         lockfilePath: lockPath,
+        fs: lockFs,
         realpath: false,
         stale: STALE_MS,
         update: UPDATE_MS,
@@ -103,6 +105,9 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
 }
 
 // --- internal ---
+
+/** node:fs for proper-lockfile, with the lock folder made 0700 like every store folder. */
+const lockFs = { ...fs, mkdir: (path: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.mkdir(path, { mode: 0o700 }, cb) };
 
 let pidns: string | undefined;
 
