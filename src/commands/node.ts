@@ -1,8 +1,9 @@
 // Reading the node file, and waiting for its podCIDRs to appear.
-import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import { Code, CniError, errno } from "../errors.js";
 import type { IpamConfig } from "../ipam/config.js";
 import { type NodeInfo, parseNodeFile } from "../ipam/node-file.js";
+import { readAll } from "../store/io.js";
 
 /** Larger than any node object kubectl prints (a busy v1 Node is ~100 KiB). */
 export const MAX_NODE_FILE = 4 << 20;
@@ -25,14 +26,7 @@ export function readNode(path: string): NodeInfo | null {
     }
     // An empty file is one being written right now (`kubectl ... > file` truncates first): not there yet.
     if (st.size === 0) return null;
-    const buf = Buffer.alloc(st.size);
-    let n = 0;
-    while (n < st.size) {
-      const r = readSync(fd, buf, n, st.size - n, n);
-      if (r === 0) break;
-      n += r;
-    }
-    return parseNodeFile(buf.toString("utf8", 0, n), path);
+    return parseNodeFile(readAll(fd, st.size), path);
   } catch (err) {
     if (err instanceof CniError) throw err;
     throw new CniError(Code.InvalidNodeFile, `node file ${path} is unreadable: ${errno(err) ?? (err as Error).message}`, "check the file and its permissions");

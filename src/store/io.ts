@@ -35,17 +35,22 @@ export function readFileNoFollow(path: string, maxBytes: number): string | null 
     const st = fstatSync(fd);
     if (!st.isFile()) throw new CniError(Code.StoreCorrupt, `${path} is not a regular file`, "the store holds only regular files; remove what is there");
     if (st.size > maxBytes) throw new CniError(Code.StoreCorrupt, `${path} is ${st.size} bytes, larger than any file the store writes`, "");
-    const buf = Buffer.alloc(st.size);
-    let n = 0;
-    while (n < st.size) {
-      const r = readSync(fd, buf, n, st.size - n, n);
-      if (r === 0) break;
-      n += r;
-    }
-    return buf.toString("utf8", 0, n);
+    return readAll(fd, st.size);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Read `size` bytes (fewer if the file shrank) from an open file as UTF-8. */
+export function readAll(fd: number, size: number): string {
+  const buf = Buffer.alloc(size);
+  let n = 0;
+  while (n < size) {
+    const r = readSync(fd, buf, n, size - n, n);
+    if (r === 0) break;
+    n += r;
+  }
+  return buf.toString("utf8", 0, n);
 }
 
 /** Write a file atomically: a new temp file in `tmpDir`, fsync, rename over `path`. The caller fsyncs the folder. */

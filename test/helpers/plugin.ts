@@ -1,5 +1,5 @@
 // Drive the built bin/podcidr-ipam the way a runtime does: env + stdin, parse stdout.
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -43,39 +43,27 @@ export function run(opts: RunOptions): Promise<RunResult> {
     ...opts.env,
   };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(BIN, [], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    const timer = opts.killAfterMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), opts.killAfterMs) : undefined;
-    child.on("close", (code, signal) => {
-      if (timer) clearTimeout(timer);
-      let json: any;
-      try {
-        json = stdout.trim() ? JSON.parse(stdout) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolvePromise({ code, signal, stdout, stderr, json });
-    });
-    child.stdin.on("error", () => {});
-    child.stdin.end(typeof opts.stdin === "string" ? opts.stdin : JSON.stringify(opts.stdin));
-  });
+  const child = spawn(BIN, [], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+  const timer = opts.killAfterMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), opts.killAfterMs) : undefined;
+  child.stdin!.on("error", () => {});
+  child.stdin!.end(typeof opts.stdin === "string" ? opts.stdin : JSON.stringify(opts.stdin));
+  return collect(child).finally(() => clearTimeout(timer));
 }
 
 /** Run the CLI (no CNI_COMMAND). */
 export function cli(args: string[]): Promise<RunResult> {
+  const env = { ...process.env };
+  delete env.CNI_COMMAND;
+  return collect(spawn(BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+/** Gather a child's stdout/stderr and exit, parsing stdout as JSON when it is JSON. */
+export function collect(child: ChildProcess): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const env = { ...process.env };
-    delete env.CNI_COMMAND;
-    const child = spawn(BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout!.on("data", (d) => (stdout += d));
+    child.stderr!.on("data", (d) => (stderr += d));
     child.on("error", reject);
     child.on("close", (code, signal) => {
       let json: any;

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { expect } from "vitest";
-import { BIN, type RunResult, type Sandbox } from "./plugin";
+import { BIN, type RunResult, type Sandbox, collect } from "./plugin";
 
 export const SUPPORTED = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -71,21 +71,5 @@ export function expectNoTrace(sb: Sandbox, before: Set<string>, names: string[] 
 
 /** Run the executable with stdin connected to /dev/null (no pipe at all). */
 export function runDevNull(env: Record<string, string>): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(BIN, [], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      let json: any;
-      try {
-        json = stdout.trim() ? JSON.parse(stdout) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolvePromise({ code, signal, stdout, stderr, json });
-    });
-  });
+  return collect(spawn(BIN, [], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] }));
 }
