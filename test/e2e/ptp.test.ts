@@ -1,0 +1,56 @@
+// End to end under the real ptp plugin, with the config at cniVersion 0.4.0:
+// our result in the old format (version on each IP) must satisfy ptp.
+import { spawnSync } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker } from "./harness";
+
+const blocker = e2eBlocker();
+if (blocker) announceSkip(blocker);
+const suite = blocker ? describe.skip : describe;
+
+let w: World;
+afterEach(() => w?.cleanup());
+
+function hostVeths(): string[] {
+  return spawnSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => l.split(":")[1]!.trim().split("@")[0]!);
+}
+
+suite("ptp at cniVersion 0.4.0", () => {
+  it("three dual-stack pods reach each other, pass CHECK with a 0.4.0 prevResult, and DEL removes everything", async () => {
+    w = new World();
+    w.writeNode(ciliumNode(["10.0.5.0/24", "fd00::500/120"]));
+    const conf = w.ptpConf("0.4.0");
+    const vethsBefore = hostVeths();
+    const pods: Pod[] = [w.newPod("p1"), w.newPod("p2"), w.newPod("p3")];
+    for (const p of pods) await w.add(p, conf);
+    for (const p of pods) {
+      expect(p.result.cniVersion).toBe("0.4.0");
+      // ptp passes our 0.4.0 result through: each IP still carries its version.
+      expect(p.result.ips.map((i: any) => i.version)).toEqual(["4", "6"]);
+      expect(addr(p.result, 0)).toMatch(/^10\.0\.5\.\d+$/);
+      expect(addr(p.result, 1)).toMatch(/^fd00::5[0-9a-f]{2}$/);
+      expect(w.podAddresses(p).sort()).toEqual([addr(p.result, 0), addr(p.result, 1)].sort());
+    }
+    for (const from of pods) {
+      for (const to of pods) {
+        if (to === from) continue;
+        expect(w.ping(from, addr(to.result, 0)), `${from.name} -> ${addr(to.result, 0)}`).toBe(true);
+        expect(w.ping(from, addr(to.result, 1)), `${from.name} -> ${addr(to.result, 1)}`).toBe(true);
+      }
+    }
+    for (const p of pods) {
+      const c = await w.exec("CHECK", p, conf);
+      expect(c.code, c.stdout + c.stderr).toBe(0);
+    }
+    expect(w.status().ranges.map((r: any) => r.allocated)).toEqual([3, 3]);
+    for (const p of pods) {
+      const d = await w.exec("DEL", p, conf);
+      expect(d.code, d.stdout + d.stderr).toBe(0);
+    }
+    expect(w.status().ranges.map((r: any) => r.allocated)).toEqual([0, 0]);
+    expect(hostVeths().sort()).toEqual(vethsBefore.sort());
+  });
+});
