@@ -18,7 +18,8 @@ suite("bridge, dual stack from a CiliumNode", () => {
   it("three pods get addresses from the node's CIDRs, reach each other and the gateway, pass CHECK, and DEL leaves nothing", async () => {
     w = new World();
     w.writeNode(ciliumNode(["10.0.2.0/24", "fd00::200/120"], { health: { ipv4: "10.0.2.2" } }));
-    const conf = w.bridgeConf();
+    // conf/10-podnet.conflist as a user copies it (ipMasq included).
+    const conf = w.fromConflist("10-podnet.conflist");
     const pods: Pod[] = [w.newPod("web"), w.newPod("api"), w.newPod("db")];
     for (const p of pods) await w.add(p, conf);
 

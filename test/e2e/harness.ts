@@ -4,10 +4,10 @@
 // exactly as containerd calls them: env + the network config on stdin, and
 // prevResult (the cached ADD result) for CHECK and DEL.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BIN, type RunResult, collect } from "../helpers/plugin";
+import { BIN, ROOT, type RunResult, collect } from "../helpers/plugin";
 
 export const SYSTEM_CNI = "/usr/lib/cni";
 
@@ -77,6 +77,18 @@ export class World {
   /** A bridge plugin config (what libcni derives from a conflist for this plugin). */
   bridgeConf(version = "1.0.0", ipam = this.ipam()): Record<string, unknown> {
     return { cniVersion: version, name: this.network, type: "bridge", bridge: this.bridge, isGateway: true, ipMasq: false, ipam };
+  }
+
+  /**
+   * The first plugin of one of the example conflists in conf/, as libcni derives
+   * its request config, pointed at this world's node file, store and bridge.
+   */
+  fromConflist(file: string, version?: string): Record<string, unknown> {
+    const list = JSON.parse(readFileSync(join(ROOT, "conf", file), "utf8"));
+    const plugin = { ...list.plugins[0] };
+    plugin.ipam = { ...plugin.ipam, nodeFile: this.nodeFile, dataDir: this.dataDir, waitForPodCIDRs: 0 };
+    if (plugin.type === "bridge") plugin.bridge = this.bridge;
+    return { cniVersion: version ?? list.cniVersion, name: this.network, ...plugin };
   }
 
   ptpConf(version = "0.4.0", ipam = this.ipam()): Record<string, unknown> {
@@ -160,4 +172,38 @@ export function addr(result: any, i: number): string {
 
 export function ciliumNode(podCIDRs: string[], spec: Record<string, unknown> = {}): object {
   return { apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "e2e-node" }, spec: { ...spec, ipam: { podCIDRs } } };
+}
+
+/** A host-local ipam section for this world: one range set per subnet, state under hostLocalDir. */
+export function hostLocalIpam(w: World, subnets: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { type: "host-local", dataDir: w.hostLocalDir, ranges: subnets.map((subnet) => [{ subnet }]), routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }], ...extra };
+}
+
+export interface IpamCall {
+  containerID?: string;
+  ifname?: string;
+  /** Extra or overriding env; a value of undefined removes the variable. */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Call the IPAM binary named by conf.ipam.type in the world's CNI path directly,
+ * as a main plugin delegates to it: env + the main plugin's whole config on stdin.
+ */
+export function ipamExec(w: World, command: string, conf: Record<string, unknown>, call: IpamCall = {}): Promise<RunResult> {
+  const type = String((conf.ipam as Record<string, unknown>).type);
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: call.containerID ?? "ctr1",
+    CNI_NETNS: "/var/run/netns/ipam-direct",
+    CNI_IFNAME: call.ifname ?? "eth0",
+    CNI_PATH: w.cniPath,
+    ...call.env,
+  };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const child = spawn(join(w.cniPath, type), [], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin!.on("error", () => {});
+  child.stdin!.end(JSON.stringify(conf));
+  return collect(child);
 }

@@ -22,7 +22,8 @@ suite("ptp at cniVersion 0.4.0", () => {
   it("three dual-stack pods reach each other, pass CHECK with a 0.4.0 prevResult, and DEL removes everything", async () => {
     w = new World();
     w.writeNode(ciliumNode(["10.0.5.0/24", "fd00::500/120"]));
-    const conf = w.ptpConf("0.4.0");
+    // conf/20-podnet-ptp.conflist, with the runtime choosing version 0.4.0.
+    const conf = w.fromConflist("20-podnet-ptp.conflist", "0.4.0");
     const vethsBefore = hostVeths();
     const pods: Pod[] = [w.newPod("p1"), w.newPod("p2"), w.newPod("p3")];
     for (const p of pods) await w.add(p, conf);

@@ -102,7 +102,8 @@ suite("pool expansion while pods run", () => {
   it("a full /29 gets a second CIDR; the next pod uses it and reaches the first CIDR's pods through the bridge", async () => {
     w = new World();
     w.writeNode(ciliumNode(["10.0.77.0/29"]));
-    const conf = { ...w.bridgeConf("1.0.0", w.ipam({ gateway: false, routes: [{ dst: "10.0.0.0/8" }] })), isGateway: false };
+    // conf/30-podnet-expandable.conflist: no gateways, an on-link route to the cluster pool.
+    const conf = w.fromConflist("30-podnet-expandable.conflist");
     const old: Pod[] = [];
     for (let i = 0; i < 6; i++) {
       const p = w.newPod(`old${i}`);
