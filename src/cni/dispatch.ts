@@ -38,15 +38,17 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
       io.stdout(`${JSON.stringify({ cniVersion: isSupported(asked) ? asked : CURRENT_VERSION, supportedVersions: SUPPORTED_VERSIONS })}\n`);
       return 0;
     }
-    const cmd = parseEnv(command, io.env);
     let stdin: Buffer;
     try {
       stdin = await io.readStdin();
     } catch (err) {
       throw new CniError(Code.IOFailure, "cannot read the network config from stdin", (err as Error).message);
     }
+    // Errors carry the config's version, so read it before judging the environment (which is judged first, as skel does).
+    const loose = looseVersion(stdin);
+    if (loose) version = loose;
+    const cmd = parseEnv(command, io.env);
     const obj = decodeStdin(stdin);
-    if (isSupported(obj.cniVersion)) version = obj.cniVersion;
     const checked = checkVersion(command, obj.cniVersion);
     const conf = parseNetConf(obj, command);
     const log = (msg: string): void => io.stderr(`podcidr-ipam ${command} ${cmd.containerID}: ${msg}\n`);
@@ -61,5 +63,16 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
     if (!(err instanceof CniError)) io.stderr(`podcidr-ipam: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(`${JSON.stringify(e.toJSON(version))}\n`);
     return 1;
+  }
+}
+
+// --- internal ---
+
+function looseVersion(stdin: Buffer): CniVersion | null {
+  try {
+    const v = (JSON.parse(stdin.toString("utf8")) as { cniVersion?: unknown }).cniVersion;
+    return isSupported(v) ? v : null;
+  } catch {
+    return null;
   }
 }

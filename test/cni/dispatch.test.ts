@@ -128,13 +128,13 @@ describe("dispatch: errors", () => {
     { name: "an unknown command", env: { ...ENV, CNI_COMMAND: "UPDATE" }, msg: "unknown CNI_COMMAND: UPDATE" },
     { name: "no CNI_COMMAND", env: { ...ENV }, msg: "unknown CNI_COMMAND: " },
     { name: "a missing CNI_NETNS on ADD", env: { ...ENV, CNI_NETNS: undefined, CNI_COMMAND: "ADD" }, msg: "required env variables [CNI_NETNS] missing" },
-  ])("answers $name with code 4 and calls no handler", async ({ env, msg }) => {
+  ])("answers $name with code 4, in the config's cniVersion, and calls no handler", async ({ env, msg }) => {
     const r = await drive(env, conf("0.4.0"));
     expect(r.code).toBe(1);
-    expect(r.json).toMatchObject({ cniVersion: "1.1.0", code: Code.InvalidEnvironmentVariables, msg });
+    expect(r.json).toMatchObject({ cniVersion: "0.4.0", code: Code.InvalidEnvironmentVariables, msg });
     expect(typeof r.json.details).toBe("string");
     expect(r.calls).toEqual([]);
-    expect(r.stdinReads).toBe(0);
+    expect(r.stdinReads).toBe(1);
   });
 
   it("writes a handler's CniError as one JSON line in the config's cniVersion", async () => {
