@@ -125,16 +125,17 @@ describe("dispatch: routing", () => {
 
 describe("dispatch: errors", () => {
   it.each([
-    { name: "an unknown command", env: { ...ENV, CNI_COMMAND: "UPDATE" }, msg: "unknown CNI_COMMAND: UPDATE" },
-    { name: "no CNI_COMMAND", env: { ...ENV }, msg: "unknown CNI_COMMAND: " },
-    { name: "a missing CNI_NETNS on ADD", env: { ...ENV, CNI_NETNS: undefined, CNI_COMMAND: "ADD" }, msg: "required env variables [CNI_NETNS] missing" },
-  ])("answers $name with code 4, in the config's cniVersion, and calls no handler", async ({ env, msg }) => {
+    // An unknown command is refused before stdin is read (as skel does); a bad environment after, to echo the version.
+    { name: "an unknown command", env: { ...ENV, CNI_COMMAND: "UPDATE" }, msg: "unknown CNI_COMMAND: UPDATE", version: "1.1.0", reads: 0 },
+    { name: "no CNI_COMMAND", env: { ...ENV }, msg: "unknown CNI_COMMAND: ", version: "1.1.0", reads: 0 },
+    { name: "a missing CNI_NETNS on ADD", env: { ...ENV, CNI_NETNS: undefined, CNI_COMMAND: "ADD" }, msg: "required env variables [CNI_NETNS] missing", version: "0.4.0", reads: 1 },
+  ])("answers $name with code 4 and calls no handler", async ({ env, msg, version, reads }) => {
     const r = await drive(env, conf("0.4.0"));
     expect(r.code).toBe(1);
-    expect(r.json).toMatchObject({ cniVersion: "0.4.0", code: Code.InvalidEnvironmentVariables, msg });
+    expect(r.json).toMatchObject({ cniVersion: version, code: Code.InvalidEnvironmentVariables, msg });
     expect(typeof r.json.details).toBe("string");
     expect(r.calls).toEqual([]);
-    expect(r.stdinReads).toBe(1);
+    expect(r.stdinReads).toBe(reads);
   });
 
   it("writes a handler's CniError as one JSON line in the config's cniVersion", async () => {
