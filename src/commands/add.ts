@@ -55,7 +55,7 @@ export async function add(req: Request): Promise<IpamResult> {
     tx.putAttachment(rec);
     return resultFor(rec, ipam);
   });
-  req.log(`holds ${result.ips.map((i) => i.address).join(", ")}`);
+  req.log(`holds ${result.ips.map((i) => i.address).join(", ")} (waited ${store.lastWaitMs} ms for the lock)`);
   return result;
 }
 

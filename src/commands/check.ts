@@ -3,9 +3,10 @@
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { isSet } from "../ipam/allocator.js";
-import { type Cidr, contains, offsetOf, parseCidr, parseIp } from "../ipam/cidr.js";
+import { type Cidr, contains, parseIp } from "../ipam/cidr.js";
 import { DiskStore } from "../store/disk.js";
 import { readNode } from "./node.js";
+import { heldOffsets } from "./ranges.js";
 
 export async function check(req: Request): Promise<void> {
   const { cmd, conf } = req;
@@ -17,7 +18,7 @@ export async function check(req: Request): Promise<void> {
     req.log(`ignoring the node file for CHECK: ${(err as Error).message}`);
   }
   const store = new DiskStore(conf.ipam.dataDir, conf.name, conf.ipam.lockTimeout * 1000);
-  await store.transact({ create: false }, (tx) => {
+  await store.transact({ create: false, readOnly: true }, (tx) => {
     const rec = tx.attachment(cmd.containerID, cmd.ifname);
     const who = `${cmd.containerID}/${cmd.ifname}`;
     if (!rec) {
@@ -31,12 +32,9 @@ export async function check(req: Request): Promise<void> {
         throw new CniError(Code.CheckFailed, `${who} does not hold ${text}`, `it holds ${rec.ips.map((h) => h.address).join(", ") || "nothing"}`);
       }
     }
-    for (const held of rec.ips) {
-      const p = parseCidr(held.cidr);
-      const ip = parseIp(held.address);
-      const o = p.ok && ip ? offsetOf(p.cidr, ip.family, ip.value) : -1;
-      if (!p.ok || o < 0 || !isSet(tx.range(p.cidr), o)) {
-        throw new CniError(Code.CheckFailed, `${held.address} of ${who} is not marked allocated in ${held.cidr}`, "the store is inconsistent; run GC or DEL and ADD the pod again");
+    for (const held of heldOffsets(rec)) {
+      if (!held.cidr || held.offset < 0 || !isSet(tx.range(held.cidr), held.offset)) {
+        throw new CniError(Code.CheckFailed, `${held.address} of ${who} is not marked allocated in its podCIDR`, "the store is inconsistent; run GC (it marks held addresses again) or DEL and ADD the pod again");
       }
     }
   });

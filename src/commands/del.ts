@@ -13,5 +13,5 @@ export async function del(req: Request): Promise<void> {
     releaseRecord(tx, rec, Date.now());
     return rec.ips.map((h) => h.address);
   });
-  req.log(released ? `released ${released.join(", ")}` : "nothing to release");
+  req.log(`${released ? `released ${released.join(", ")}` : "nothing to release"} (waited ${store.lastWaitMs} ms for the lock)`);
 }

@@ -1,11 +1,9 @@
-// GC (1.1.0): release every attachment the runtime no longer knows, and repair
-// the bitmaps from the records (a bit no record holds is freed, a held address
-// whose bit is clear is marked again).
+// GC (1.1.0): release every attachment the runtime no longer knows, and mark
+// again any address a record holds whose bit is clear.
 import type { Request } from "../cni/dispatch.js";
-import { isSet, release, take } from "../ipam/allocator.js";
-import { offsetOf, parseCidr, parseIp } from "../ipam/cidr.js";
+import { take } from "../ipam/allocator.js";
 import { DiskStore } from "../store/disk.js";
-import { releaseRecord } from "./ranges.js";
+import { heldOffsets, releaseRecord } from "./ranges.js";
 
 export async function gc(req: Request): Promise<void> {
   const { conf } = req;
@@ -25,27 +23,14 @@ export async function gc(req: Request): Promise<void> {
       releaseRecord(tx, rec, now);
       released++;
     }
-    // Repair: the records are the truth of who holds what.
-    const held = new Map<string, Set<number>>();
-    for (const rec of tx.attachments()) {
-      for (const h of rec.ips) {
-        const p = parseCidr(h.cidr);
-        const ip = parseIp(h.address);
-        if (!p.ok || !ip) continue;
-        const o = offsetOf(p.cidr, ip.family, ip.value);
-        if (o < 0) continue;
-        const range = tx.range(p.cidr);
-        if (take(range, o)) tx.touch(range);
-        if (!held.has(p.cidr.text)) held.set(p.cidr.text, new Set());
-        held.get(p.cidr.text)!.add(o);
-      }
-    }
+    // The records are the truth of who holds what: an address a record holds is marked taken.
+    // (Bits no record holds are left alone: after a lost record they may be a live pod's; see `repair`.)
     let repaired = 0;
-    for (const range of tx.storedRanges()) {
-      const mine = held.get(range.cidr.text) ?? new Set<number>();
-      for (let o = 0; o < range.cidr.size; o++) {
-        if (isSet(range, o) && !mine.has(o)) {
-          release(range, o, now);
+    for (const rec of tx.attachments()) {
+      for (const { cidr, offset } of heldOffsets(rec)) {
+        if (!cidr || offset < 0) continue;
+        const range = tx.range(cidr);
+        if (take(range, offset)) {
           tx.touch(range);
           repaired++;
         }
@@ -53,5 +38,5 @@ export async function gc(req: Request): Promise<void> {
     }
     return { released, repaired };
   });
-  req.log(`released ${report.released} attachment(s) not in the valid list; freed ${report.repaired} address(es) no record held`);
+  req.log(`released ${report.released} attachment(s) not in the valid list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`);
 }

@@ -60,15 +60,22 @@ export function resultFor(rec: AttachmentRecord, ipam: IpamConfig): IpamResult {
   return { ips, routes, ...(ipam.dns ? { dns: ipam.dns } : {}) };
 }
 
-/** Release what a record holds from the stored bitmaps. */
-export function releaseRecord(tx: Tx, rec: AttachmentRecord, now: number): void {
-  for (const held of rec.ips) {
+/** Where each address a record holds sits: its podCIDR and offset (-1 when outside the window). */
+export function heldOffsets(rec: AttachmentRecord): { cidr: Cidr | null; offset: number; address: string }[] {
+  return rec.ips.map((held) => {
     const p = parseCidr(held.cidr);
     const ip = parseIp(held.address);
-    if (!p.ok || !ip) continue;
-    const range = tx.range(p.cidr);
-    const o = offsetOf(p.cidr, ip.family, ip.value);
-    if (release(range, o, now)) tx.touch(range);
+    if (!p.ok || !ip) return { cidr: null, offset: -1, address: held.address };
+    return { cidr: p.cidr, offset: offsetOf(p.cidr, ip.family, ip.value), address: held.address };
+  });
+}
+
+/** Release what a record holds from the stored bitmaps. */
+export function releaseRecord(tx: Tx, rec: AttachmentRecord, now: number): void {
+  for (const { cidr, offset } of heldOffsets(rec)) {
+    if (!cidr) continue;
+    const range = tx.range(cidr);
+    if (release(range, offset, now)) tx.touch(range);
   }
   tx.deleteAttachment(rec.containerID, rec.ifname);
 }

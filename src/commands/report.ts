@@ -55,7 +55,7 @@ export async function collectStatus(network: string, ipam: IpamConfig): Promise<
     problems.push(`${(e as CniError).message}: ${(e as CniError).details ?? ""}`);
   }
   const store = new DiskStore(ipam.dataDir, network, ipam.lockTimeout * 1000);
-  const ranges = await store.transact({ create: false }, (tx) => {
+  const ranges = await store.transact({ create: false, readOnly: true }, (tx) => {
     const stored = tx.storedRanges();
     const owners = new Map<string, AttachmentRecord>();
     for (const rec of tx.attachments()) for (const h of rec.ips) owners.set(h.address, rec);

@@ -21,7 +21,7 @@ export async function status(req: Request): Promise<void> {
     throw new CniError(Code.PluginNotAvailable, e.message, e.details);
   }
   const store = new DiskStore(ipam.dataDir, req.conf.name, ipam.lockTimeout * 1000);
-  const full = await store.transact({ create: false }, (tx) => {
+  const full = await store.transact({ create: false, readOnly: true }, (tx) => {
     const stored = tx.storedRanges();
     return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));
   });

@@ -13,7 +13,7 @@
 // journal replays it before anything else, so a SIGKILL at any instant leaves
 // either the old store or the new one. Cost per call: the files of the podCIDRs
 // and the one attachment involved, never all allocations.
-import { lstatSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import { type RangeState, emptyRange } from "../ipam/allocator.js";
@@ -51,9 +51,20 @@ export class DiskStore implements Store {
       }
       this.exists();
     }
-    const lock = await acquire(this.dir, this.lockTimeoutMs);
+    let lock: HeldLock;
+    try {
+      lock = await acquire(this.dir, this.lockTimeoutMs);
+    } catch (err) {
+      // A read-only look (status) at a store on a read-only filesystem: read it as it is, unlocked.
+      if (opts.readOnly && err instanceof CniError && err.code === Code.StoreIOFailure && /EROFS|EACCES/.test(err.message)) {
+        process.stderr.write(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
+        return fn(new DiskTx(this.dir, true));
+      }
+      throw err;
+    }
     this.lastWaitMs = lock.waitedMs;
     try {
+      this.checkFolder(join(this.dir, ATTACHMENTS));
       this.recover(lock);
       const tx = new DiskTx(this.dir, true);
       const result = fn(tx);
@@ -69,15 +80,21 @@ export class DiskStore implements Store {
 
   /** True when the network folder exists; throws if something other than a real folder is there. */
   private exists(): boolean {
+    this.checkFolder(this.dir);
+    return existsSync(this.dir);
+  }
+
+  /** A folder of ours must be a real folder, never a symlink planted to send writes elsewhere. */
+  private checkFolder(path: string): void {
+    let st;
     try {
-      const st = lstatSync(this.dir);
-      if (!st.isDirectory()) {
-        throw new CniError(Code.StoreCorrupt, `store folder ${this.dir} is not a folder`, "it is a symbolic link or a file; podcidr-ipam only uses a folder it created itself. Remove it.");
-      }
-      return true;
+      st = lstatSync(path);
     } catch (err) {
-      if (errno(err) === "ENOENT") return false;
-      throw ioError(err, `cannot inspect ${this.dir}`);
+      if (errno(err) === "ENOENT") return;
+      throw ioError(err, `cannot inspect ${path}`);
+    }
+    if (!st.isDirectory()) {
+      throw new CniError(Code.StoreCorrupt, `store folder ${path} is not a folder`, "it is a symbolic link or a file; podcidr-ipam only uses folders it created itself. Remove it.");
     }
   }
 

@@ -9,11 +9,11 @@
 // (called before every write of a commit) makes it stop instead of writing.
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync, mkdirSync } from "node:fs";
+import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import lockfile from "proper-lockfile";
 import { Code, CniError, errno } from "../errors.js";
-import { ioError } from "./io.js";
+import { ioError, readFileNoFollow } from "./io.js";
 
 /** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
 export const STALE_MS = 5000;
@@ -75,7 +75,13 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
     }
     const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: statSync(lockPath).ino, token: randomBytes(8).toString("hex") };
     try {
-      writeFileSync(ownerPath, JSON.stringify(owner), { mode: 0o600 });
+      // Never through a planted symlink: O_NOFOLLOW on the one file we write outside a commit.
+      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      try {
+        fs.writeSync(fd, JSON.stringify(owner));
+      } finally {
+        fs.closeSync(fd);
+      }
     } catch (err) {
       await release().catch(() => {});
       throw ioError(err, `cannot write ${ownerPath}`);
@@ -124,7 +130,9 @@ function pidNamespace(): string {
 
 function readOwner(path: string): Owner | null {
   try {
-    const o = JSON.parse(readFileSync(path, "utf8")) as Owner;
+    const text = readFileNoFollow(path, 4096);
+    if (text === null) return null;
+    const o = JSON.parse(text) as Owner;
     return typeof o.pid === "number" && typeof o.ino === "number" && typeof o.token === "string" ? o : null;
   } catch {
     return null;
@@ -156,13 +164,16 @@ function pidDead(pid: number): boolean {
 
 /** Is the current lock held by a process that is certainly dead? */
 function holderDead(lockPath: string, ownerPath: string): boolean {
-  let ino: number;
-  let mtimeMs: number;
+  let st: fs.Stats;
   try {
-    ({ ino, mtimeMs } = statSync(lockPath));
+    st = fs.lstatSync(lockPath);
   } catch {
     return false; // released meanwhile
   }
+  if (!st.isDirectory()) {
+    throw new CniError(Code.StoreCorrupt, `store lock ${lockPath} is not a folder`, "something other than podcidr-ipam put a file or symbolic link there; remove it");
+  }
+  const { ino, mtimeMs } = st;
   const owner = readOwner(ownerPath);
   if (owner && owner.ino === ino) {
     // A pid from another pid namespace says nothing here; leave it to the stale timer.

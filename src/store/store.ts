@@ -33,6 +33,8 @@ export interface Tx {
 export interface TransactOptions {
   /** Create the network's folder if missing. Otherwise a missing store reads as empty and cannot be written. */
   readonly create: boolean;
+  /** The caller only reads: on a read-only filesystem, read without the lock rather than fail. */
+  readonly readOnly?: boolean;
 }
 
 export interface Store {
