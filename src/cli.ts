@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { CniError } from "./errors.js";
 import { DEFAULTS, parseIpamConfig } from "./ipam/config.js";
 import { collectStatus, formatStatus } from "./commands/report.js";
+import { formatRepair, repair } from "./commands/repair.js";
 import { SUPPORTED_VERSIONS } from "./cni/version.js";
 
 declare const __VERSION__: string;
@@ -19,6 +20,7 @@ Usage:
   podcidr-ipam --help | --version
   podcidr-ipam status [--all-addresses] [--json] --conf FILE
   podcidr-ipam status [--all-addresses] [--json] --data-dir DIR --network NAME --node-file FILE
+  podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR --network NAME)
 
 status shows, per podCIDR, how many addresses are allocated and (with --all-addresses)
 each address with its owner, like cilium-dbg status --all-addresses.
@@ -27,6 +29,11 @@ each address with its owner, like cilium-dbg status --all-addresses.
   --network NAME    network name (the config's "name")
   --node-file FILE  cached node object (default ${DEFAULTS.nodeFile})
   --json            machine-readable output
+
+repair rebuilds a store that fails to load (error 103): files that fail their checks
+are moved to <dataDir>/<network>/quarantine/, and every bitmap is rebuilt from the
+attachment records. Addresses set in a bitmap that no record holds are kept (they may
+belong to pods whose records were lost) unless --release-unowned is given.
 Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, bad store), 2 usage error.
 `;
 
@@ -45,6 +52,8 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
         "data-dir": { type: "string" },
         network: { type: "string" },
         "node-file": { type: "string" },
+        "dry-run": { type: "boolean" },
+        "release-unowned": { type: "boolean" },
       },
     });
   } catch (e) {
@@ -60,12 +69,17 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
     out(`podcidr-ipam ${VERSION} (CNI ${SUPPORTED_VERSIONS.join(", ")})\n`);
     return 0;
   }
-  if (positionals[0] !== "status" || positionals.length > 1) {
+  if (!["status", "repair"].includes(positionals[0] ?? "") || positionals.length > 1) {
     err(`podcidr-ipam: unknown command ${JSON.stringify(positionals.join(" "))}; see --help\n`);
     return 2;
   }
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
+    if (positionals[0] === "repair") {
+      const rep = await repair(target.name, target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) });
+      out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
+      return 0;
+    }
     const report = await collectStatus(target.name, target.ipam);
     out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, Boolean(v["all-addresses"])));
     return report.problems.length > 0 ? 1 : 0;

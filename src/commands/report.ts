@@ -90,7 +90,7 @@ export function formatStatus(rep: StatusReport, all: boolean): string {
 
 function addressLabel(a: AddressLine): string {
   if (a.reserved) return `(${a.reserved})`;
-  if (!a.owner) return "(no owner record: run GC to repair)";
+  if (!a.owner) return "(no owner record: see `podcidr-ipam repair`)";
   const o = a.owner;
   return `(${o.pod ? `${o.namespace}/${o.pod}` : "no pod name"}) ${o.containerID}/${o.ifname} since ${o.createdAt}`;
 }

@@ -106,8 +106,8 @@ export function corrupt(file: string, why: string): CniError {
   return new CniError(
     Code.StoreCorrupt,
     `store file ${file} is corrupt: ${why}`,
-    "podcidr-ipam refuses to guess which addresses are in use. Move the network's folder aside while no pod is being " +
-      "started or stopped on this node, then let the runtime's GC (or DEL/ADD of the running pods) rebuild it; see README, Troubleshooting.",
+    "podcidr-ipam refuses to guess which addresses are in use. Run `podcidr-ipam repair --conf <your conflist>` " +
+      "(add --dry-run first to see what it would do): it moves damaged files to quarantine/ and rebuilds the bitmaps from the attachment records. See README, Troubleshooting.",
   );
 }
 

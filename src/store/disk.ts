@@ -13,18 +13,16 @@
 // journal replays it before anything else, so a SIGKILL at any instant leaves
 // either the old store or the new one. Cost per call: the files of the podCIDRs
 // and the one attachment involved, never all allocations.
-import { existsSync, lstatSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
-import { type RangeState, emptyRange } from "../ipam/allocator.js";
-import type { Cidr } from "../ipam/cidr.js";
 import * as codec from "./codec.js";
 import { fsyncDir, ioError, readFileNoFollow, writeAtomic } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
-import type { AttachmentRecord, Store, TransactOptions, Tx } from "./store.js";
+import { ATTACHMENTS, DiskTx } from "./disk-tx.js";
+import type { Store, TransactOptions, Tx } from "./store.js";
 
 const JOURNAL = "journal.json";
-const ATTACHMENTS = "attachments";
 const MAX_FILE = 8 << 20;
 
 export class DiskStore implements Store {
@@ -65,11 +63,13 @@ export class DiskStore implements Store {
     this.lastWaitMs = lock.waitedMs;
     try {
       this.checkFolder(join(this.dir, ATTACHMENTS));
-      this.recover(lock);
-      const tx = new DiskTx(this.dir, true);
+      const salvage = opts.salvage === true;
+      const badJournal = this.recover(lock, salvage);
+      const tx = new DiskTx(this.dir, true, salvage);
       const result = fn(tx);
+      if (salvage && !opts.dryRun) this.quarantine([...badJournal, ...tx.corrupt().map((c) => c.file)]);
       const writes = tx.changes();
-      if (writes.length > 0) this.commit(writes, lock);
+      if (writes.length > 0 && !opts.dryRun) this.commit(writes, lock);
       return result;
     } finally {
       await lock.release();
@@ -133,8 +133,25 @@ export class DiskStore implements Store {
     fsyncDir(this.dir);
   }
 
-  /** Replay a journal left by a call that died mid-commit, and sweep its temp files. */
-  private recover(lock: HeldLock): void {
+  /** Move files that failed to load to quarantine/<time>/, so a repair can rebuild around them. */
+  private quarantine(files: string[]): void {
+    if (files.length === 0) return;
+    const dest = join(this.dir, "quarantine", new Date().toISOString().replace(/[:.]/g, "-"));
+    try {
+      mkdirSync(dest, { recursive: true, mode: 0o700 });
+      for (const f of files) renameSync(f, join(dest, f.slice(this.dir.length + 1).replace(/\//g, "_")));
+    } catch (err) {
+      throw ioError(err, `cannot move corrupt files to ${dest}`);
+    }
+    fsyncDir(dest);
+    fsyncDir(this.dir);
+  }
+
+  /**
+   * Replay a journal left by a call that died mid-commit, and sweep its temp files.
+   * Salvaging, a journal that fails to load is returned for quarantine instead of failing.
+   */
+  private recover(lock: HeldLock, salvage = false): string[] {
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -150,11 +167,20 @@ export class DiskStore implements Store {
         }
       }
     }
-    if (!names.includes(JOURNAL)) return;
-    const text = readFileNoFollow(join(this.dir, JOURNAL), MAX_FILE * 4);
-    if (text === null) return;
+    if (!names.includes(JOURNAL)) return [];
+    const path = join(this.dir, JOURNAL);
+    let writes: codec.JournalWrite[];
+    try {
+      const text = readFileNoFollow(path, MAX_FILE * 4);
+      if (text === null) return [];
+      writes = codec.decodeJournal(text, path);
+    } catch (err) {
+      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [path];
+      throw err;
+    }
     process.stderr.write(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
-    this.apply(codec.decodeJournal(text, join(this.dir, JOURNAL)), lock);
+    this.apply(writes, lock);
+    return [];
   }
 
   private ensureAttachmentsDir(): void {
@@ -163,112 +189,5 @@ export class DiskStore implements Store {
     } catch (err) {
       if (errno(err) !== "EEXIST") throw ioError(err, `cannot create ${join(this.dir, ATTACHMENTS)}`);
     }
-  }
-}
-
-class DiskTx implements Tx {
-  private readonly ranges = new Map<string, RangeState>();
-  private readonly dirty = new Set<RangeState>();
-  private readonly records = new Map<string, AttachmentRecord | null>();
-  private readonly changed = new Set<string>();
-
-  constructor(
-    private readonly dir: string,
-    private readonly writable: boolean,
-  ) {}
-
-  range(cidr: Cidr): RangeState {
-    let r = this.ranges.get(cidr.text);
-    if (!r) {
-      const file = join(this.dir, codec.rangeFileName(cidr.text));
-      const text = this.writable ? readFileNoFollow(file, MAX_FILE) : null;
-      r = text === null ? emptyRange(cidr) : codec.decodeRange(text, file);
-      this.ranges.set(cidr.text, r);
-    }
-    return r;
-  }
-
-  storedRanges(): RangeState[] {
-    if (!this.writable) return [];
-    const out: RangeState[] = [];
-    for (const name of readdirSync(this.dir)) {
-      if (!name.startsWith("range-") || !name.endsWith(".json")) continue;
-      const cached = [...this.ranges.values()].find((r) => codec.rangeFileName(r.cidr.text) === name);
-      if (cached) {
-        out.push(cached);
-        continue;
-      }
-      const file = join(this.dir, name);
-      const text = readFileNoFollow(file, MAX_FILE);
-      if (text === null) continue;
-      const r = codec.decodeRange(text, file);
-      this.ranges.set(r.cidr.text, r);
-      out.push(r);
-    }
-    return out;
-  }
-
-  touch(range: RangeState): void {
-    this.mustWrite();
-    this.dirty.add(range);
-  }
-
-  attachment(containerID: string, ifname: string): AttachmentRecord | null {
-    const name = codec.attachmentFileName(containerID, ifname);
-    if (this.records.has(name)) return this.records.get(name)!;
-    const file = join(this.dir, ATTACHMENTS, name);
-    const text = this.writable ? readFileNoFollow(file, MAX_FILE) : null;
-    const rec = text === null ? null : codec.decodeAttachment(text, file);
-    this.records.set(name, rec);
-    return rec;
-  }
-
-  attachments(): AttachmentRecord[] {
-    if (!this.writable) return [];
-    let names: string[];
-    try {
-      names = readdirSync(join(this.dir, ATTACHMENTS));
-    } catch (err) {
-      if (errno(err) === "ENOENT") names = [];
-      else throw ioError(err, `cannot list ${join(this.dir, ATTACHMENTS)}`);
-    }
-    for (const name of names) {
-      if (!name.endsWith(".json") || this.records.has(name)) continue;
-      const file = join(this.dir, ATTACHMENTS, name);
-      const text = readFileNoFollow(file, MAX_FILE);
-      this.records.set(name, text === null ? null : codec.decodeAttachment(text, file));
-    }
-    // Records put in this transaction are included; deleted ones (null) are not.
-    return [...this.records.values()].filter((rec): rec is AttachmentRecord => rec !== null);
-  }
-
-  putAttachment(rec: AttachmentRecord): void {
-    this.mustWrite();
-    const name = codec.attachmentFileName(rec.containerID, rec.ifname);
-    this.records.set(name, rec);
-    this.changed.add(name);
-  }
-
-  deleteAttachment(containerID: string, ifname: string): void {
-    this.mustWrite();
-    const name = codec.attachmentFileName(containerID, ifname);
-    this.records.set(name, null);
-    this.changed.add(name);
-  }
-
-  changes(): codec.JournalWrite[] {
-    const writes: codec.JournalWrite[] = [];
-    for (const name of this.changed) {
-      const rec = this.records.get(name);
-      writes.push({ file: `${ATTACHMENTS}/${name}`, content: rec ? codec.encodeAttachment(rec) : null });
-    }
-    for (const r of this.dirty) writes.push({ file: codec.rangeFileName(r.cidr.text), content: codec.encodeRange(r) });
-    return writes;
-  }
-
-  // --- internal ---
-
-  private mustWrite(): void {
-    if (!this.writable) throw new CniError(Code.Internal, "internal: write to a store that was opened without create", "");
   }
 }

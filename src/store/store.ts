@@ -28,6 +28,8 @@ export interface Tx {
   attachments(): AttachmentRecord[];
   putAttachment(rec: AttachmentRecord): void;
   deleteAttachment(containerID: string, ifname: string): void;
+  /** Files that failed to load (only in salvage mode; empty otherwise). */
+  corrupt(): readonly { readonly file: string; readonly reason: string }[];
 }
 
 export interface TransactOptions {
@@ -35,6 +37,10 @@ export interface TransactOptions {
   readonly create: boolean;
   /** The caller only reads: on a read-only filesystem, read without the lock rather than fail. */
   readonly readOnly?: boolean;
+  /** Repair: files that fail to load are noted (Tx.corrupt) and moved to quarantine/ on commit. */
+  readonly salvage?: boolean;
+  /** Run fn but write nothing (repair --dry-run). */
+  readonly dryRun?: boolean;
 }
 
 export interface Store {
