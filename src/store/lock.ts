@@ -18,8 +18,8 @@ import { ioError, readFileNoFollow } from "./io.js";
 /** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
 export const STALE_MS = 5000;
 const UPDATE_MS = 1000;
-/** A lock directory with no owner file (holder killed right after mkdir) is taken over after this. */
-const ORPHAN_MS = 1000;
+/** A lock directory with no owner file (holder killed between mkdir and writing it) is taken over after this. */
+const ORPHAN_MS = 2000;
 const REAP_GUARD_STALE_MS = 2000;
 
 export interface HeldLock {
@@ -45,10 +45,11 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
   let delay = 1;
   for (;;) {
     let release: () => Promise<void>;
+    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: 0, token: randomBytes(8).toString("hex") };
     try {
       release = await lockfile.lock(netdir, {
         lockfilePath: lockPath,
-        fs: lockFs,
+        fs: lockFsWritingOwner(ownerPath, owner),
         realpath: false,
         stale: STALE_MS,
         update: UPDATE_MS,
@@ -72,19 +73,6 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
       await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
       delay = Math.min(delay * 2, 8);
       continue;
-    }
-    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: statSync(lockPath).ino, token: randomBytes(8).toString("hex") };
-    try {
-      // Never through a planted symlink: O_NOFOLLOW on the one file we write outside a commit.
-      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
-      try {
-        fs.writeSync(fd, JSON.stringify(owner));
-      } finally {
-        fs.closeSync(fd);
-      }
-    } catch (err) {
-      await release().catch(() => {});
-      throw ioError(err, `cannot write ${ownerPath}`);
     }
     const waitedMs = Date.now() - started;
     return {
@@ -112,8 +100,37 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
 
 // --- internal ---
 
-/** node:fs for proper-lockfile, with the lock folder made 0700 like every store folder. */
-const lockFs = { ...fs, mkdir: (path: string, cb: (err: NodeJS.ErrnoException | null) => void) => fs.mkdir(path, { mode: 0o700 }, cb) };
+/**
+ * node:fs for proper-lockfile whose mkdir makes the lock folder (0700, like every
+ * store folder) and writes lock.owner in the same synchronous step, so that a
+ * lock folder without its owner file exists only between two system calls.
+ */
+function lockFsWritingOwner(ownerPath: string, owner: Owner): typeof fs {
+  const mkdir = (path: string, cb: (err: NodeJS.ErrnoException | null) => void): void => {
+    try {
+      fs.mkdirSync(path, { mode: 0o700 });
+    } catch (err) {
+      process.nextTick(cb, err as NodeJS.ErrnoException);
+      return;
+    }
+    try {
+      owner.ino = fs.statSync(path).ino;
+      // Never through a planted symlink: O_NOFOLLOW on the one file we write outside a commit.
+      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      try {
+        fs.writeSync(fd, JSON.stringify(owner));
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      fs.rmdirSync(path);
+      process.nextTick(cb, err as NodeJS.ErrnoException);
+      return;
+    }
+    process.nextTick(cb, null);
+  };
+  return { ...fs, mkdir } as typeof fs;
+}
 
 let pidns: string | undefined;
 
