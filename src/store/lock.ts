@@ -61,7 +61,9 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
         },
       });
     } catch (err) {
-      if (errno(err) !== "ELOCKED") throw ioError(err, `cannot take the store lock ${lockPath}`);
+      // ENOENT: our fresh lock folder vanished before proper-lockfile finished taking it
+      // (this process was paused, its lock went stale and was removed). Nothing was read yet: try again.
+      if (errno(err) !== "ELOCKED" && errno(err) !== "ENOENT") throw ioError(err, `cannot take the store lock ${lockPath}`);
       reapIfDead(netdir);
       if (Date.now() - started >= timeoutMs) {
         const holder = readOwner(ownerPath);

@@ -42,14 +42,18 @@ describe("frozen lock holder", () => {
     const seeded = size(1200, 3000);
     await seed(seeded);
 
-    // GC with an empty valid list would release every seeded pod: a large critical section to stop it in.
+    // GC that keeps only the three pods about to start would release every seeded pod:
+    // reading their records makes a long critical section to stop it in.
+    const ids = ["new-a", "new-b", "new-c"];
     const gc = spawn(BIN, [], { env: { PATH: process.env.PATH, CNI_COMMAND: "GC", CNI_PATH: "/x" }, stdio: ["pipe", "pipe", "pipe"] });
     const gcDone = collect(gc);
-    gc.stdin!.end(JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": [] }));
+    gc.stdin!.end(JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": ids.map((containerID) => ({ containerID, ifname: "eth0" })) }));
     let stopped = false;
     const until = Date.now() + 20_000;
     while (Date.now() < until && gc.exitCode === null) {
       if (lockHolder() === gc.pid) {
+        // Past taking the lock (microseconds), well inside reading the records (over 100 ms).
+        await new Promise((r) => setTimeout(r, 30));
         gc.kill("SIGSTOP");
         stopped = lockHolder() === gc.pid;
         break;
@@ -60,7 +64,6 @@ describe("frozen lock holder", () => {
 
     // Meanwhile three pods start. They wait for the frozen holder's lock to go stale, then proceed.
     const t0 = Date.now();
-    const ids = ["new-a", "new-b", "new-c"];
     const adds = await Promise.all(ids.map((id) => run({ command: "ADD", containerID: id, stdin: sb.conf("1.1.0", { lockTimeout: 30 }) })));
     const waited = Date.now() - t0;
     for (const r of adds) expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -69,7 +72,7 @@ describe("frozen lock holder", () => {
     gc.kill("SIGCONT");
     const g = await gcDone;
     expect(g.code).not.toBe(0);
-    expect(g.json.code).toBe(11);
+    expect(g.json.code, JSON.stringify(g.json)).toBe(11);
     expect(g.json.msg).toContain("lost the store lock");
 
     const v = await loadStore(sb);
