@@ -17,14 +17,18 @@ export class DiskTx implements Tx {
   private readonly dirty = new Set<RangeState>();
   private readonly records = new Map<string, AttachmentRecord | null>();
   private readonly changed = new Set<string>();
-  private readonly broken: { file: string; reason: string }[] = [];
+  private readonly broken: { file: string; reason: string }[];
 
   constructor(
     private readonly dir: string,
     private readonly writable: boolean,
     /** Repair: a file that fails to load is noted (and later quarantined) instead of failing the call. */
     private readonly salvage = false,
-  ) {}
+    /** Files found broken before the transaction began (a journal that failed to load). */
+    broken: { file: string; reason: string }[] = [],
+  ) {
+    this.broken = [...broken];
+  }
 
   range(cidr: Cidr): RangeState {
     let r = this.ranges.get(cidr.text);

@@ -64,10 +64,9 @@ export class DiskStore implements Store {
     try {
       this.checkFolder(join(this.dir, ATTACHMENTS));
       const salvage = opts.salvage === true;
-      const badJournal = this.recover(lock, salvage);
-      const tx = new DiskTx(this.dir, true, salvage);
+      const tx = new DiskTx(this.dir, true, salvage, this.recover(lock, salvage));
       const result = fn(tx);
-      if (salvage && !opts.dryRun) this.quarantine([...badJournal, ...tx.corrupt().map((c) => c.file)]);
+      if (salvage && !opts.dryRun) this.quarantine(tx.corrupt().map((c) => c.file));
       const writes = tx.changes();
       if (writes.length > 0 && !opts.dryRun) this.commit(writes, lock);
       return result;
@@ -151,7 +150,7 @@ export class DiskStore implements Store {
    * Replay a journal left by a call that died mid-commit, and sweep its temp files.
    * Salvaging, a journal that fails to load is returned for quarantine instead of failing.
    */
-  private recover(lock: HeldLock, salvage = false): string[] {
+  private recover(lock: HeldLock, salvage = false): { file: string; reason: string }[] {
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -175,7 +174,7 @@ export class DiskStore implements Store {
       if (text === null) return [];
       writes = codec.decodeJournal(text, path);
     } catch (err) {
-      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [path];
+      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [{ file: path, reason: err.message }];
       throw err;
     }
     process.stderr.write(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
