@@ -79,7 +79,8 @@ export function parseCniArgs(raw: string): Map<string, string> {
 // --- internal ---
 
 function ifnameProblem(name: string): string | null {
-  if (name.length > 15) return "it is longer than 15 characters";
+  // Linux's limit is 15 bytes (IFNAMSIZ 16 with the NUL), not 15 characters.
+  if (Buffer.byteLength(name, "utf8") > 15) return "it is longer than 15 bytes";
   if (name === "." || name === "..") return "it must not be . or ..";
   // eslint-disable-next-line no-control-regex
   if (/[/:\s\u0000-\u001f\u007f]/.test(name)) return "it must not contain /, :, white space or control characters";

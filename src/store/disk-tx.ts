@@ -26,6 +26,8 @@ export class DiskTx implements Tx {
     private readonly salvage = false,
     /** Files found broken before the transaction began (a journal that failed to load). */
     broken: { file: string; reason: string }[] = [],
+    /** A pending journal seen without the lock: file (relative) -> new content, or null if deleted. */
+    private readonly overlay: ReadonlyMap<string, string | null> = new Map(),
   ) {
     this.broken = [...broken];
   }
@@ -43,7 +45,7 @@ export class DiskTx implements Tx {
   storedRanges(): RangeState[] {
     if (!this.writable) return [];
     const out: RangeState[] = [];
-    for (const name of readdirSync(this.dir)) {
+    for (const name of this.list(readdirSync(this.dir), "")) {
       if (!name.startsWith("range-") || !name.endsWith(".json")) continue;
       const cached = [...this.ranges.values()].find((r) => codec.rangeFileName(r.cidr.text) === name);
       if (cached) {
@@ -80,7 +82,7 @@ export class DiskTx implements Tx {
       if (errno(err) === "ENOENT") names = [];
       else throw ioError(err, `cannot list ${join(this.dir, ATTACHMENTS)}`);
     }
-    for (const name of names) {
+    for (const name of this.list(names, `${ATTACHMENTS}/`)) {
       if (!name.endsWith(".json") || this.records.has(name)) continue;
       this.records.set(name, this.load(join(this.dir, ATTACHMENTS, name), codec.decodeAttachment));
     }
@@ -118,11 +120,18 @@ export class DiskTx implements Tx {
 
   // --- internal ---
 
+  /** A folder's names plus those a pending journal (read without the lock) adds. */
+  private list(names: string[], prefix: string): string[] {
+    const extra = [...this.overlay.keys()].filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes("/")).map((k) => k.slice(prefix.length));
+    return [...new Set([...names, ...extra])];
+  }
+
   /** Read and decode one store file; null when absent (or, salvaging, when it fails to load). */
   private load<T>(file: string, decode: (text: string, file: string) => T): T | null {
     if (this.broken.some((b) => b.file === file)) return null;
     try {
-      const text = readFileNoFollow(file, MAX_FILE);
+      const rel = file.slice(this.dir.length + 1);
+      const text = this.overlay.has(rel) ? this.overlay.get(rel)! : readFileNoFollow(file, MAX_FILE);
       return text === null ? null : decode(text, file);
     } catch (err) {
       if (!this.salvage || !(err instanceof CniError) || (err.code !== Code.StoreCorrupt && err.code !== Code.StoreIOFailure)) throw err;

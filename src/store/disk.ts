@@ -53,18 +53,21 @@ export class DiskStore implements Store {
     try {
       lock = await acquire(this.dir, this.lockTimeoutMs);
     } catch (err) {
-      // A read-only look (status) at a store on a read-only filesystem: read it as it is, unlocked.
-      if (opts.readOnly && err instanceof CniError && err.code === Code.StoreIOFailure && /EROFS|EACCES/.test(err.message)) {
-        process.stderr.write(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
-        return fn(new DiskTx(this.dir, true));
-      }
+      if (opts.readOnly && cannotWrite(err)) return this.readUnlocked(err as CniError, fn);
       throw err;
     }
     this.lastWaitMs = lock.waitedMs;
     try {
       this.checkFolder(join(this.dir, ATTACHMENTS));
       const salvage = opts.salvage === true;
-      const tx = new DiskTx(this.dir, true, salvage, this.recover(lock, salvage));
+      let broken: { file: string; reason: string }[];
+      try {
+        broken = this.recover(lock, salvage);
+      } catch (err) {
+        if (opts.readOnly && cannotWrite(err)) return this.readUnlocked(err as CniError, fn);
+        throw err;
+      }
+      const tx = new DiskTx(this.dir, true, salvage, broken);
       const result = fn(tx);
       if (salvage && !opts.dryRun) this.quarantine(tx.corrupt().map((c) => c.file));
       const writes = tx.changes();
@@ -81,6 +84,19 @@ export class DiskStore implements Store {
   private exists(): boolean {
     this.checkFolder(this.dir);
     return existsSync(this.dir);
+  }
+
+  /**
+   * A read-only look (status, CHECK) at a store that cannot be written now (read-only
+   * or full filesystem): read it without the lock, seeing a pending journal's changes
+   * as if they were applied.
+   */
+  private readUnlocked<T>(err: CniError, fn: (tx: Tx) => T): T {
+    process.stderr.write(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
+    const path = join(this.dir, JOURNAL);
+    const text = readFileNoFollow(path, MAX_FILE * 4);
+    const pending = text === null ? [] : codec.decodeJournal(text, path);
+    return fn(new DiskTx(this.dir, true, false, [], new Map(pending.map((w) => [w.file, w.content]))));
   }
 
   /** A folder of ours must be a real folder, never a symlink planted to send writes elsewhere. */
@@ -101,7 +117,19 @@ export class DiskStore implements Store {
     lock.assertHeld();
     writeAtomic(join(this.dir, JOURNAL), codec.encodeJournal(writes));
     fsyncDir(this.dir);
-    this.apply(writes, lock);
+    try {
+      this.apply(writes, lock);
+    } catch (err) {
+      if (!(err instanceof CniError) || err.code !== Code.StoreIOFailure) throw err;
+      // The journal is durable: the change is decided, only not yet in place. Say so.
+      throw new CniError(
+        err.code,
+        err.message,
+        `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${JOURNAL} and the next call completes it ` +
+          "(an ADD that failed here is released by the runtime's DEL as usual).",
+        { cause: err },
+      );
+    }
   }
 
   /** Put every write of a journal in place, then drop the journal. Idempotent. */
@@ -189,4 +217,9 @@ export class DiskStore implements Store {
       if (errno(err) !== "EEXIST") throw ioError(err, `cannot create ${join(this.dir, ATTACHMENTS)}`);
     }
   }
+}
+
+/** A fault that only stops writing: a read-only look at the store can still go ahead. */
+function cannotWrite(err: unknown): boolean {
+  return err instanceof CniError && err.code === Code.StoreIOFailure && /EROFS|EACCES|ENOSPC|EDQUOT/.test(err.message);
 }

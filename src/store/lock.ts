@@ -118,8 +118,14 @@ function lockFsWritingOwner(ownerPath: string, owner: Owner): typeof fs {
     fs.mkdirSync(path, { mode: 0o700 });
     try {
       owner.ino = fs.statSync(path).ino;
-      // Never through a planted symlink: O_NOFOLLOW on the one file we write outside a commit.
-      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      // The lock is ours, so is lock.owner: remove whatever is there (a planted FIFO or
+      // symlink is removed itself, never followed) and create the file afresh.
+      try {
+        fs.unlinkSync(ownerPath);
+      } catch (err) {
+        if (errno(err) !== "ENOENT") throw err;
+      }
+      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
       try {
         fs.writeSync(fd, JSON.stringify(owner));
       } finally {

@@ -90,7 +90,8 @@ describe("parseEnv", () => {
   });
 
   it.each([
-    { name: "16 characters", ifname: "a".repeat(16), why: "it is longer than 15 characters" },
+    { name: "16 characters", ifname: "a".repeat(16), why: "it is longer than 15 bytes" },
+    { name: "6 characters but 18 bytes of UTF-8", ifname: "网络接口名字", why: "it is longer than 15 bytes" },
     { name: "a dot", ifname: ".", why: "it must not be . or .." },
     { name: "two dots", ifname: "..", why: "it must not be . or .." },
     { name: "a slash", ifname: "eth/0", why: "it must not contain /, :, white space or control characters" },
