@@ -45,6 +45,21 @@ export class CniError extends Error {
   }
 }
 
+/**
+ * A short, safe rendering of a bad value for a message: JSON, cut at `max`
+ * characters, and never a crash (a value nested thousands deep cannot be
+ * stringified without running out of stack).
+ */
+export function brief(v: unknown, max = 100): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? "[...] (nested too deep)" : typeof v === "object" && v !== null ? "{...} (nested too deep)" : String(v);
+  }
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
 /** A node.js system error code (ENOENT, ...) or undefined. */
 export function errno(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;

@@ -1,6 +1,6 @@
 // The request configuration on stdin: the main plugin's whole config, with our
 // settings under `ipam` and the runtime's additions at the top level.
-import { Code, CniError } from "../errors.js";
+import { Code, CniError, brief } from "../errors.js";
 import { type IpamConfig, parseIpamConfig } from "../ipam/config.js";
 import { type Command, MAX_NAME, NAME_RE } from "./env.js";
 
@@ -49,6 +49,15 @@ export function parseNetConf(obj: Record<string, unknown>, command: Command): Ne
     );
   }
   const ipam = parseIpamConfig(obj.ipam);
+  // Containers the runtime fills in must have their spec'd shape when present.
+  mustBeObject(obj.runtimeConfig, "runtimeConfig");
+  mustBeObject(obj.args, "args");
+  mustBeObject((obj.args as Record<string, unknown> | undefined)?.cni, "args.cni");
+  if (command === "CHECK") {
+    mustBeObject(obj.prevResult, "prevResult");
+    const ips = (obj.prevResult as Record<string, unknown> | undefined)?.ips;
+    if (ips !== undefined && !Array.isArray(ips)) throw new CniError(Code.InvalidNetworkConfig, "prevResult.ips must be a list", `got ${brief(ips)}`);
+  }
   const requestedIps = command === "ADD" ? [...ipList(obj.runtimeConfig, ["ips"], "runtimeConfig.ips"), ...ipList(obj.args, ["cni", "ips"], "args.cni.ips")] : [];
   return Object.freeze({
     name,
@@ -61,6 +70,12 @@ export function parseNetConf(obj: Record<string, unknown>, command: Command): Ne
 
 // --- internal ---
 
+function mustBeObject(v: unknown, label: string): void {
+  if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) {
+    throw new CniError(Code.InvalidNetworkConfig, `${label} must be an object`, `got ${brief(v)}`);
+  }
+}
+
 function ipList(root: unknown, path: string[], label: string): string[] {
   let v: unknown = root;
   for (const key of path) {
@@ -69,7 +84,7 @@ function ipList(root: unknown, path: string[], label: string): string[] {
   }
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
-    throw new CniError(Code.InvalidNetworkConfig, `${label} must be a list of address strings such as "10.0.2.50" or "10.0.2.50/24"`, `got ${JSON.stringify(v).slice(0, 200)}`);
+    throw new CniError(Code.InvalidNetworkConfig, `${label} must be a list of address strings such as "10.0.2.50" or "10.0.2.50/24"`, `got ${brief(v, 200)}`);
   }
   return v as string[];
 }
@@ -78,11 +93,11 @@ function attachments(obj: Record<string, unknown>): Attachment[] | null {
   const key = "cni.dev/valid-attachments" in obj ? "cni.dev/valid-attachments" : "cni.dev/attachments" in obj ? "cni.dev/attachments" : null;
   if (key === null) return null;
   const list = obj[key];
-  if (!Array.isArray(list)) throw new CniError(Code.InvalidNetworkConfig, `${key} must be a list of {"containerID", "ifname"}`, `got ${JSON.stringify(list)?.slice(0, 200)}`);
+  if (!Array.isArray(list)) throw new CniError(Code.InvalidNetworkConfig, `${key} must be a list of {"containerID", "ifname"}`, `got ${brief(list, 200)}`);
   return list.map((a, i) => {
     const e = a as { containerID?: unknown; ifname?: unknown };
     if (typeof a !== "object" || a === null || typeof e.containerID !== "string" || typeof e.ifname !== "string") {
-      throw new CniError(Code.InvalidNetworkConfig, `${key}[${i}] must be {"containerID": string, "ifname": string}`, `got ${JSON.stringify(a)?.slice(0, 200)}`);
+      throw new CniError(Code.InvalidNetworkConfig, `${key}[${i}] must be {"containerID": string, "ifname": string}`, `got ${brief(a, 200)}`);
     }
     return { containerID: e.containerID, ifname: e.ifname };
   });

@@ -1,5 +1,5 @@
 // CNI spec versions this plugin speaks, and the per-command floors.
-import { Code, CniError } from "../errors.js";
+import { Code, CniError, brief } from "../errors.js";
 
 export const SUPPORTED_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
@@ -23,7 +23,7 @@ export function checkVersion(command: string, raw: unknown): CniVersion {
     throw new CniError(
       Code.IncompatibleCNIVersion,
       "incompatible CNI versions",
-      `config is ${JSON.stringify(v)}, plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`,
+      `config is ${brief(v)}, plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`,
     );
   }
   const floor = FLOOR[command];

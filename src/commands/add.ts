@@ -2,7 +2,7 @@
 // (container ID, interface). Nothing is written unless every family succeeds.
 import type { Request } from "../cni/dispatch.js";
 import type { IpamResult } from "../cni/result.js";
-import { Code, CniError } from "../errors.js";
+import { Code, CniError, brief } from "../errors.js";
 import { allocateNext, freeCount, isSet, pruneReleased, take, type RangeState } from "../ipam/allocator.js";
 import { type Family, addressAt, contains, offsetOf, parseIp } from "../ipam/cidr.js";
 import type { NodeInfo } from "../ipam/node-file.js";
@@ -73,7 +73,7 @@ function requestedByFamily(req: Request): Map<Family, Wanted> {
   const out = new Map<Family, Wanted>();
   for (const text of raw) {
     const ip = parseIp(text.replace(/\/\d{1,3}$/, ""));
-    if (!ip) throw new CniError(Code.InvalidNetworkConfig, `requested address ${JSON.stringify(text)} is not an IP address`, "use 10.0.2.50 or 10.0.2.50/24 (IP= in CNI_ARGS, runtimeConfig.ips or args.cni.ips)");
+    if (!ip) throw new CniError(Code.InvalidNetworkConfig, `requested address ${brief(text)} is not an IP address`, "use 10.0.2.50 or 10.0.2.50/24 (IP= in CNI_ARGS, runtimeConfig.ips or args.cni.ips)");
     const prev = out.get(ip.family);
     if (prev && prev.value !== ip.value) {
       throw new CniError(Code.InvalidNetworkConfig, `more than one IPv${ip.family} address requested (${prev.text}, ${text})`, "an attachment gets one address per family");

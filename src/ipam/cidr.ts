@@ -12,12 +12,16 @@
 // /64 is served from its first 65,536 addresses after the anycast one and the
 // bitmap never exceeds 8 KiB. Offsets are plain numbers; address math is BigInt.
 import ipaddr from "ipaddr.js";
+import { brief } from "../errors.js";
 
 export const MAX_WINDOW = 65536;
 /** IPv4 prefixes longer than this leave no address for a pod beside the gateway. */
 export const MAX_PREFIX = { 4: 30, 6: 126 } as const;
 
 export type Family = 4 | 6;
+
+/** A prefix length as people write it: no sign, no leading zero ("/08" is refused). */
+export const PREFIX_RE = /^(0|[1-9]\d{0,2})$/;
 
 export interface Cidr {
   /** Canonical text, e.g. "10.0.2.0/24", "fd00::200/120". */
@@ -63,13 +67,13 @@ export type CidrParse = { ok: true; cidr: Cidr } | { ok: false; reason: string }
 
 /** Parse and validate a podCIDR. The reason says what is wrong and what is expected. */
 export function parseCidr(text: unknown): CidrParse {
-  if (typeof text !== "string") return { ok: false, reason: `must be a CIDR string such as "10.0.2.0/24", got ${JSON.stringify(text)}` };
+  if (typeof text !== "string") return { ok: false, reason: `must be a CIDR string such as "10.0.2.0/24", got ${brief(text)}` };
   const slash = text.indexOf("/");
   const ip = slash < 0 ? null : parseIp(text.slice(0, slash));
   const prefixText = slash < 0 ? "" : text.slice(slash + 1);
   // An IPv4-mapped IPv6 prefix (::ffff:10.0.2.0/120) is neither family's CIDR: refuse it.
-  if (!ip || !/^\d{1,3}$/.test(prefixText) || (ip.family === 4 && text.slice(0, slash).includes(":"))) {
-    return { ok: false, reason: `"${text}" is not a CIDR; expected the form 10.0.2.0/24 or fd00::200/120` };
+  if (!ip || !PREFIX_RE.test(prefixText) || (ip.family === 4 && text.slice(0, slash).includes(":"))) {
+    return { ok: false, reason: `${brief(text)} is not a CIDR; expected the form 10.0.2.0/24 or fd00::200/120` };
   }
   const prefix = Number(prefixText);
   const bits = BITS[ip.family];

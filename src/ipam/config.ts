@@ -1,7 +1,7 @@
 // The `ipam` section of the network config: validated once, returned frozen.
 // Messages name the key, the bad value and the expected form.
-import { Code, CniError } from "../errors.js";
-import { parseIp } from "./cidr.js";
+import { Code, CniError, brief } from "../errors.js";
+import { PREFIX_RE, parseIp } from "./cidr.js";
 
 export interface Route {
   readonly dst: string;
@@ -56,10 +56,7 @@ function invalid(msg: string, details = ""): CniError {
   return new CniError(Code.InvalidNetworkConfig, msg, details);
 }
 
-function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 100 ? `${s.slice(0, 100)}...` : s;
-}
+const show = (v: unknown): string => brief(v);
 
 function absPath(o: Record<string, unknown>, key: string, dflt: string): string {
   const v = o[key];
@@ -97,7 +94,7 @@ function routes(v: unknown): Route[] {
     const slash = typeof dst === "string" ? dst.indexOf("/") : -1;
     const ip = slash > 0 ? parseIp((dst as string).slice(0, slash)) : null;
     const prefix = slash > 0 ? Number((dst as string).slice(slash + 1)) : NaN;
-    if (!ip || !/^\d{1,3}$/.test((dst as string).slice(slash + 1)) || prefix > (ip.family === 4 ? 32 : 128)) {
+    if (!ip || !PREFIX_RE.test((dst as string).slice(slash + 1)) || prefix > (ip.family === 4 ? 32 : 128)) {
       throw invalid(`ipam.routes[${i}].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got ${show(dst)}`);
     }
     if (rt.gw !== undefined && (typeof rt.gw !== "string" || !parseIp(rt.gw))) {

@@ -1,6 +1,6 @@
 // The cached node object: what `kubectl get ciliumnode NODE -o json` or
 // `kubectl get node NODE -o json` prints. Pure: takes the text, returns a frozen value.
-import { Code, CniError } from "../errors.js";
+import { Code, CniError, brief } from "../errors.js";
 import { type Cidr, type Family, overlaps, parseCidr, parseIp } from "./cidr.js";
 
 export type ReservedRole = "router" | "health" | "ingress";
@@ -82,7 +82,7 @@ export function parseNodeFile(text: string, path: string): NodeInfo {
     return freeze({ kind: "Node", name, field, podCIDRs: cidrList(list, field, bad), reserved, operatorError: "" });
   }
   throw bad(
-    `is a ${JSON.stringify(kind ?? null)} object (apiVersion ${JSON.stringify(apiVersion ?? null)}), not a CiliumNode or a v1 Node`,
+    `is a ${brief(kind ?? null)} object (apiVersion ${brief(apiVersion ?? null)}), not a CiliumNode or a v1 Node`,
     "write one node object to it: `kubectl get ciliumnode NODE -o json` (cluster-pool IPAM) or `kubectl get node NODE -o json` (host-scope); a List, a Pod or another kind will not do",
   );
 }
@@ -101,7 +101,7 @@ function pushReserved(out: NodeInfo["reserved"][number][], ip: unknown, role: Re
 
 function cidrList(list: unknown, field: string, bad: (m: string, d: string) => CniError): Cidr[] {
   if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) throw bad(`${field} must be a list of CIDR strings`, `got ${JSON.stringify(list).slice(0, 200)}`);
+  if (!Array.isArray(list)) throw bad(`${field} must be a list of CIDR strings`, `got ${brief(list, 200)}`);
   const out: Cidr[] = [];
   for (const [i, entry] of list.entries()) {
     const p = parseCidr(entry);

@@ -45,7 +45,14 @@ export class DiskTx implements Tx {
   storedRanges(): RangeState[] {
     if (!this.writable) return [];
     const out: RangeState[] = [];
-    for (const name of this.list(readdirSync(this.dir), "")) {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (err) {
+      if (errno(err) !== "ENOENT") throw ioError(err, `cannot list ${this.dir}`);
+      names = [];
+    }
+    for (const name of this.list(names, "")) {
       if (!name.startsWith("range-") || !name.endsWith(".json")) continue;
       const cached = [...this.ranges.values()].find((r) => codec.rangeFileName(r.cidr.text) === name);
       if (cached) {

@@ -41,6 +41,9 @@ export class DiskStore implements Store {
   async transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<T> {
     if (!this.exists()) {
       if (!opts.create) return fn(new DiskTx(this.dir, false));
+      // Nothing is created for a call that fails anyway (a refused requested address,
+      // a full first podCIDR): try fn against the empty store first; it runs again under the lock.
+      fn(new DiskTx(this.dir, true));
       try {
         mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
         mkdirSync(this.dir, { mode: 0o700 });
