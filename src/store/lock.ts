@@ -42,7 +42,9 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
   const ownerPath = join(netdir, "lock.owner");
   const started = Date.now();
   let compromised: Error | null = null;
-  let delay = 1;
+  const waiter = new Waiter(netdir);
+  let lastReap = 0;
+  try {
   for (;;) {
     let release: () => void;
     const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: 0, token: randomBytes(8).toString("hex") };
@@ -64,7 +66,11 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
       // ENOENT: our fresh lock folder vanished before proper-lockfile finished taking it
       // (this process was paused, its lock went stale and was removed). Nothing was read yet: try again.
       if (errno(err) !== "ELOCKED" && errno(err) !== "ENOENT") throw ioError(err, `cannot take the store lock ${lockPath}`);
-      reapIfDead(netdir);
+      // Looking for a dead holder reads files and /proc: a few times a second is enough.
+      if (Date.now() - lastReap >= REAP_EVERY_MS) {
+        lastReap = Date.now();
+        reapIfDead(netdir);
+      }
       if (Date.now() - started >= timeoutMs) {
         const holder = readOwner(ownerPath);
         throw new CniError(
@@ -73,11 +79,10 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
           holder ? `held by pid ${holder.pid}; if that process is stuck, stop it and the next call recovers the lock` : "the holder is unknown",
         );
       }
-      // Short, jittered, growing waits: a waiter gets the lock within a few ms of its release.
-      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
-      delay = Math.min(delay * 2, 8);
+      await waiter.next();
       continue;
     }
+    waiter.close();
     const waitedMs = Date.now() - started;
     return {
       waitedMs,
@@ -104,9 +109,57 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
       },
     };
   }
+  } finally {
+    waiter.close();
+  }
 }
 
 // --- internal ---
+
+const REAP_EVERY_MS = 100;
+
+/**
+ * Sleeps between attempts: woken by inotify (fs.watch) the moment the lock folder
+ * is removed, so a waiter gets the lock within a few ms of its release without
+ * polling hard; a short jittered timer is the fallback if no event comes.
+ */
+class Waiter {
+  private watcher: fs.FSWatcher | null | undefined;
+  private wake: (() => void) | null = null;
+  private fallbackMs = 2;
+
+  constructor(private readonly netdir: string) {}
+
+  next(): Promise<void> {
+    if (this.watcher === undefined) {
+      try {
+        this.watcher = fs.watch(this.netdir, { persistent: false }, (_event, name) => {
+          if (name === "lock") this.wake?.();
+        });
+        this.watcher.on("error", () => this.close());
+      } catch {
+        this.watcher = null; // no inotify: poll
+      }
+    }
+    const ms = this.watcher ? 40 : this.fallbackMs;
+    this.fallbackMs = Math.min(this.fallbackMs * 2, 8);
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms * (0.5 + Math.random()));
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.wake = null;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = null;
+  }
+}
 
 /**
  * node:fs for proper-lockfile whose mkdir makes the lock folder (0700, like every
