@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(__dirname, "../..");
-export const BIN = join(ROOT, "bin/podcidr-ipam");
+/** The executable under test: the bundle, or another build (PODCIDR_BIN=bin/podcidr-ipam-standalone). */
+export const BIN = process.env.PODCIDR_BIN ? resolve(ROOT, process.env.PODCIDR_BIN) : join(ROOT, "bin/podcidr-ipam");
 export const FIXTURES = join(ROOT, "test/fixtures");
 
 export interface RunResult {

