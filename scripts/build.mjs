@@ -17,6 +17,10 @@ await build({
   legalComments: "none",
   banner: { js: "#!/usr/bin/env node" },
   define: { __VERSION__: JSON.stringify(pkg.version) },
+  // proper-lockfile loads graceful-fs, which patches fs and loads streams at start-up (ms on
+  // every call); the lock gets its own fs object from us, so plain node:fs does the job.
+  // signal-exit: see src/shims/signal-exit.cjs.
+  alias: { "graceful-fs": "node:fs", "signal-exit": `${root}src/shims/signal-exit.cjs` },
   logLevel: "warning",
 });
 chmodSync(outfile, 0o755);

@@ -19,6 +19,7 @@ import { Code, CniError, errno } from "../errors.js";
 import * as codec from "./codec.js";
 import { fsyncDir, ioError, readFileNoFollow, writeAtomic } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
+import { writeFd } from "../stdio.js";
 import { ATTACHMENTS, DiskTx } from "./disk-tx.js";
 import type { Store, TransactOptions, Tx } from "./store.js";
 
@@ -34,6 +35,8 @@ export class DiskStore implements Store {
     readonly dataDir: string,
     readonly network: string,
     private readonly lockTimeoutMs: number,
+    /** Where the store says what it did on its own (a replayed journal, an unlocked read). */
+    private readonly log: (line: string) => void = (line) => writeFd(2, line),
   ) {
     this.dir = join(dataDir, network);
   }
@@ -95,7 +98,7 @@ export class DiskStore implements Store {
    * as if they were applied.
    */
   private readUnlocked<T>(err: CniError, fn: (tx: Tx) => T): T {
-    process.stderr.write(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
+    this.log(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
     const path = join(this.dir, JOURNAL);
     const text = readFileNoFollow(path, MAX_FILE * 4);
     const pending = text === null ? [] : codec.decodeJournal(text, path);
@@ -208,7 +211,7 @@ export class DiskStore implements Store {
       if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [{ file: path, reason: err.message }];
       throw err;
     }
-    process.stderr.write(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
+    this.log(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
     this.apply(writes, lock);
     return [];
   }

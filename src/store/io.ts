@@ -1,7 +1,6 @@
 // Small filesystem helpers for the store: durable atomic writes, reads that never
 // follow a symlink, and one mapping of fs errors to CNI errors.
 import { closeSync, constants, fsyncSync, openSync, readSync, fstatSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 
@@ -53,9 +52,17 @@ export function readAll(fd: number, size: number): string {
   return buf.toString("utf8", 0, n);
 }
 
+/**
+ * A suffix no other live call uses: with the pid in the name it only has to
+ * differ between calls of this process. (Not node:crypto: loading it costs ms.)
+ */
+export function uniqueSuffix(): string {
+  return `${process.hrtime.bigint().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
+}
+
 /** Write a file atomically: a new temp file in `tmpDir`, fsync, rename over `path`. The caller fsyncs the folder. */
 export function writeAtomic(path: string, content: string, tmpDir = dirname(path)): void {
-  const tmp = join(tmpDir, `.tmp-${basename(path)}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const tmp = join(tmpDir, `.tmp-${basename(path)}-${process.pid}-${uniqueSuffix()}`);
   let fd: number | undefined;
   try {
     fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW, 0o600);

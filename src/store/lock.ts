@@ -7,13 +7,12 @@
 // second guard directory, `lock.reap`, so two waiters never both remove it.
 // A holder that was paused past STALE_MS may have lost the lock; `assertHeld`
 // (called before every write of a commit) makes it stop instead of writing.
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import lockfile from "proper-lockfile";
 import { Code, CniError, errno } from "../errors.js";
-import { ioError, readFileNoFollow } from "./io.js";
+import { ioError, readFileNoFollow, uniqueSuffix } from "./io.js";
 
 /** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
 export const STALE_MS = 5000;
@@ -47,7 +46,7 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
   try {
   for (;;) {
     let release: () => void;
-    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: 0, token: randomBytes(8).toString("hex") };
+    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: 0, token: `${process.pid}-${uniqueSuffix()}` };
     try {
       // Synchronous from mkdir to release: the holder never yields to its event loop
       // inside the critical section, so a busy machine stretches it as little as possible.
@@ -189,7 +188,8 @@ function lockFsWritingOwner(ownerPath: string, owner: Owner): typeof fs {
       throw err;
     }
   };
-  return { ...fs, mkdirSync } as typeof fs;
+  // Only what lockSync uses: spreading all of node:fs would load its streams (ms per call).
+  return { mkdirSync, statSync: fs.statSync, rmdirSync: fs.rmdirSync, utimesSync: fs.utimesSync, realpathSync: fs.realpathSync } as unknown as typeof fs;
 }
 
 let pidns: string | undefined;

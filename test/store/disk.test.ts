@@ -45,7 +45,9 @@ afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const store = (lockTimeoutMs = 2000): DiskStore => new DiskStore(dataDir, "podnet", lockTimeoutMs);
+/** What the store logs (a replayed journal...), per test. */
+let logged = vi.fn();
+const store = (lockTimeoutMs = 2000): DiskStore => new DiskStore(dataDir, "podnet", lockTimeoutMs, logged);
 const mode = (path: string): number => statSync(path).mode & 0o777;
 
 /** Take `offsets` in V4 and record an attachment, in one transaction. */
@@ -75,8 +77,9 @@ function deadPid(): number {
   return child.pid!;
 }
 
-function quiet(): ReturnType<typeof vi.spyOn> {
-  return vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+function quiet(): typeof logged {
+  logged = vi.fn();
+  return logged;
 }
 
 describe("DiskStore: commit", () => {
