@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const { values: o } = parseArgs({
-  options: { rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" } },
+  options: { rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" }, "inherit-env": { type: "boolean" } },
 });
 const rounds = Number(o.rounds ?? (o.quick ? 5 : 30));
 const sizes = (o.sizes ?? (o.quick ? "0,4096" : "0,1024,4096,65000")).split(",").map(Number);
@@ -85,13 +85,15 @@ function world(plugin, n, t) {
     for (let i = 1; i <= n; i++) writeFileSync(join(net, ipOf(cidr, i)), `seed-${i}\r\neth0`);
     if (n > 0) writeFileSync(join(net, "last_reserved_ip.0"), ipOf(cidr, n));
   }
-  const prevResult = { cniVersion: "1.0.0", ips: [{ address: `${ipOf(cidr, 1)}/${cidr.split("/")[1]}`, gateway: ipOf(cidr, 0) }] };
-  return { plugin, n, conf, stdin: JSON.stringify(conf), checkStdin: JSON.stringify({ ...conf, prevResult }) };
+  return { plugin, n, conf, stdin: JSON.stringify(conf) };
 }
 
 // --- calls ---
 
-const ENV = { PATH: process.env.PATH, CNI_NETNS: "/var/run/netns/bench", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni" };
+// A clean environment, as a runtime's: this sandbox's NODE_EXTRA_CA_CERTS alone adds ~35 ms to every Node start.
+// --inherit-env measures with this shell's environment instead.
+const BASE = o["inherit-env"] ? { ...process.env } : { PATH: process.env.PATH };
+const ENV = { ...BASE, CNI_NETNS: "/var/run/netns/bench", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni" };
 
 function timed(cmd, args, env, input) {
   const t = process.hrtime.bigint();
@@ -107,8 +109,13 @@ function cycle(w, id) {
   return add + del;
 }
 
-function check(w) {
-  return timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "CHECK", CNI_CONTAINERID: "seed-1" }, w.checkStdin);
+/** CHECK of a pod just added (ADD and DEL around it are not timed), with its result as prevResult. */
+function check(w, id) {
+  const add = spawnSync(w.plugin.bin, [], { env: { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: id }, input: w.stdin, encoding: "utf8" });
+  if (add.status !== 0) throw new Error(`${w.plugin.name} ADD failed: ${add.stdout}`);
+  const ms = timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "CHECK", CNI_CONTAINERID: id }, JSON.stringify({ ...w.conf, prevResult: JSON.parse(add.stdout) }));
+  timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "DEL", CNI_CONTAINERID: id }, w.stdin);
+  return ms;
 }
 
 function runAsync(bin, env, input) {
@@ -162,9 +169,9 @@ try {
   const rand = prng(5);
   for (let r = 0; r < rounds; r++) {
     const tasks = [
-      ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, { PATH: process.env.PATH }))),
+      ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, BASE))),
       ...worlds.map((w) => () => push(`cycle ${w.plugin.name} ${w.n}`, cycle(w, `bench-${r}`))),
-      ...worlds.map((w) => () => push(`check ${w.plugin.name} ${w.n}`, check(w))),
+      ...worlds.map((w) => () => push(`check ${w.plugin.name} ${w.n}`, check(w, `check-${r}`))),
     ];
     for (let i = tasks.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [tasks[i], tasks[j]] = [tasks[j], tasks[i]]; }
     for (const task of tasks) task();
@@ -183,7 +190,7 @@ try {
   // Peak memory of one call (median of 5).
   const mem = new Map();
   for (let k = 0; k < 5; k++) {
-    mem.set("node -e 0", [...(mem.get("node -e 0") ?? []), peakKiB(process.execPath, ["-e", "0"], { PATH: process.env.PATH })]);
+    mem.set("node -e 0", [...(mem.get("node -e 0") ?? []), peakKiB(process.execPath, ["-e", "0"], BASE)]);
     for (const w of worlds.filter((x) => x.n === sizes[0])) {
       const v = peakKiB(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "ADD", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
       timed(w.plugin.bin, [], { ...ENV, CNI_COMMAND: "DEL", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
@@ -194,7 +201,7 @@ try {
   // --- report ---
   const f = (x) => x.toFixed(1);
   const cpu = cpus()[0]?.model ?? "?";
-  console.log(`\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}\n`);
+  console.log(`\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}, ${o["inherit-env"] ? "this shell's environment" : "a clean environment (PATH only)"}\n`);
   console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
   console.log("|---|---:|---:|---:|---:|");
   for (const fl of floors) { const s = samples.get(fl.key); console.log(`| floor: ${fl.key} | - | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`); }
