@@ -240,8 +240,9 @@ try {
   // --- chart ---
   const series = plugins.map((p) => ({ name: p.name, pts: sizes.map((n) => [n, m(`cycle ${p.name} ${n}`)]) }));
   mkdirSync(join(root, "docs"), { recursive: true });
-  writeFileSync(join(root, "docs/bench.svg"), chart(series, floor));
-  console.log("\nchart: docs/bench.svg");
+  const chartFile = o["inherit-env"] ? "docs/bench-inherit-env.svg" : "docs/bench.svg";
+  writeFileSync(join(root, chartFile), chart(series, floor));
+  console.log(`\nchart: ${chartFile}`);
   process.exitCode = ok ? 0 : 1;
 } finally {
   rmSync(work, { recursive: true, force: true });

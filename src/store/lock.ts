@@ -13,6 +13,7 @@ import { join } from "node:path";
 import lockfile from "proper-lockfile";
 import { Code, CniError, errno } from "../errors.js";
 import { ioError, readFileNoFollow, uniqueSuffix } from "./io.js";
+import { Waiter } from "./lock-wait.js";
 
 /** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
 export const STALE_MS = 5000;
@@ -116,49 +117,6 @@ export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLo
 // --- internal ---
 
 const REAP_EVERY_MS = 100;
-
-/**
- * Sleeps between attempts: woken by inotify (fs.watch) the moment the lock folder
- * is removed, so a waiter gets the lock within a few ms of its release without
- * polling hard; a short jittered timer is the fallback if no event comes.
- */
-class Waiter {
-  private watcher: fs.FSWatcher | null | undefined;
-  private wake: (() => void) | null = null;
-  private fallbackMs = 2;
-
-  constructor(private readonly netdir: string) {}
-
-  next(): Promise<void> {
-    if (this.watcher === undefined) {
-      try {
-        this.watcher = fs.watch(this.netdir, { persistent: false }, (_event, name) => {
-          if (name === "lock") this.wake?.();
-        });
-        this.watcher.on("error", () => this.close());
-      } catch {
-        this.watcher = null; // no inotify: poll
-      }
-    }
-    const ms = this.watcher ? 40 : this.fallbackMs;
-    this.fallbackMs = Math.min(this.fallbackMs * 2, 8);
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms * (0.5 + Math.random()));
-      const self = this;
-      function done(): void {
-        clearTimeout(timer);
-        self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
-  }
-
-  close(): void {
-    this.watcher?.close();
-    this.watcher = null;
-  }
-}
 
 /**
  * node:fs for proper-lockfile whose mkdir makes the lock folder (0700, like every

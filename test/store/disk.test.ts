@@ -323,7 +323,9 @@ describe("DiskStore: lock", () => {
     expect(STALE_MS).toBe(5000);
     expect(took).toBeLessThan(3000);
     expect(s.lastWaitMs).toBeLessThan(3000);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
+    // The wait queued a ticket in queue/ and took it away once the lock was had.
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", "queue", RANGE_FILE]);
+    expect(readdirSync(join(netDir, "queue"))).toEqual([]);
   });
 
   it("recovers a lock folder with no owner file once it is a second old", async () => {
