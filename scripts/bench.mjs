@@ -16,6 +16,7 @@ import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { chart } from "./bench-chart.mjs";
 
 const { values: o } = parseArgs({
   options: { rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" }, "inherit-env": { type: "boolean" } },
@@ -241,30 +242,9 @@ try {
   const series = plugins.map((p) => ({ name: p.name, pts: sizes.map((n) => [n, m(`cycle ${p.name} ${n}`)]) }));
   mkdirSync(join(root, "docs"), { recursive: true });
   const chartFile = o["inherit-env"] ? "docs/bench-inherit-env.svg" : "docs/bench.svg";
-  writeFileSync(join(root, chartFile), chart(series, floor));
+  writeFileSync(join(root, chartFile), chart(series, floor, sizes));
   console.log(`\nchart: ${chartFile}`);
   process.exitCode = ok ? 0 : 1;
 } finally {
   rmSync(work, { recursive: true, force: true });
-}
-
-function chart(series, floor) {
-  const W = 640, H = 360, L = 60, R = 190, T = 30, B = 50;
-  const xs = sizes, maxY = Math.max(...series.flatMap((s) => s.pts.map((p) => p[1])), 2 * floor) * 1.15;
-  const x = (i) => L + (i * (W - L - R)) / Math.max(1, xs.length - 1);
-  const y = (v) => H - B - (v / maxY) * (H - T - B);
-  const colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"];
-  let s = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`;
-  s += `<text x="${L}" y="18" font-size="14">ADD+DEL cycle (median ms) against live allocations</text>\n`;
-  for (let v = 0; v <= maxY; v += maxY > 200 ? 50 : 20) s += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/><text x="${L - 8}" y="${y(v) + 4}" text-anchor="end">${v}</text>\n`;
-  xs.forEach((n, i) => (s += `<text x="${x(i)}" y="${H - B + 18}" text-anchor="middle">${n.toLocaleString("en")}</text>\n`));
-  s += `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">live allocations on the network</text>\n`;
-  s += `<line x1="${L}" x2="${W - R}" y1="${y(2 * floor)}" y2="${y(2 * floor)}" stroke="#999" stroke-dasharray="4 3"/><text x="${W - R + 6}" y="${y(2 * floor) + 4}" fill="#666">2 x node -e 0</text>\n`;
-  series.forEach((ser, k) => {
-    const c = colors[k % colors.length];
-    s += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${ser.pts.map((p, i) => `${x(i)},${y(p[1])}`).join(" ")}"/>\n`;
-    ser.pts.forEach((p, i) => (s += `<circle cx="${x(i)}" cy="${y(p[1])}" r="3" fill="${c}"/>\n`));
-    s += `<text x="${W - R + 6}" y="${y(ser.pts[ser.pts.length - 1][1]) + 4 + (k - 1) * 0}" fill="${c}">${ser.name}</text>\n`;
-  });
-  return `${s}</svg>\n`;
 }
