@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CniError, Code } from "../../src/errors.js";
+import { failure } from "../helpers/errors";
+import { Code } from "../../src/errors.js";
 import { type Command, parseCniArgs, parseCommand, parseEnv } from "../../src/cni/env.js";
 
 const FULL = {
@@ -10,16 +11,6 @@ const FULL = {
   CNI_PATH: "/opt/cni/bin",
   CNI_ARGS: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
 };
-
-function failure(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
-  }
-  throw new Error("expected a CniError");
-}
 
 describe("parseCommand", () => {
   it.each(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"])("accepts %s", (cmd) => {

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { CniError, Code } from "../../src/errors.js";
+import { failure } from "../helpers/errors";
+import { Code } from "../../src/errors.js";
 import { CURRENT_VERSION, SUPPORTED_VERSIONS, checkVersion, compareVersions, isSupported } from "../../src/cni/version.js";
-
-function failure(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
-  }
-  throw new Error("expected a CniError");
-}
 
 describe("version", () => {
   it("speaks every released spec version from 0.1.0 to 1.1.0, newest last", () => {

@@ -5,6 +5,7 @@
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prng } from "../helpers/errors";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { duplicates, loadStore, recordsByContainer } from "./invariants";
 import { record } from "./report";
@@ -15,15 +16,6 @@ let cases = 0;
 let refused = 0;
 let repaired = 0;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = prng(7);
 
 const MUTATIONS: Record<string, (b: Buffer) => Buffer> = {

@@ -5,24 +5,13 @@
 // it answered must keep the address it answered with.
 import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
+import { prng } from "../helpers/errors";
 import { BIN, Sandbox, collect, run } from "../helpers/plugin";
 import { duplicates, loadStore, recordsByContainer, unowned } from "./invariants";
 import { record, size } from "./report";
 
 let sb: Sandbox;
 afterEach(() => sb?.cleanup());
-
-/** Seeded PRNG (mulberry32) so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** ADD that is killed the moment its answer arrives: the answer must already be durable. */
 function addKilledAfterAnswer(id: string): Promise<{ stdout: string }> {

@@ -1,16 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { failure as thrown } from "../helpers/errors";
 import { CniError, Code } from "../../src/errors.js";
 import { DEFAULTS, parseIpamConfig } from "../../src/ipam/config.js";
 
-function failure(ipam: unknown): CniError {
-  try {
-    parseIpamConfig(ipam);
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
-  }
-  throw new Error("expected parseIpamConfig to throw");
-}
+const failure = (ipam: unknown): CniError => thrown(() => parseIpamConfig(ipam));
 
 describe("parseIpamConfig", () => {
   it("fills every default for a bare ipam section", () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { failure as thrown } from "../helpers/errors";
 import { CniError, Code } from "../../src/errors.js";
 import { type NodeInfo, parseNodeFile } from "../../src/ipam/node-file.js";
 
@@ -15,15 +16,7 @@ function parse(obj: unknown): NodeInfo {
   return parseNodeFile(typeof obj === "string" ? obj : JSON.stringify(obj), PATH);
 }
 
-function failure(obj: unknown): CniError {
-  try {
-    parse(obj);
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
-  }
-  throw new Error("expected parseNodeFile to throw");
-}
+const failure = (obj: unknown): CniError => thrown(() => parse(obj));
 
 const ciliumNode = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   apiVersion: "cilium.io/v2",

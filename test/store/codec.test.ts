@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CniError, Code } from "../../src/errors.js";
+import { failure } from "../helpers/errors";
+import { Code } from "../../src/errors.js";
 import { type RangeState, emptyRange, release, take } from "../../src/ipam/allocator.js";
 import { type Cidr, parseCidr } from "../../src/ipam/cidr.js";
 import * as codec from "../../src/store/codec.js";
@@ -32,16 +33,6 @@ const REC: AttachmentRecord = {
     { cidr: "fd00::200/120", address: "fd00::205" },
   ],
 };
-
-function failure(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
-  }
-  throw new Error("expected a CniError");
-}
 
 /** Change keys of a sealed record and seal it again with a valid checksum: a file a bug (not the disk) got wrong. */
 function resealed(text: string, patch: Record<string, unknown>): string {
