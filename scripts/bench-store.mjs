@@ -78,7 +78,7 @@ try {
       times[name].DEL.push(call(sb, "DEL", `bench-${i}`));
     }
     const t = process.hrtime.bigint();
-    spawnSync(process.execPath, ["-e", "0"]);
+    spawnSync(process.execPath, ["-e", "0"], { env: { PATH: process.env.PATH } }); // the same clean env as the calls
     bare.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   const f = (x) => x.toFixed(1).padStart(7);
