@@ -44,11 +44,18 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
     } catch (err) {
       throw new CniError(Code.IOFailure, "cannot read the network config from stdin", (err as Error).message);
     }
-    // Errors carry the config's version, so read it before judging the environment (which is judged first, as skel does).
-    const loose = looseVersion(stdin);
-    if (loose) version = loose;
+    // Decode stdin once, before judging the environment (judged first, as skel does),
+    // so that even an environment error carries the config's version.
+    let obj: Record<string, unknown> | undefined;
+    let decodeError: unknown;
+    try {
+      obj = decodeStdin(stdin);
+      if (isSupported(obj.cniVersion)) version = obj.cniVersion;
+    } catch (err) {
+      decodeError = err;
+    }
     const cmd = parseEnv(command, io.env);
-    const obj = decodeStdin(stdin);
+    if (!obj) throw decodeError;
     const checked = checkVersion(command, obj.cniVersion);
     const conf = parseNetConf(obj, command);
     const log = (msg: string): void => io.stderr(`podcidr-ipam ${command} ${cmd.containerID}: ${msg}\n`);
@@ -66,13 +73,3 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
   }
 }
 
-// --- internal ---
-
-function looseVersion(stdin: Buffer): CniVersion | null {
-  try {
-    const v = (JSON.parse(stdin.toString("utf8")) as { cniVersion?: unknown }).cniVersion;
-    return isSupported(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
