@@ -7,6 +7,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 import { BIN, ROOT, type RunResult, collect } from "../helpers/plugin";
 
 export const SYSTEM_CNI = "/usr/lib/cni";
@@ -144,6 +145,24 @@ export class World {
   ping(from: Pod, ip: string): boolean {
     const r = spawnSync("ip", ["netns", "exec", from.netns, "ping", ip.includes(":") ? "-6" : "-4", "-c", "1", "-w", "6", "-i", "0.2", ip], { encoding: "utf8" });
     return r.status === 0;
+  }
+
+  /** Every pod reaches every other pod on each of its result's addresses. */
+  expectMesh(pods: Pod[], families = 2): void {
+    for (const from of pods) {
+      for (const to of pods) {
+        if (to === from) continue;
+        for (let i = 0; i < families; i++) expect(this.ping(from, addr(to.result, i)), `${from.name} -> ${addr(to.result, i)}`).toBe(true);
+      }
+    }
+  }
+
+  /** CHECK, with each pod's cached result as prevResult, passes through the main plugin. */
+  async expectChecksPass(pods: Pod[], conf: Record<string, unknown>): Promise<void> {
+    for (const p of pods) {
+      const c = await this.exec("CHECK", p, conf);
+      expect(c.code, c.stdout + c.stderr).toBe(0);
+    }
   }
 
   /** Interfaces still enslaved to the bridge (veths the bridge plugin should have removed). */

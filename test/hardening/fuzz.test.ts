@@ -1236,6 +1236,25 @@ function pickCtx(r: Rng, w: World): Ctx {
   return r.chance(0.25) ? w.noStore : w.store;
 }
 
+/**
+ * The generators' control: the un-faulted twin of n sampled cases must succeed
+ * through `run`, or the fuzzer would be counting its own mistakes as refusals.
+ */
+async function twinControl(w: World, seed: number, n: number, firstId: number, run: (env: Env, stdin: Buffer) => Promise<Outcome>): Promise<void> {
+  const r = new Rng(seed);
+  const failed: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = makeCase(r, firstId + i, pickCtx(r, w));
+    const o = await run(c.twin.env, c.twin.stdin);
+    if (o.exit !== 0) failed.push(`${c.family}/${c.variant}/${c.target}: ${o.stdout.slice(0, 200)}`);
+    // The twin is a real call: put the stores back.
+    restore(w.store.sb.dataDir, w.base);
+    rmSync(w.noStore.sb.dataDir, { recursive: true, force: true });
+  }
+  expect(failed).toEqual([]);
+  finalChecks(w);
+}
+
 function finalChecks(w: World): void {
   expect(diff(w.base, snap(w.store.sb.dataDir)), "store after the run").toEqual([]);
   expect(existsSync(w.noStore.sb.dataDir), "no-store sandbox's data dir after the run").toBe(false);
@@ -1347,21 +1366,7 @@ describe("fuzz (in process): bad inputs through dispatch() and the real handlers
     w?.noStore.sb.cleanup();
   });
 
-  it("generator control: the un-faulted twin of sampled cases succeeds", async () => {
-    const r = new Rng(SEED ^ 0xc0ffee);
-    const n = size(150, 1000);
-    const failed: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const c = makeCase(r, 900_000 + i, pickCtx(r, w));
-      const o = await runInProcess(c.twin.env, c.twin.stdin);
-      if (o.exit !== 0) failed.push(`${c.family}/${c.variant}/${c.target}: ${o.stdout.slice(0, 200)}`);
-      // The twin is a real call: put the stores back.
-      restore(w.store.sb.dataDir, w.base);
-      rmSync(w.noStore.sb.dataDir, { recursive: true, force: true });
-    }
-    expect(failed).toEqual([]);
-    finalChecks(w);
-  }, TEST_TIMEOUT);
+  it("generator control: the un-faulted twin of sampled cases succeeds", () => twinControl(w, SEED ^ 0xc0ffee, size(150, 1000), 900_000, runInProcess), TEST_TIMEOUT);
 
   it.each(TARGETED.map((t, i) => ({ ...t, i })))("names the problem: $name", async (t) => {
     const c = targetedCase(t, w, 800_000 + t.i);
@@ -1440,19 +1445,7 @@ describe("fuzz (executable): bad inputs through bin/podcidr-ipam", () => {
     }
   });
 
-  it("generator control: the un-faulted twin of sampled cases succeeds", async () => {
-    const r = new Rng(SEED ^ 0xbadf00d);
-    const failed: string[] = [];
-    for (let i = 0; i < size(12, 60); i++) {
-      const c = makeCase(r, 700_000 + i, pickCtx(r, w));
-      const o = await runExe(c.twin.env, c.twin.stdin);
-      if (o.exit !== 0) failed.push(`${c.family}/${c.variant}/${c.target}: ${o.stdout.slice(0, 200)}`);
-      restore(w.store.sb.dataDir, w.base);
-      rmSync(w.noStore.sb.dataDir, { recursive: true, force: true });
-    }
-    expect(failed).toEqual([]);
-    finalChecks(w);
-  }, TEST_TIMEOUT);
+  it("generator control: the un-faulted twin of sampled cases succeeds", () => twinControl(w, SEED ^ 0xbadf00d, size(12, 60), 700_000, runExe), TEST_TIMEOUT);
 
   const EXE_TARGETED = TARGETED.filter((t) => /100 MB|FIFO|directory|YAML|CNI_IFNAME with|\/33|deeply nested|not UTF-8|outside the podCIDRs/.test(t.name));
   it.each(EXE_TARGETED.map((t) => ({ ...t, i: TARGETED.indexOf(t) })))("names the problem: $name", async (t) => {
