@@ -158,12 +158,15 @@ export class DiskStore implements Store {
     }
     if (attachmentsTouched) fsyncDir(join(this.dir, ATTACHMENTS));
     fsyncDir(this.dir);
+    // The journal's removal needs no fsync of its own: every write it holds is durable by now,
+    // so a journal that a power cut brings back is replayed onto the very content it holds
+    // (replay is idempotent), and the next commit's fsync of this folder makes the removal
+    // durable before any newer change can be lost behind it.
     try {
       unlinkSync(join(this.dir, JOURNAL));
     } catch (err) {
       if (errno(err) !== "ENOENT") throw ioError(err, `cannot remove ${join(this.dir, JOURNAL)}`);
     }
-    fsyncDir(this.dir);
   }
 
   /** Move files that failed to load to quarantine/<time>/, so a repair can rebuild around them. */
