@@ -16,7 +16,7 @@
 // to a folder would be a new way in. And the install stays one file.
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,7 +62,7 @@ export function trainCache(nodeBin, wrapped) {
     writeFileSync(src, wrapped);
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
     const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], { env, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}):\n${r.stderr}`);
+    if (r.status !== 0 || !existsSync(cache)) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}, ${existsSync(cache) ? "" : "no cache written"}):\n${r.stderr}`);
     const v8 = spawnSync(nodeBin, ["-p", "process.versions.v8"], { env, encoding: "utf8" }).stdout.trim();
     return { cache: readFileSync(cache), v8 };
   } finally {
