@@ -217,9 +217,9 @@ try {
     for (const task of tasks) task();
     if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
   }
-  // Burst: a node booting starts many pods at once. Alternate parallel and sequential, 3 times.
+  // Burst: a node booting starts many pods at once. Alternate parallel and sequential, 5 times (median).
   const bursts = new Map();
-  for (let k = 0; k < 3; k++) {
+  for (let k = 0; k < 5; k++) {
     for (const w of worlds.filter((x) => x.n === sizes[0])) {
       for (const parallel of k % 2 ? [true, false] : [false, true]) {
         const key = `${w.plugin.name} ${parallel ? "parallel" : "sequential"}`;
