@@ -11,11 +11,18 @@ const suite = blocker ? describe.skip : describe;
 let w: World;
 afterEach(() => w?.cleanup());
 
-function hostVeths(): string[] {
-  return spawnSync("ip", ["-o", "link", "show", "type", "veth"], { encoding: "utf8" })
-    .stdout.split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => l.split(":")[1]!.trim().split("@")[0]!);
+/** The host end of a pod's eth0: ptp's veth peer, by interface index (`eth0@if<N>` inside the pod). */
+function hostPeerIndex(p: Pod): number {
+  const out = spawnSync("ip", ["-n", p.netns, "-o", "link", "show", "dev", "eth0"], { encoding: "utf8" }).stdout;
+  const m = /eth0@if(\d+)/.exec(out);
+  if (!m) throw new Error(`no veth peer for ${p.name}: ${out}`);
+  return Number(m[1]);
+}
+
+/** Interface indexes present in the host namespace. Other e2e files run beside this one, so compare ours only. */
+function hostIndexes(): Set<number> {
+  const out = spawnSync("ip", ["-o", "link", "show"], { encoding: "utf8" }).stdout;
+  return new Set([...out.matchAll(/^(\d+):/gm)].map((m) => Number(m[1])));
 }
 
 suite("ptp at cniVersion 0.4.0", () => {
@@ -24,7 +31,6 @@ suite("ptp at cniVersion 0.4.0", () => {
     w.writeNode(ciliumNode(["10.0.5.0/24", "fd00::500/120"]));
     // conf/20-podnet-ptp.conflist, with the runtime choosing version 0.4.0.
     const conf = w.fromConflist("20-podnet-ptp.conflist", "0.4.0");
-    const vethsBefore = hostVeths();
     const pods: Pod[] = [w.newPod("p1"), w.newPod("p2"), w.newPod("p3")];
     for (const p of pods) await w.add(p, conf);
     for (const p of pods) {
@@ -38,11 +44,15 @@ suite("ptp at cniVersion 0.4.0", () => {
     w.expectMesh(pods);
     await w.expectChecksPass(pods, conf);
     expect(w.status().ranges.map((r: any) => r.allocated)).toEqual([3, 3]);
+    const peers = pods.map(hostPeerIndex);
+    expect(peers.every((i) => hostIndexes().has(i))).toBe(true);
     for (const p of pods) {
       const d = await w.exec("DEL", p, conf);
       expect(d.code, d.stdout + d.stderr).toBe(0);
     }
     expect(w.status().ranges.map((r: any) => r.allocated)).toEqual([0, 0]);
-    expect(hostVeths().sort()).toEqual(vethsBefore.sort());
+    // ptp's DEL removes each pod's host-side veth.
+    const left = hostIndexes();
+    expect(peers.filter((i) => left.has(i))).toEqual([]);
   });
 });
