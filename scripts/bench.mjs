@@ -38,7 +38,6 @@ else console.error(`${HOST_LOCAL} not found: host-local is left out (apt-get ins
 for (const p of plugins) if (!existsSync(p.bin)) throw new Error(`${p.bin} is missing: run npm run build first`);
 // The same executable without its V8 code cache, to show what the cache saves (empty store only).
 const noCache = { name: "podcidr-ipam, no code cache", bin: join(work, "podcidr-ipam-no-cache"), kind: "ours" };
-spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], { stdio: "inherit" });
 
 // The environments a call is made in. CLEAN is the one the tables and the chart use.
 const CLEAN = { name: "clean", label: "a clean environment (PATH only)", vars: { PATH: process.env.PATH } };
@@ -180,6 +179,8 @@ function prng(seed) { let a = seed >>> 0; return () => { a = (a + 0x6d2b79f5) >>
 // --- run ---
 
 try {
+  const nc = spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], { stdio: "inherit" });
+  if (nc.status !== 0) throw new Error(`building ${noCache.name} failed`);
   const t = await seedTools();
   const t0 = Date.now();
   const worlds = plugins.flatMap((p) => sizes.map((n) => world(p, n, t)));
@@ -198,7 +199,7 @@ try {
   const samples = new Map();
   const push = (k, v) => samples.set(k, [...(samples.get(k) ?? []), v]);
   const rand = prng(5);
-  const ours = [...worlds, ...shellWorlds, noCacheWorld].filter((w) => w.plugin.kind === "ours" && w.n === sizes[0]);
+  const ours = [...worlds, noCacheWorld].filter((w) => w.plugin.kind === "ours" && w.n === sizes[0]);
   for (let r = 0; r < rounds; r++) {
     const tasks = [
       ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, CLEAN.vars))),
@@ -217,9 +218,9 @@ try {
     for (const task of tasks) task();
     if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
   }
-  // Burst: a node booting starts many pods at once. Alternate parallel and sequential, 5 times (median).
+  // Burst: a node booting starts many pods at once. 6 alternations (median), each order 3 times.
   const bursts = new Map();
-  for (let k = 0; k < 5; k++) {
+  for (let k = 0; k < 6; k++) {
     for (const w of worlds.filter((x) => x.n === sizes[0])) {
       for (const parallel of k % 2 ? [true, false] : [false, true]) {
         const key = `${w.plugin.name} ${parallel ? "parallel" : "sequential"}`;
@@ -273,12 +274,12 @@ try {
   console.log(`\n#### Where a call's time goes (clean environment, medians, ms)\n`);
   console.log("| executable | floor | VERSION (start + load) | ADD | DEL | load: VERSION - floor | store work: ADD - VERSION | store work: DEL - VERSION |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const w of ours.filter((x) => !x.key.endsWith(" shell"))) {
+  for (const w of ours) {
     const fl = w.plugin.name.includes("standalone") && samples.has("node 26 -e 0 (standalone's runtime)") ? m("node 26 -e 0 (standalone's runtime)") : floor;
     const v = m(`version ${w.key}`), a = m(`add ${w.key}`), d = m(`del ${w.key}`);
     console.log(`| ${w.plugin.name} | ${f(fl)} | ${f(v)} | ${f(a)} | ${f(d)} | ${f(v - fl)} | ${f(a - v)} | ${f(d - v)} |`);
   }
-  console.log(`\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 6 (journal, its folder, the record, the bitmap, both folders), a DEL 5 (the record is removed, not written): about ${f(6 * ((sync.file + sync.folder) / 2) + 5 * ((sync.file + sync.folder) / 2))} ms per ADD+DEL.`);
+  console.log(`\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 3 of files (journal, record, bitmap) and 3 of folders, a DEL 2 and 3 (the record is removed, not written): about ${f(5 * sync.file + 6 * sync.folder)} ms per ADD+DEL.`);
 
   // --- targets ---
   const targets = [];

@@ -14,6 +14,10 @@
 // code cache is trusted input to V8, as good as code. One shipped read-only with
 // the executable is exactly as trustworthy as the executable; one written later
 // to a folder would be a new way in. And the install stays one file.
+//
+// V8 matches a cache to its source by length, not content: the executable is
+// made whole by the build, and an edit to its embedded source without a rebuild
+// would run the cached code of the old one. Rebuild; never patch bin/podcidr-ipam.
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -33,6 +37,9 @@ export async function bundle() {
     platform: "node",
     target: "node20",
     format: "cjs",
+    // ASCII only (esbuild escapes the rest): Node reads the executable as UTF-8 and V8 matches
+    // a cache by source length, so the embedded source must read back exactly as written.
+    charset: "ascii",
     minify: true,
     legalComments: "none",
     define: { __VERSION__: JSON.stringify(pkg.version) },
@@ -47,6 +54,8 @@ export async function bundle() {
 
 /** The bundle as the executable compiles it, CommonJS's module wrapper made explicit. */
 export function wrap(bundleText) {
+  const bad = bundleText.search(/[^\x00-\x7f]/);
+  if (bad >= 0) throw new Error(`the bundle has a non-ASCII character at ${bad}; it must be ASCII (see charset in bundle())`);
   return `(function (exports, require, module, __filename, __dirname) {${bundleText}\n})`;
 }
 
@@ -62,8 +71,9 @@ export function trainCache(nodeBin, wrapped) {
     writeFileSync(src, wrapped);
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
     const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], { env, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-    if (r.status !== 0 || !existsSync(cache)) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}, ${existsSync(cache) ? "" : "no cache written"}):\n${r.stderr}`);
-    const v8 = spawnSync(nodeBin, ["-p", "process.versions.v8"], { env, encoding: "utf8" }).stdout.trim();
+    if (r.status !== 0 || !existsSync(`${cache}.v8`)) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}${existsSync(cache) ? "" : ", no cache written"}):\n${r.stderr}`);
+    const v8 = readFileSync(`${cache}.v8`, "utf8").trim();
+    if (!/^\d+\.\d+/.test(v8)) throw new Error(`training under ${nodeBin} reported V8 version ${JSON.stringify(v8)}`);
     return { cache: readFileSync(cache), v8 };
   } finally {
     rmSync(work, { recursive: true, force: true });

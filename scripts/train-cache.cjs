@@ -7,6 +7,8 @@
 //
 //   node scripts/train-cache.cjs <wrapped-bundle.js> <cache-out> <scratch-dir>
 //
+// Writes the cache to <cache-out> and this V8's version to <cache-out>.v8.
+//
 // The bundle comes wrapped as the executable compiles it, `(function (exports,
 // require, module, __filename, __dirname) {...})`: V8 takes a cache only for the
 // very source it was made from.
@@ -21,7 +23,7 @@ const vm = require("node:vm");
 const [bundleFile, cacheOut, scratchArg] = process.argv.slice(2);
 const scratch = path.resolve(scratchArg ?? "");
 if (!bundleFile || !cacheOut || !scratchArg) throw new Error("usage: train-cache.cjs <wrapped-bundle.js> <cache-out> <scratch-dir>");
-const source = fs.readFileSync(bundleFile, "latin1");
+const source = fs.readFileSync(bundleFile, "utf8");
 const script = new vm.Script(source, { filename: bundleFile });
 const run = script.runInThisContext();
 
@@ -77,7 +79,11 @@ async function call(command, input, extraEnv = {}) {
   expect("a refused ADD", await call("ADD", { ...conf, ipam: { ...conf.ipam, nodeFile: path.join(scratch, "missing.json"), waitForPodCIDRs: 0 } }), 1);
   process.exit = exit;
   process.exitCode = 0;
-  fs.writeFileSync(cacheOut, script.createCachedData());
+  const cache = script.createCachedData();
+  // The cache must be one this V8 takes back for this source, or it is dead weight.
+  if (new vm.Script(source, { filename: bundleFile, cachedData: cache }).cachedDataRejected !== false) throw new Error("V8 rejects the cache it just made");
+  fs.writeFileSync(cacheOut, cache);
+  fs.writeFileSync(`${cacheOut}.v8`, process.versions.v8);
 })().catch((err) => {
   fs.writeSync(2, `train-cache: ${err.stack}\n`);
   process.exit(1);

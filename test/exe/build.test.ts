@@ -3,13 +3,15 @@
 // one this Node accepts (or it buys nothing), and a Node that cannot use it
 // (other flags, another V8) must still run the plugin correctly.
 import { spawnSync } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { isBuiltin } from "node:module";
 import { Script } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { BIN, Sandbox } from "../helpers/plugin";
 
-const text = readFileSync(BIN, "latin1");
+// As Node reads it: V8 matches a cache to its source by length, so the encoding must be Node's.
+const text = readFileSync(BIN, "utf8");
 // The standalone build (PODCIDR_BIN) is a Node binary, not a script: these checks are the bundle's.
 const isScript = text.startsWith("#!/usr/bin/env node\n");
 
@@ -36,24 +38,62 @@ describe.runIf(isScript)("the bundled executable", () => {
     expect(cache.length).toBeGreaterThan(50_000);
     const script = new Script(literal("source"), { filename: BIN, cachedData: cache });
     expect(script.cachedDataRejected).toBe(false);
-    // The cache was made for this source: another (one byte longer) is refused.
+    // V8 matches a cache to its source by length (not content): a longer source is refused.
     expect(new Script(`${literal("source")} `, { filename: BIN, cachedData: cache }).cachedDataRejected).toBe(true);
   });
 
-  it("still allocates correctly when V8 refuses the cache (a Node started with other flags)", () => {
+  it("holds only ASCII, so the source Node reads back is the one the cache was made for", () => {
+    expect(text.search(/[^\x00-\x7f]/)).toBe(-1);
+  });
+
+  /** ADD then DEL of one container with `cmd args`, against the cluster-pool fixture; returns ADD's addresses. */
+  function addDel(cmd: string, args: string[]): string[] {
     const sb = new Sandbox("ciliumnode-cluster-pool.json");
     try {
       const env = { PATH: process.env.PATH, CNI_CONTAINERID: "c1", CNI_NETNS: "/var/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
       const conf = JSON.stringify(sb.conf("1.0.0"));
-      // --no-opt changes V8's flag hash, so V8 rejects the cache and compiles the bundle itself.
-      const add = spawnSync(process.execPath, ["--no-opt", BIN], { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
+      const add = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
       expect(add.status, add.stdout + add.stderr).toBe(0);
-      const ips = (JSON.parse(add.stdout) as { ips: { address: string }[] }).ips.map((i) => i.address);
-      const same = spawnSync(BIN, [], { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
-      expect(same.status, same.stdout + same.stderr).toBe(0);
-      expect((JSON.parse(same.stdout) as { ips: { address: string }[] }).ips.map((i) => i.address)).toEqual(ips);
-      const del = spawnSync(process.execPath, ["--no-opt", BIN], { env: { ...env, CNI_COMMAND: "DEL" }, input: conf, encoding: "utf8" });
+      const again = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
+      expect(again.stdout).toBe(add.stdout);
+      const del = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "DEL" }, input: conf, encoding: "utf8" });
       expect(del.status, del.stdout + del.stderr).toBe(0);
+      return (JSON.parse(add.stdout) as { ips: { address: string }[] }).ips.map((i) => i.address);
+    } finally {
+      sb.cleanup();
+    }
+  }
+
+  it("still allocates correctly when V8 refuses the cache (a Node started with other flags)", () => {
+    // --no-opt changes V8's flag hash: under it, V8 refuses the cache...
+    const sb = new Sandbox();
+    let probe;
+    try {
+      writeFileSync(join(sb.dir, "source.js"), literal("source"));
+      writeFileSync(join(sb.dir, "cache.bin"), Buffer.from(literal("cache"), "base64"));
+      const js = 'const fs = require("node:fs"); const { Script } = require("node:vm"); const [src, cache] = process.argv.slice(1);' +
+        "process.stdout.write(String(new Script(fs.readFileSync(src, 'utf8'), { cachedData: fs.readFileSync(cache) }).cachedDataRejected));";
+      probe = spawnSync(process.execPath, ["--no-opt", "-e", js, join(sb.dir, "source.js"), join(sb.dir, "cache.bin")], { encoding: "utf8" });
+      // (the same probe without the flag: accepted, so it is the flag that makes the difference)
+      const plain = spawnSync(process.execPath, ["-e", js, join(sb.dir, "source.js"), join(sb.dir, "cache.bin")], { encoding: "utf8" });
+      expect(plain.stdout, plain.stderr).toBe("false");
+    } finally {
+      sb.cleanup();
+    }
+    expect(probe.stdout, probe.stderr).toBe("true");
+    // ...and the executable compiles the bundle itself, with the same answers.
+    expect(addDel(process.execPath, ["--no-opt", BIN])).toEqual(addDel(BIN, []));
+  });
+
+  it("runs without its cache under another Node's V8 (the version check's other branch)", () => {
+    const sb = new Sandbox();
+    try {
+      const other = join(sb.dir, "podcidr-ipam");
+      const v8 = JSON.stringify(process.versions.v8);
+      expect(text.split(`process.versions.v8 === ${v8}`).length).toBe(2);
+      writeFileSync(other, text.replace(`process.versions.v8 === ${v8}`, `process.versions.v8 === "0.0.0-another-node"`));
+      chmodSync(other, 0o755);
+      expect(addDel(other, [])).toEqual(addDel(BIN, []));
     } finally {
       sb.cleanup();
     }
