@@ -1169,6 +1169,31 @@ function storesDirty(store: { dir: string; base: Snap }, noStoreDir: string): bo
   return diff(store.base, snap(store.dir)).length > 0 || existsSync(noStoreDir);
 }
 
+/** True when the run left the store and the data dir exactly as they were. */
+function unchangedAfter(t: Tally, w: World): boolean {
+  return t.storeChanges === 0 && t.dirCreated === 0 && diff(w.base, snap(w.store.sb.dataDir)).length === 0;
+}
+
+/** The figures both fuzz tiers report first: what the cases did to the plugin and the store. */
+function outcomeFigures(t: Tally, unchanged: boolean): Record<string, string | number> {
+  return {
+    cases: t.cases,
+    seed: SEED,
+    errors: t.errors,
+    accepted: t.accepted,
+    violations: t.violations.length,
+    unchanged: unchanged ? "yes" : "no",
+    storeChanges: t.storeChanges,
+    dataDirCreated: t.dirCreated,
+    maxMs: Math.round(t.maxMs),
+  };
+}
+
+/** The figures both tiers report last: how long, how big, which codes. */
+function runFigures(t: Tally, started: number): Record<string, string | number> {
+  return { totalS: Number(((performance.now() - started) / 1000).toFixed(1)), maxStdinBytes: t.maxStdin, codes: codesText(t) };
+}
+
 function codesText(t: Tally): string {
   return [...t.codes].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}:${v}`).join(" ");
 }
@@ -1402,21 +1427,10 @@ describe("fuzz (in process): bad inputs through dispatch() and the real handlers
       }
       checkStores(t, c, { dir: w.store.sb.dataDir, base: w.base }, w.noStore.sb.dataDir);
     }
-    const unchanged = t.storeChanges === 0 && t.dirCreated === 0 && diff(w.base, snap(w.store.sb.dataDir)).length === 0;
     record("fuzz (in process)", "4. bad input changes nothing", {
-      cases: t.cases,
-      seed: SEED,
-      errors: t.errors,
-      accepted: t.accepted,
-      violations: t.violations.length,
-      unchanged: unchanged ? "yes" : "no",
-      storeChanges: t.storeChanges,
-      dataDirCreated: t.dirCreated,
-      maxMs: Math.round(t.maxMs),
+      ...outcomeFigures(t, unchangedAfter(t, w)),
       meanMs: Number((t.totalMs / t.cases).toFixed(2)),
-      totalS: Number(((performance.now() - started) / 1000).toFixed(1)),
-      maxStdinBytes: t.maxStdin,
-      codes: codesText(t),
+      ...runFigures(t, started),
     });
     expect(t.violations.length, `violations (seed ${SEED}):\n${summary(t.violations)}`).toBe(0);
     expect(t.maxMs).toBeLessThan(BOUND_MS);
@@ -1506,23 +1520,12 @@ describe("fuzz (executable): bad inputs through bin/podcidr-ipam", () => {
         }
       }
     }
-    const unchanged = t.storeChanges === 0 && t.dirCreated === 0 && diff(w.base, snap(w.store.sb.dataDir)).length === 0;
     record("fuzz (executable)", "4. bad input changes nothing", {
-      cases: t.cases,
-      seed: SEED,
-      errors: t.errors,
-      accepted: t.accepted,
-      violations: t.violations.length,
-      unchanged: unchanged ? "yes" : "no",
-      storeChanges: t.storeChanges,
-      dataDirCreated: t.dirCreated,
-      maxMs: Math.round(t.maxMs),
+      ...outcomeFigures(t, unchangedAfter(t, w)),
       meanMs: Math.round(t.totalMs / t.cases),
       boundMs: BOUND_MS,
       killed: t.killed,
-      totalS: Number(((performance.now() - started) / 1000).toFixed(1)),
-      maxStdinBytes: t.maxStdin,
-      codes: codesText(t),
+      ...runFigures(t, started),
     });
     expect(t.violations.length, `violations (seed ${SEED}):\n${summary(t.violations)}`).toBe(0);
     expect(t.maxMs).toBeLessThan(BOUND_MS);
