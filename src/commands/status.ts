@@ -1,11 +1,12 @@
 // STATUS (1.1.0): ready when the node file lists usable podCIDRs with a free
-// address in every family; code 50 otherwise, saying why.
+// address in every family; code 50 otherwise, saying why. It reads the store
+// without the lock (the runtime asks often, and an approximate count is enough).
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { freeCount } from "../ipam/allocator.js";
-import { DiskStore } from "../store/disk.js";
 import { readNode, notReady } from "./node.js";
 import { candidates, families } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export async function status(req: Request): Promise<void> {
   const ipam = req.conf.ipam;
@@ -20,8 +21,8 @@ export async function status(req: Request): Promise<void> {
     const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
     throw new CniError(Code.PluginNotAvailable, e.message, e.details);
   }
-  const store = new DiskStore(ipam.dataDir, req.conf.name, ipam.lockTimeout * 1000);
-  const full = await store.transact({ create: false, readOnly: true }, (tx) => {
+  const store = openStore(ipam, req.log);
+  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => {
     const stored = tx.storedRanges();
     return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));
   });
