@@ -145,7 +145,8 @@ export function salvageRange(text: string, cidr: Cidr): number[] | null {
     return null;
   }
   if (typeof o !== "object" || o === null || typeof o.bits !== "string") return null;
-  const bits = Buffer.from(o.bits, "base64");
+  // A character damaged out of the base64 alphabet stands for six unknown bits: read them as taken.
+  const bits = Buffer.from(o.bits.replace(/[^A-Za-z0-9+/=]/g, "/"), "base64");
   if (bits.length !== Math.ceil(cidr.size / 8)) return null;
   const out: number[] = [];
   for (let i = 0; i < cidr.size; i++) if (bits[i >> 3]! & (1 << (i & 7))) out.push(i);

@@ -103,8 +103,11 @@ export class DiskTx implements Tx {
         }
       }
     }
-    // Records put in this transaction are included; deleted ones (null) are not.
-    return [...this.records.values()].filter((rec): rec is AttachmentRecord => rec !== null && (network === undefined || rec.network === network));
+    // Records put in this transaction are included; deleted ones (null) are not. In path order.
+    return [...this.records.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, rec]) => rec)
+      .filter((rec): rec is AttachmentRecord => rec !== null && (network === undefined || rec.network === network));
   }
 
   putAttachment(rec: AttachmentRecord): void {
