@@ -2,12 +2,10 @@
 // route fields, node-file addresses that do not parse, requested addresses and
 // CNI_ARGS keys, node files being written, STATUS, and cniVersion corner cases.
 // Every refused call must leave the store byte for byte as it was.
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
-import { expectCniError, expectJsonSuccess } from "../helpers/protocol";
-import { addOk, addrs, ciliumNode, snapshot } from "../helpers/exe";
+import { expectCniError } from "../helpers/protocol";
+import { addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
 
 let sb: Sandbox;
 beforeEach(() => {
@@ -42,5 +40,42 @@ describe("CNI 1.1.0 route fields (ipam.routes)", () => {
     const route = { dst: "10.96.0.0/12", gw: "10.0.2.1", mtu: 1400, advmss: 1360, priority: 100, table: 254, scope: 0 };
     const res = await addOk(sb, "a", { ipam: { routes: [route] } });
     expect(res.routes).toEqual([route]);
+  });
+});
+
+describe("node file: router, health and ingress addresses that do not parse", () => {
+  const CIDRS = ["10.0.2.0/24", "fd00::200/120"];
+  it.each([
+    { name: "a router IP with a trailing space", node: ciliumNode(CIDRS, { router: ["10.0.2.2 "] }), fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address' },
+    { name: "a router IP with a leading zero", node: ciliumNode(CIDRS, { router: ["010.0.2.3"] }), fragment: 'spec.addresses[1].ip "010.0.2.3" is not an IP address' },
+    { name: "an IPv6 address in spec.health.ipv4", node: ciliumNode(CIDRS, { health: { ipv4: "fd00::202" } }), fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address' },
+    { name: "an IPv4 address in spec.ingress.ipv6", node: ciliumNode(CIDRS, { ingress: { ipv6: "10.0.2.2" } }), fragment: 'spec.ingress.ipv6 "10.0.2.2" is not an IPv6 address' },
+    {
+      name: "a v1 Node cilium-host annotation with a trailing space",
+      node: v1Node({ podCIDRs: CIDRS }, { "io.cilium.network.ipv4-cilium-host": "10.0.2.2 " }),
+      fragment: 'metadata.annotations["io.cilium.network.ipv4-cilium-host"] "10.0.2.2 " is not an IP address',
+    },
+    {
+      name: "an IPv6 address under a v1 Node ipv4- annotation",
+      node: v1Node({ podCIDRs: CIDRS }, { "io.cilium.network.ipv4-health-ip": "fd00::202" }),
+      fragment: 'metadata.annotations["io.cilium.network.ipv4-health-ip"] "fd00::202" is not an IPv4 address',
+    },
+  ])("ADD refuses $name with 102 instead of handing that address to a pod", async ({ node, fragment }) => {
+    const before = await seeded();
+    replaceNode(sb, node);
+    const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf() });
+    expectCniError(r, 102, `node file ${sb.nodeFile}: ${fragment}`);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("STATUS answers 50 with the same message", async () => {
+    replaceNode(sb, ciliumNode(CIDRS, { router: ["10.0.2.2 "] }));
+    const r = await run({ command: "STATUS", stdin: sb.conf() });
+    expectCniError(r, 50, 'spec.addresses[1].ip "10.0.2.2 " is not an IP address');
+  });
+
+  it("an empty health address is none: the first pod gets 10.0.2.2", async () => {
+    replaceNode(sb, ciliumNode(CIDRS, { health: { ipv4: "", ipv6: "" } }));
+    expect(addrs(await addOk(sb, "a"))).toEqual(["10.0.2.2", "fd00::202"]);
   });
 });
