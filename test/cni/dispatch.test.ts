@@ -113,13 +113,22 @@ describe("dispatch: routing", () => {
     expect(r.stdout).toBe("");
   });
 
-  it("reads the requested addresses and CNI_ARGS into the request", async () => {
-    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0" }, conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }), {
+  it("reads the requested addresses, IP= in CNI_ARGS included, and CNI_ARGS into the request", async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0;IP=fd00::250" }, conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }), {
       ADD: async () => RESULT,
     });
     const req = r.calls[0]!.req;
-    expect(req.conf.requestedIps).toEqual(["10.0.2.50/24"]);
+    expect(req.conf.requested).toEqual([
+      { family: 6, value: 0xfd000000000000000000000000000250n, text: "fd00::250" },
+      { family: 4, value: 0x0a000232n, text: "10.0.2.50/24" },
+    ]);
     expect(req.cmd.args.get("K8S_POD_NAME")).toBe("web-0");
+  });
+
+  it("refuses a mistyped IP key in CNI_ARGS with 4 before calling the handler", async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "IgnoreUnknown=1;ip=10.0.2.50" }, conf("1.1.0"));
+    expect(r.json).toMatchObject({ code: Code.InvalidEnvironmentVariables, msg: 'CNI_ARGS key "ip" is not IP: write IP=<address>, in upper case with no spaces' });
+    expect(r.calls).toEqual([]);
   });
 });
 

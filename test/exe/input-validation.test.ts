@@ -79,3 +79,43 @@ describe("node file: router, health and ingress addresses that do not parse", ()
     expect(addrs(await addOk(sb, "a"))).toEqual(["10.0.2.2", "fd00::202"]);
   });
 });
+
+describe("requested addresses and CNI_ARGS", () => {
+  it.each([
+    { name: "IP= with an IPv4 prefix over 32", args: "IP=10.0.2.61/33", top: {}, fragment: 'requested address "10.0.2.61/33" (CNI_ARGS IP=) has prefix /33' },
+    { name: "IP= with a prefix written with a leading zero", args: "IP=10.0.2.61/024", top: {}, fragment: 'requested address "10.0.2.61/024" (CNI_ARGS IP=) has prefix /024' },
+    { name: "IP= with a prefix that is not a number", args: "IP=10.0.2.61/x", top: {}, fragment: "has prefix /x" },
+    { name: "runtimeConfig.ips with an IPv6 prefix over 128", args: "", top: { runtimeConfig: { ips: ["fd00::261/129"] } }, fragment: 'requested address "fd00::261/129" (runtimeConfig.ips[0]) has prefix /129' },
+    { name: "args.cni.ips with an IPv4 prefix over 32", args: "", top: { args: { cni: { ips: ["10.0.2.61/33"] } } }, fragment: 'requested address "10.0.2.61/33" (args.cni.ips[0]) has prefix /33' },
+    { name: "two different IPv4 addresses from two sources", args: "IP=10.0.2.70", top: { args: { cni: { ips: ["10.0.2.71"] } } }, fragment: "more than one IPv4 address requested (10.0.2.70, 10.0.2.71)" },
+  ])("ADD refuses $name with 7 and allocates nothing", async ({ args, top, fragment }) => {
+    const before = await seeded();
+    const r = await run({ command: "ADD", containerID: "a", args: `IgnoreUnknown=1;K8S_POD_NAME=web-0${args ? `;${args}` : ""}`, stdin: sb.conf("1.1.0", {}, top) });
+    expectCniError(r, 7, fragment);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it.each(["ip=10.0.2.89", "IP =10.0.2.89", " Ip=10.0.2.89"])("ADD refuses the mistyped key in CNI_ARGS %j with 4 and allocates nothing", async (pair) => {
+    const before = await seeded();
+    const r = await run({ command: "ADD", containerID: "a", args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;${pair}`, stdin: sb.conf() });
+    expectCniError(r, 4, `CNI_ARGS key ${JSON.stringify(pair.split("=")[0])}`, "write IP=");
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("DEL ignores a mistyped key (only ADD reads requested addresses)", async () => {
+    await addOk(sb, "a");
+    const r = await run({ command: "DEL", containerID: "a", args: "ip=10.0.2.2", stdin: sb.conf() });
+    expect(r.code, r.stdout).toBe(0);
+  });
+
+  it("ignores other unknown keys, and counts one address from three sources once", async () => {
+    const r = await run({
+      command: "ADD",
+      containerID: "a",
+      args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;IPS=x;IP=10.0.2.89/24",
+      stdin: sb.conf("1.1.0", {}, { runtimeConfig: { ips: ["10.0.2.89"] }, args: { cni: { ips: ["::ffff:10.0.2.89/120"] } } }),
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(addrs(r.json)).toEqual(["10.0.2.89", "fd00::202"]);
+  });
+});
