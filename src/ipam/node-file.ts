@@ -28,18 +28,27 @@ const ANNOTATIONS: Record<string, ReservedRole> = {
 };
 
 export function parseNodeFile(text: string, path: string): NodeInfo {
-  const bad = (msg: string, details: string): CniError =>
-    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
-  let obj: unknown;
+  return nodeFromJson(decodeNodeJson(text, path), path);
+}
+
+/** The file's text as JSON, or 102 "is not JSON" (a half-written file, or YAML: then the details say so). */
+export function decodeNodeJson(text: string, path: string): unknown {
   try {
-    obj = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     const yamlish = /^\s*(apiVersion|kind|metadata|---)/.test(text);
-    throw bad(
-      "is not JSON",
+    throw new CniError(
+      Code.InvalidNodeFile,
+      `node file ${path}: is not JSON`,
       `${(err as Error).message}.${yamlish ? " It looks like YAML:" : ""} write it with \`kubectl get ciliumnode NODE -o json\` (or \`kubectl get node NODE -o json\`), not -o yaml.`,
     );
   }
+}
+
+/** A decoded node file to a frozen NodeInfo, or 102 saying what is wrong. */
+export function nodeFromJson(obj: unknown, path: string): NodeInfo {
+  const bad = (msg: string, details: string): CniError =>
+    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
   if (!isObject(obj)) throw bad("is not a JSON object", "expected a CiliumNode or a v1 Node object as printed by kubectl -o json");
   const kind = obj.kind;
   const apiVersion = obj.apiVersion;
@@ -72,7 +81,8 @@ export function parseNodeFile(text: string, path: string): NodeInfo {
   if (kind === "Node" && apiVersion === "v1") {
     let field = "spec.podCIDRs";
     let list = spec.podCIDRs;
-    if (list === undefined || (Array.isArray(list) && list.length === 0)) {
+    // Absent, null (jq and hand-written copies print it) or empty: the legacy single field.
+    if (list === undefined || list === null || (Array.isArray(list) && list.length === 0)) {
       if (spec.podCIDR !== undefined && spec.podCIDR !== "") {
         field = "spec.podCIDR";
         list = [spec.podCIDR];

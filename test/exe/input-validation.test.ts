@@ -2,6 +2,7 @@
 // route fields, node-file addresses that do not parse, requested addresses and
 // CNI_ARGS keys, node files being written, STATUS, and cniVersion corner cases.
 // Every refused call must leave the store byte for byte as it was.
+import { writeFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
 import { expectCniError } from "../helpers/protocol";
@@ -117,5 +118,50 @@ describe("requested addresses and CNI_ARGS", () => {
     });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(addrs(r.json)).toEqual(["10.0.2.89", "fd00::202"]);
+  });
+});
+
+describe("node file being written (waitForPodCIDRs)", () => {
+  const NODE = JSON.stringify(ciliumNode(["10.0.2.0/24", "fd00::200/120"]));
+
+  it("ADD reports an empty node file as empty (11), not as missing, and allocates nothing", async () => {
+    const before = await seeded();
+    writeFileSync(sb.nodeFile, "");
+    const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf() });
+    const e = expectCniError(r, 11, `node file ${sb.nodeFile} is empty: the sync job may be writing it in place; write a temp file and mv it`);
+    expect(e.details).toContain(`mv ${sb.nodeFile}.tmp ${sb.nodeFile}`);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("STATUS answers 50 for an empty node file, saying it is empty", async () => {
+    writeFileSync(sb.nodeFile, "");
+    expectCniError(await run({ command: "STATUS", stdin: sb.conf() }), 50, `node file ${sb.nodeFile} is empty`);
+  });
+
+  it("ADD waits for a half-written node file to be complete", async () => {
+    writeFileSync(sb.nodeFile, NODE.slice(0, 50));
+    const pending = run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 5 }) });
+    setTimeout(() => writeFileSync(sb.nodeFile, NODE.slice(0, 100)), 300);
+    setTimeout(() => writeFileSync(sb.nodeFile, NODE), 700);
+    const r = await pending;
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(addrs(r.json)).toEqual(["10.0.2.2", "fd00::202"]);
+  });
+
+  it("ADD fails a node file that stays half-written with 102 when the wait ends, and allocates nothing", async () => {
+    const before = await seeded();
+    writeFileSync(sb.nodeFile, NODE.slice(0, 50));
+    const t0 = Date.now();
+    const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 0.6 }) });
+    const e = expectCniError(r, 102, `node file ${sb.nodeFile}: is not JSON`);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    expect(e.details).toContain("still not JSON after waiting 0.6s");
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it('a v1 Node with "podCIDRs": null falls back to spec.podCIDR', async () => {
+    replaceNode(sb, { apiVersion: "v1", kind: "Node", metadata: { name: "n" }, spec: { podCIDRs: null, podCIDR: "10.0.3.0/24" } });
+    const res = await addOk(sb, "a");
+    expect(res.ips).toEqual([{ address: "10.0.3.2/24", gateway: "10.0.3.1" }]);
   });
 });

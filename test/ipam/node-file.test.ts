@@ -133,6 +133,7 @@ describe("parseNodeFile: v1 Node", () => {
   it.each([
     { name: "podCIDRs is missing", spec: { podCIDR: "10.244.2.0/24" } },
     { name: "podCIDRs is empty", spec: { podCIDR: "10.244.2.0/24", podCIDRs: [] } },
+    { name: "podCIDRs is null (as jq or a hand-written copy prints it)", spec: { podCIDR: "10.244.2.0/24", podCIDRs: null } },
   ])("falls back to spec.podCIDR when $name", ({ spec }) => {
     const info = parse(v1Node(spec));
     expect(info.field).toBe("spec.podCIDR");
