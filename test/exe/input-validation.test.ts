@@ -2,7 +2,8 @@
 // route fields, node-file addresses that do not parse, requested addresses and
 // CNI_ARGS keys, node files being written, STATUS, and cniVersion corner cases.
 // Every refused call must leave the store byte for byte as it was.
-import { writeFileSync } from "node:fs";
+import { symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
 import { expectCniError } from "../helpers/protocol";
@@ -163,5 +164,37 @@ describe("node file being written (waitForPodCIDRs)", () => {
     replaceNode(sb, { apiVersion: "v1", kind: "Node", metadata: { name: "n" }, spec: { podCIDRs: null, podCIDR: "10.0.3.0/24" } });
     const res = await addOk(sb, "a");
     expect(res.ips).toEqual([{ address: "10.0.3.2/24", gateway: "10.0.3.1" }]);
+  });
+});
+
+describe("STATUS: every reason ADD would fail is code 50", () => {
+  const range = (): string => join(sb.dataDir, "podnet", "range-10.0.2.0_24.json");
+
+  it("a damaged range file: ADD says 103, STATUS 50 with the 103 message, and code 103 in the details", async () => {
+    await addOk(sb, "seed");
+    writeFileSync(range(), "x");
+    const before = snapshot(sb.dataDir);
+    const a = expectCniError(await run({ command: "ADD", containerID: "a", stdin: sb.conf() }), 103, "is corrupt");
+    const r = await run({ command: "STATUS", stdin: sb.conf() });
+    const e = expectCniError(r, 50, a.msg);
+    expect(e.msg).toBe(a.msg);
+    expect(e.details).toBe(`code 103: ${a.details}`);
+    expect(r.stdout.split("\n")).toHaveLength(2);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("a symbolic link where a store file should be: ADD says 105, STATUS 50", async () => {
+    await addOk(sb, "seed");
+    unlinkSync(range());
+    symlinkSync(sb.nodeFile, range());
+    const before = snapshot(sb.dataDir);
+    expectCniError(await run({ command: "ADD", containerID: "a", stdin: sb.conf() }), 105, "ELOOP");
+    const e = expectCniError(await run({ command: "STATUS", stdin: sb.conf() }), 50, "ELOOP");
+    expect(e.details).toMatch(/^code 105: /);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("a bad config is still refused as such (7), before STATUS looks at anything", async () => {
+    expectCniError(await run({ command: "STATUS", stdin: sb.conf("1.1.0", { gateway: "yes" }) }), 7, "ipam.gateway");
   });
 });
