@@ -34,7 +34,8 @@ export const MAX_STDIN = 1 << 20;
 
 /** Decode stdin to a JSON object (code 6 on failure). */
 export function decodeStdin(buf: Buffer): Record<string, unknown> {
-  if (buf.length > MAX_STDIN) throw new CniError(Code.DecodingFailure, `network config on stdin is ${buf.length} bytes; the limit is ${MAX_STDIN}`);
+  // The reader stops soon after the limit, so buf.length is not the config's size.
+  if (buf.length > MAX_STDIN) throw new CniError(Code.DecodingFailure, `network config on stdin is more than ${MAX_STDIN} bytes`, "that is the limit (1 MiB); a network config is a few kB");
   const text = buf.toString("utf8");
   if (text.trim() === "") throw new CniError(Code.DecodingFailure, "no network config on stdin", "the runtime passes the network config as JSON on standard input");
   let obj: unknown;

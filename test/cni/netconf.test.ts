@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { failure } from "../helpers/errors";
 import { Code } from "../../src/errors.js";
 import { parseCniArgs } from "../../src/cni/env.js";
-import { type NetConf, parseNetConf } from "../../src/cni/netconf.js";
+import { type NetConf, decodeStdin, parseNetConf } from "../../src/cni/netconf.js";
 
 const base = (top: Record<string, unknown> = {}): Record<string, unknown> => ({
   cniVersion: "1.1.0",
@@ -103,5 +103,13 @@ describe("parseNetConf: requested addresses", () => {
 
   it("ignores other unknown CNI_ARGS keys", () => {
     expect(add("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;IPS=1;IP_ADDR=10.0.2.9;MAC=x").requested).toEqual([]);
+  });
+});
+
+describe("decodeStdin", () => {
+  it("reports a config over 1 MiB as more than the limit, not as the size read", () => {
+    const err = failure(() => decodeStdin(Buffer.alloc((1 << 20) + 4096, 0x20)));
+    expect(err.code).toBe(Code.DecodingFailure);
+    expect(err.message).toBe("network config on stdin is more than 1048576 bytes");
   });
 });

@@ -6,7 +6,7 @@ import { symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
-import { expectCniError } from "../helpers/protocol";
+import { SUPPORTED, expectCniError, expectJsonSuccess } from "../helpers/protocol";
 import { addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
 
 let sb: Sandbox;
@@ -196,5 +196,37 @@ describe("STATUS: every reason ADD would fail is code 50", () => {
 
   it("a bad config is still refused as such (7), before STATUS looks at anything", async () => {
     expectCniError(await run({ command: "STATUS", stdin: sb.conf("1.1.0", { gateway: "yes" }) }), 7, "ipam.gateway");
+  });
+});
+
+describe("cniVersion corner cases", () => {
+  it('ADD with "cniVersion": null answers in 0.1.0, as skel and host-local do', async () => {
+    const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf(null as unknown as string) });
+    const res = expectJsonSuccess(r);
+    expect(res).toEqual({ cniVersion: "0.1.0", ip4: { ip: "10.0.2.2/24", gateway: "10.0.2.1" }, ip6: { ip: "fd00::202/120", gateway: "fd00::201" } });
+  });
+
+  it.each([
+    { name: "a number", v: 1, shown: "1" },
+    { name: "an object", v: {}, shown: "{}" },
+    { name: "a boolean", v: true, shown: "true" },
+  ])("ADD with a cniVersion that is $name: code 6, and the store is unchanged", async ({ v, shown }) => {
+    const before = await seeded();
+    const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf(v as unknown as string) });
+    expectCniError(r, 6, `cniVersion must be a version string such as "1.1.0", got ${shown}`);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("VERSION still ignores a null or non-string cniVersion on stdin", async () => {
+    for (const stdin of ['{"cniVersion":null}', '{"cniVersion":1}', '{"cniVersion":{}}']) {
+      expect(expectJsonSuccess(await run({ command: "VERSION", stdin }))).toEqual({ cniVersion: "1.1.0", supportedVersions: SUPPORTED });
+    }
+  });
+
+  it("stdin over 1 MiB is code 6 saying it is more than the limit, and the store is unchanged", async () => {
+    const before = await seeded();
+    const r = await run({ command: "ADD", containerID: "a", stdin: { ...sb.conf(), padding: "p".repeat(3 << 20) } });
+    expectCniError(r, 6, "network config on stdin is more than 1048576 bytes");
+    expect(snapshot(sb.dataDir)).toEqual(before);
   });
 });
