@@ -2,7 +2,7 @@
 // (network, container ID, interface). Nothing is written unless every family succeeds.
 import type { Request } from "../cni/dispatch.js";
 import type { IpamResult } from "../cni/result.js";
-import { Code, CniError, brief } from "../errors.js";
+import { Code, CniError } from "../errors.js";
 import { allocateNext, freeCount, isSet, pruneReleased, take, type RangeState } from "../ipam/allocator.js";
 import { type Family, addressAt, contains, offsetOf, parseIp } from "../ipam/cidr.js";
 import type { NodeInfo } from "../ipam/node-file.js";
@@ -101,18 +101,7 @@ function again(req: Request, tx: Tx, existing: AttachmentRecord, requested: Map<
 
 /** IP= in CNI_ARGS, runtimeConfig.ips and args.cni.ips, merged as host-local does; one per family. */
 function requestedByFamily(req: Request): Map<Family, Wanted> {
-  const raw = [...(req.cmd.args.get("IP")?.split(",") ?? []), ...req.conf.requestedIps].map((s) => s.trim()).filter((s) => s !== "");
-  const out = new Map<Family, Wanted>();
-  for (const text of raw) {
-    const ip = parseIp(text.replace(/\/\d{1,3}$/, ""));
-    if (!ip) throw new CniError(Code.InvalidNetworkConfig, `requested address ${brief(text)} is not an IP address`, "use 10.0.2.50 or 10.0.2.50/24 (IP= in CNI_ARGS, runtimeConfig.ips or args.cni.ips)");
-    const prev = out.get(ip.family);
-    if (prev && prev.value !== ip.value) {
-      throw new CniError(Code.InvalidNetworkConfig, `more than one IPv${ip.family} address requested (${prev.text}, ${text})`, "an attachment gets one address per family");
-    }
-    out.set(ip.family, { text, family: ip.family, value: ip.value });
-  }
-  return out;
+  return new Map(req.conf.requested.map((want) => [want.family, want]));
 }
 
 function takeRequested(tx: Tx, node: NodeInfo, req: Request, stored: RangeState[], want: Wanted): { range: RangeState; offset: number } {

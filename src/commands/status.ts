@@ -9,6 +9,16 @@ import { candidates, families } from "./ranges.js";
 import { openStore } from "./store.js";
 
 export async function status(req: Request): Promise<void> {
+  try {
+    await readiness(req);
+  } catch (err) {
+    // Any reason ADD would fail (a damaged store 103, a busy lock 11, ...) is "cannot serve ADD".
+    if (!(err instanceof CniError) || err.code === Code.PluginNotAvailable || err.code === Code.LimitedConnectivity) throw err;
+    throw new CniError(Code.PluginNotAvailable, err.message, `code ${err.code}${err.details ? `: ${err.details}` : ""}`, { cause: err });
+  }
+}
+
+async function readiness(req: Request): Promise<void> {
   const ipam = req.conf.ipam;
   let node;
   try {
