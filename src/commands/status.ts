@@ -20,17 +20,8 @@ export async function status(req: Request): Promise<void> {
 
 async function readiness(req: Request): Promise<void> {
   const ipam = req.conf.ipam;
-  let node;
-  try {
-    node = readNode(ipam.nodeFile);
-  } catch (err) {
-    const e = err as CniError;
-    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
-  }
-  if (!node || node.podCIDRs.length === 0) {
-    const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
-    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
-  }
+  const node = readNode(ipam.nodeFile);
+  if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
   const store = openStore(ipam, req.log);
   const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => {
     const stored = tx.storedRanges();

@@ -1,6 +1,6 @@
 // STATUS: every reason ADD would fail is code 50 (PluginNotAvailable), keeping
 // the original message, and the original code and details in `details`.
-import { mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -18,7 +18,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const RANGE = () => join(dir, "data", "podnet", "range-10.0.2.0_24.json");
+const RANGE = () => join(dir, "data", "_store", "range-10.0.2.0_24.json");
 
 function request(command: "ADD" | "STATUS", ipam: Record<string, unknown> = {}): Request {
   const env = { CNI_CONTAINERID: "c1", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" };
@@ -73,11 +73,19 @@ describe("status", () => {
     expect(err.details).toMatch(/^code 105: /);
   });
 
-  it("keeps a 50 of its own as it is", async () => {
+  it("answers a missing node file (ADD: 11) with 50 and code 11 in the details", async () => {
     rmSync(join(dir, "node.json"));
     const err = await statusFailure();
     expect(err.code).toBe(Code.PluginNotAvailable);
     expect(err.message).toBe(`node file ${join(dir, "node.json")} does not exist`);
-    expect(err.details).not.toMatch(/^code /);
+    expect(err.details).toMatch(/^code 11: /);
+  });
+
+  it("does not wait for a held lock: it reads the store without it", async () => {
+    await add(request("ADD"));
+    mkdirSync(join(dir, "data", "_store", "lock"));
+    const started = Date.now();
+    await expect(status(request("STATUS", { lockTimeout: 30 }))).resolves.toBeUndefined();
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 });
