@@ -1253,7 +1253,7 @@ async function seedWorld(store: Ctx, noStore: Ctx, exe: boolean): Promise<World>
   expect(o.exit, o.stdout).toBe(0);
   store.seeds.pop();
   const base = snap(store.sb.dataDir);
-  expect([...base.keys()].filter((k) => /^podnet\/attachments\/./.test(k)).length).toBe(4);
+  expect([...base.keys()].filter((k) => /^_store\/attachments\/podnet\/./.test(k)).length).toBe(4);
   expect(existsSync(noStore.sb.dataDir)).toBe(false);
   return { store, noStore, base, rootListing: readdirSync(ROOT).sort() };
 }
