@@ -169,6 +169,39 @@ describe("GC", () => {
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(0);
   });
 
+  it("reads a null list (libcni's nil slice, CRI-O's drained network) as an empty one, under either key", async () => {
+    for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
+      sandbox("ciliumnode-cluster-pool.json");
+      await three();
+      const r = await gc({ [key]: null, ...(key === "cni.dev/valid-attachments" ? { "cni.dev/attachments": null } : {}) });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(attachmentFiles()).toEqual([]);
+      sb.cleanup();
+    }
+  });
+
+  it("releases only its own network's attachments: another network sharing the store keeps its pods", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    await three();
+    const other = await addOk(sb, "o", { top: { name: "othernet" } });
+    const r = await gc({ "cni.dev/valid-attachments": [] });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(attachmentFiles()).toEqual([]);
+    expect(readdirSync(attachmentsDir(sb, "othernet"))).toEqual(["o@eth0.json"]);
+    const st = await statusJson(sb);
+    expect(rangeOf(st, "10.0.2.0/24").addresses.filter((a: any) => a.owner).map((a: any) => [a.ip, a.owner.network])).toEqual([[addrs(other)[0], "othernet"]]);
+  });
+
+  it("releases what it can past a damaged record of its network, then reports the damage (103)", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    await three();
+    writeFileSync(join(attachmentsDir(sb), "a@net1.json"), "{}");
+    const r = await gc({ "cni.dev/valid-attachments": [] });
+    expect(r.json?.code, r.stdout).toBe(103);
+    expect(r.json.msg).toContain("GC released 2 attachment(s) but skipped 1 damaged store file(s)");
+    expect(attachmentFiles()).toEqual(["a@net1.json"]);
+  });
+
   it("succeeds when the store does not exist", async () => {
     sandbox("ciliumnode-cluster-pool.json");
     const r = await gc({ "cni.dev/valid-attachments": [] });
