@@ -34,8 +34,8 @@ export interface RepairReport {
   }[];
 }
 
-export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }): Promise<RepairReport> {
-  const store = openStore(ipam, () => {});
+export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }, log: (msg: string) => void = () => {}): Promise<RepairReport> {
+  const store = openStore(ipam, log);
   const pendingMigration = opts.dryRun ? findLegacy(ipam.dataDir).map((l) => l.path) : [];
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
