@@ -14,6 +14,16 @@ import { DiskStore } from "../../src/store/disk";
 import { STALE_MS } from "../../src/store/lock";
 import { BIN } from "../helpers/plugin";
 
+/** True once process `pid` has exited (a zombie until our event loop reaps it) or is gone. */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
 describe("frozen lock holder", () => {
   it("refuses to commit after another call took the lock over, leaving that call's work intact", async () => {
     const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-fence-"));
@@ -28,6 +38,7 @@ describe("frozen lock holder", () => {
       await store.transact({ create: true }, () => undefined);
 
       let child: Promise<{ code: number | null; out: string }> | undefined;
+      let frozenMs = 0;
       const frozen = store.transact({ create: true }, (tx) => {
         // Start a real ADD while we hold the lock, then freeze past the stale threshold.
         // stdin from a file: a pipe would only be written once our event loop runs again.
@@ -40,10 +51,18 @@ describe("frozen lock holder", () => {
         let out = "";
         p.stdout!.on("data", (d) => (out += d));
         child = new Promise((res) => p.on("close", (code) => res({ code, out })));
-        const until = Date.now() + STALE_MS + 2500;
-        while (Date.now() < until) {
+        // Stay frozen until the other call has finished (its process is a zombie we have not
+        // reaped yet), not for a fixed time: a fixed STALE_MS + 2.5 s assumed the other call
+        // takes the lock over and commits within 2.5 s of it going stale, which a loaded machine
+        // need not do (we would then commit first and the test would fail for no fault). It
+        // cannot finish before the lock is stale, so we are frozen past STALE_MS by construction.
+        // The 60 s only bounds a hang.
+        const from = Date.now();
+        const until = from + 60_000;
+        while (Date.now() < until && !exited(p.pid!)) {
           /* frozen: the event loop cannot refresh the lock */
         }
+        frozenMs = Date.now() - from;
         // Our own allocation of the first pod address, which the other call also took.
         const r = tx.range(cidr.cidr);
         take(r, 1);
@@ -55,6 +74,9 @@ describe("frozen lock holder", () => {
         (e: unknown) => e,
       );
       const other = await child!;
+      expect(frozenMs, "the other call did not finish while we were frozen").toBeLessThan(60_000);
+      expect(frozenMs).toBeGreaterThanOrEqual(STALE_MS - 1000);
+      process.stdout.write(`[timing] fence: frozen ${frozenMs} ms, until the other call had finished (stale threshold ${STALE_MS} ms)\n`);
       expect(other.code, other.out).toBe(0);
       expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.2/24");
       expect(err).toBeInstanceOf(CniError);
