@@ -125,6 +125,8 @@ class SmallFs {
   }
 
   call(command: string, containerID: string, extra: Record<string, unknown> = {}): Promise<RunResult> {
+    // The 20 s only bounds a hang (a call takes well under a second; a killed one fails the test
+    // as "hung"): the faults here are the full and read-only disk, no kill decides an outcome.
     return run({ command, containerID, stdin: { ...this.conf(), ...extra }, killAfterMs: 20_000 });
   }
 

@@ -990,6 +990,7 @@ function restore(dir: string, s: Snap): void {
 // Running a case and judging the outcome
 // ---------------------------------------------------------------------------
 
+/** Only bounds a hang (a case takes milliseconds; maxMs is reported): nothing here is killed on purpose. */
 const BOUND_MS = 10_000;
 /** vitest's own limit for the long tests (the full size runs for minutes). */
 const TEST_TIMEOUT = size(60_000, 1_200_000);
