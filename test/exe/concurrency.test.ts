@@ -44,14 +44,15 @@ describe("concurrent calls", () => {
     for (const r of dels) expect(r.code, r.stdout + r.stderr).toBe(0);
     const after = await statusJson();
     expect(after.ranges.map((r: any) => r.allocated)).toEqual([0, 0]);
-    expect(readdirSync(join(sb.dataDir, "podnet", "attachments"))).toEqual([]);
+    expect(readdirSync(join(sb.dataDir, "_store", "attachments", "podnet"))).toEqual([]);
   });
 });
 
 describe("SIGKILL at any instant", () => {
   it("leaves a store that loads, holds no address twice, and leaks nothing after the runtime's retries", async () => {
     // Kill ADDs and DELs at instants spread over the call (from before the lock to after the
-    // commit), then do what a runtime does: ADD again (idempotent) and finally DEL every container.
+    // commit), then do what a runtime does: start the container again (an ADD into a new netns,
+    // which returns what a committed ADD holds) and finally DEL every container.
     // The instants come from this machine and this build: time identical calls first (their own
     // containers, removed again), then draw each kill uniformly from 0 to 1.2x the median, so
     // about 5 in 6 kills land before the call ends however fast or slow the calls are.
@@ -72,7 +73,8 @@ describe("SIGKILL at any instant", () => {
     const wanted = 16;
     const wantedInLock = 3;
     const maxAttempts = 150;
-    const net = join(sb.dataDir, "podnet");
+    const net = join(sb.dataDir, "_store");
+    const journalPending = (): boolean => readdirSync(net).some((n) => n.startsWith("journal-"));
     const ids: string[] = [];
     const midCall: string[] = [];
     let afterAnswer = 0;
@@ -87,7 +89,7 @@ describe("SIGKILL at any instant", () => {
         if (r.stdout === "") midCall.push(`${command} ${id}`);
         else afterAnswer++;
         if (existsSync(join(net, "lock"))) inLock++;
-        if (existsSync(join(net, "journal.json"))) journals++;
+        if (journalPending()) journals++;
       } else {
         expect(r.code, `${command} ${id}: ${r.stdout}${r.stderr}`).toBe(0);
       }
@@ -111,7 +113,7 @@ describe("SIGKILL at any instant", () => {
     expect(inLock, `only ${inLock} of ${attempts} kills landed while the call held the lock`).toBeGreaterThanOrEqual(wantedInLock);
 
     for (const id of ids) {
-      const again = await run({ command: "ADD", containerID: id, stdin: sb.conf() });
+      const again = await run({ command: "ADD", containerID: id, netns: "/var/run/netns/restarted", stdin: sb.conf() });
       expect(again.code, again.stdout + again.stderr).toBe(0);
     }
     const st = await statusJson();
@@ -124,19 +126,19 @@ describe("SIGKILL at any instant", () => {
     }
     const end = await statusJson();
     expect(end.ranges.map((r: any) => r.allocated)).toEqual([0, 0]);
-    expect(existsSync(join(sb.dataDir, "podnet", "journal.json"))).toBe(false);
+    expect(journalPending()).toBe(false);
   });
 
   it("recovers a lock left by a killed holder without waiting for the stale timer", async () => {
     // Make the store, then plant the lock of a holder that is dead: a folder `lock`
     // and `lock.owner` naming an exited process, exactly what a SIGKILLed call leaves.
     expect((await run({ command: "ADD", containerID: "first", stdin: sb.conf() })).code).toBe(0);
-    const net = join(sb.dataDir, "podnet");
+    const net = join(sb.dataDir, "_store");
     mkdirSync(join(net, "lock"));
     const dead = spawnSync("true").pid!;
     const owner = { pid: dead, pidns: readlinkSync("/proc/self/ns/pid"), ino: statSync(join(net, "lock")).ino, token: "dead" };
     writeFileSync(join(net, "lock.owner"), JSON.stringify(owner));
-    // With a 3 s lock timeout the call could not outlast proper-lockfile's 5 s stale timer:
+    // With a 3 s lock timeout the call could not outlast a 5 s lease:
     // it succeeds only because the dead holder's pid is recognised.
     const r = await run({ command: "ADD", containerID: "second", stdin: sb.conf("1.1.0", { lockTimeout: 3 }) });
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -145,7 +147,7 @@ describe("SIGKILL at any instant", () => {
 
   it("waits for a live holder and times out with code 11 naming the lock", async () => {
     expect((await run({ command: "ADD", containerID: "first", stdin: sb.conf() })).code).toBe(0);
-    const net = join(sb.dataDir, "podnet");
+    const net = join(sb.dataDir, "_store");
     mkdirSync(join(net, "lock"));
     // Our own (live) pid as the holder: nobody may take the lock away from it.
     const owner = { pid: process.pid, pidns: readlinkSync("/proc/self/ns/pid"), ino: statSync(join(net, "lock")).ino, token: "live" };
