@@ -242,3 +242,21 @@ export function start(stdin: object, env: Record<string, string>, wrapper: strin
 export function straceFsync(delayUs: number, when?: number): string[] {
   return ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", `inject=fsync:delay_enter=${delayUs}${when !== undefined ? `:when=${when}` : ""}`];
 }
+
+// --- the README ----------------------------------------------------------------
+
+/**
+ * The README's commands that write the node file with `kubectl get ... -o json >`
+ * straight into place (not to a temp file that is then mv'ed over it): a call that
+ * reads it meanwhile finds it empty or half-written. `readme` is the README's text.
+ */
+export function inPlaceNodeWrites(readme: string): string[] {
+  const writes = readme.split("\n").filter((l) => /kubectl get .*-o json\s*>/.test(l));
+  if (writes.length === 0) return ["(no `kubectl get ... -o json >` command found)"];
+  return writes.filter((l) => {
+    const m = /-o json\s*>\s*("?)(\S+?)\1(\s|$)/.exec(l);
+    if (!m || !m[2]!.endsWith(".tmp")) return true;
+    const target = m[2]!.replace(/[$.*+?^()[\]{}|\\]/g, "\\$&");
+    return !new RegExp(`&& mv "?${target}"? `).test(l);
+  });
+}
