@@ -86,7 +86,13 @@ export function holdings(sb: Sandbox, network = "podnet"): Holdings {
       if (isDir(p)) walk(p);
       else if (/^[^@/]+@[^/]+\.json$/.test(n)) {
         // Who holds an address is what the file's name says (a copied record says otherwise inside).
-        const rec = JSON.parse(readFileSync(p, "utf8"));
+        let rec: { ips?: unknown };
+        try {
+          rec = JSON.parse(readFileSync(p, "utf8"));
+        } catch {
+          continue; // a damaged record holds nothing anyone can read
+        }
+        if (!Array.isArray(rec.ips)) continue;
         const id = n.slice(0, n.indexOf("@"));
         const who = `${d === recRoot ? network : d.slice(recRoot.length + 1)}/${n.slice(0, -5).replace("@", "/")}`;
         for (const ip of rec.ips as { address: string }[]) {
