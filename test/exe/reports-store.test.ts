@@ -2,9 +2,10 @@
 // operations (../shared/reports/adversarial-store-d173de3.md, issue #9) as a test
 // of its own, through the built executable. Each asserts what the report says
 // should happen, so it fails on the build the report was written against (d173de3:
-// PODCIDR_BIN=/tmp/old-podcidr-ipam) and passes now. The helpers find the store in
-// either layout (test/helpers/reports.ts), so that on the old build a test fails
-// for its bug; where it can only fail there because a path moved, it says so.
+// PODCIDR_BIN=/tmp/old-podcidr-ipam) and passes now, unless marked BUG. The helpers
+// find the store in either layout (test/helpers/reports.ts), so that on the old build
+// each test fails for its bug, not because a path moved. The README tests read the
+// README, not the build: PODCIDR_README=<file> points them at another one.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
