@@ -8,8 +8,9 @@
 //   (STATUS 50 for a damaged store), F9 (cniVersion null / a number, stdin size):
 //   input-validation.test.ts.
 // Each asserts what the report says should happen, so it fails on the build the
-// report was written against (PODCIDR_BIN=/tmp/old-podcidr-ipam) and passes now,
-// unless marked BUG.
+// report was written against (build it with `git worktree add /tmp/old d173de3` and
+// run with PODCIDR_BIN=<that build>) and passes now.
+
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,10 +40,7 @@ function first(res: any): string {
 }
 
 describe("F2: GC with a null list", () => {
-  // BUG: "cni.dev/valid-attachments": null (libcni's nil slice, ocicni for a network with
-  // no valid pod) is still refused: code 7 `cni.dev/valid-attachments must be a list of
-  // {"containerID", "ifname"}` ("got null"), and c1 stays. Failing assertion: exit 1, expected 0.
-  it.fails('protocol F2: GC with "cni.dev/valid-attachments": null (and "cni.dev/attachments": null) is an empty list: it succeeds and releases the stale attachment', async () => {
+  it('protocol F2: GC with "cni.dev/valid-attachments": null (and "cni.dev/attachments": null) is an empty list: it succeeds and releases the stale attachment', async () => {
     await addOk(sb, "c1");
     const r = await gc(null, { "cni.dev/attachments": null });
     expectSilentSuccess(r);
@@ -135,10 +133,7 @@ describe("confirmed known issue: several networks and data dirs over one node fi
     expectCniError(await call(sb, "ADD", "c4"), 7, "is served by another store");
   });
 
-  // BUG: STATUS of the second dataDir's config answers 0 (ready) although every ADD of it
-  // fails with 7 (the claim check runs in ADD only). Protocol F8's rule, "any reason ADD would
-  // fail is 50", is not kept here. Failing assertion: exit 0, expected non-zero (code 50).
-  it.fails("known issue: STATUS of a config whose dataDir is refused (a second store over the podCIDR) answers 50, as ADD would fail", async () => {
+  it("known issue: STATUS of a config whose dataDir is refused (a second store over the podCIDR) answers 50, as ADD would fail", async () => {
     await addOk(sb, "c1");
     const other = join(sb.dir, "data2");
     expectCniError(await call(sb, "ADD", "c3", { ipam: { dataDir: other } }), 7, "is served by another store");

@@ -2,7 +2,7 @@
 // operations (../shared/reports/adversarial-store-d173de3.md, issue #9) as a test
 // of its own, through the built executable. Each asserts what the report says
 // should happen, so it fails on the build the report was written against (d173de3:
-// PODCIDR_BIN=/tmp/old-podcidr-ipam) and passes now, unless marked BUG. The helpers
+// PODCIDR_BIN=<a build of that commit>) and passes now. The helpers
 // find the store in either layout (test/helpers/reports.ts), so that on the old build
 // each test fails for its bug, not because a path moved. The README tests read the
 // README, not the build: PODCIDR_README=<file> points them at another one.
@@ -612,9 +612,7 @@ describe("F10: repair --dry-run", () => {
     expect(snapshot(`${sb.nodeFile}.claims`)).toEqual(nodeSide);
   });
 
-  // BUG: with a pending journal, `repair --dry-run` reads it as an overlay (3 records, nothing
-  // to mark) but never mentions it: it prints "Nothing to repair." instead of "would replay journal-....json".
-  it.fails("store F10: repair --dry-run reads the pending journal as an overlay and says it would replay it", async () => {
+  it("store F10: repair --dry-run reads the pending journal as an overlay and says it would replay it", async () => {
     await pendingStore();
     const r = await cli(["repair", "--dry-run", "--json", "--conf", confFile()]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -651,10 +649,7 @@ describe("F11: a record copied by hand to another name", () => {
     expect(existsSync(recordFile(sb, "c2"))).toBe(true);
   });
 
-  // BUG: DEL of the copied name answers 0 ("nothing to release", the copy logged as a
-  // skipped damaged file), not 103 as the report asks. (The code follows the protocol
-  // report's F3 instead: DEL is best-effort past damaged files. The owner of src/ decides.)
-  it.fails("store F11: DEL of a record copied by hand to another name fails with 103", async () => {
+  it("store F11: DEL of a record copied by hand to another name fails with 103", async () => {
     await copied();
     const r = await call(sb, "DEL", "c9");
     expectCniError(r, 103, "c9@eth0.json", "holds the record of");

@@ -62,7 +62,7 @@ const mode = (path: string): number => statSync(path).mode & 0o777;
 
 /** Take `offsets` in V4 and record an attachment, in one transaction. */
 async function allocate(s: DiskStore, id: string, offsets: number[]): Promise<unknown> {
-  await s.transact({ create: true }, (tx) => {
+  return s.transact({ create: true }, (tx) => {
     const r = tx.range(V4);
     for (const o of offsets) take(r, o);
     tx.touch(r);
