@@ -1,6 +1,6 @@
 // Entry point: CNI mode when CNI_COMMAND is set, the CLI otherwise.
 import { dispatch } from "./cni/dispatch.js";
-import { cli } from "./cli.js";
+import { cli } from "./cli/index.js";
 import { handlers } from "./commands/index.js";
 import { readStdin, writeFd } from "./stdio.js";
 

@@ -34,6 +34,7 @@ const RESERVE_BYTES = 64 * 1024;
 export class DiskStore implements Store {
   /** The store folder, <dataDir>/_store. */
   readonly dir: string;
+  readonly location: string;
 
   constructor(
     readonly dataDir: string,
@@ -42,6 +43,7 @@ export class DiskStore implements Store {
     private readonly log: (line: string) => void,
   ) {
     this.dir = join(dataDir, STORE);
+    this.location = this.dir;
   }
 
   async transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }> {

@@ -71,6 +71,8 @@ export interface TransactOptions {
 }
 
 export interface Store {
+  /** Where the store lives (the folder), for messages and for the claims beside the node file. */
+  readonly location: string;
   /**
    * Run fn under the store's lock; commit what it changed atomically and durably before resolving.
    * fn must have no effect outside tx: it may run twice (once against the empty store before a

@@ -9,7 +9,10 @@ import { parseCniArgs, parseEnv } from "../../src/cni/env.js";
 import { parseNetConf } from "../../src/cni/netconf.js";
 import { CniError, Code } from "../../src/errors.js";
 import { add } from "../../src/commands/add.js";
-import { status } from "../../src/commands/status.js";
+import { diskDeps } from "../../src/commands/index.js";
+import { status as statusHandler } from "../../src/commands/status.js";
+
+const status = (req: Request): Promise<void> => statusHandler(req, diskDeps);
 
 let dir: string;
 beforeEach(() => {
@@ -39,7 +42,7 @@ async function statusFailure(): Promise<CniError> {
 /** What ADD answers in the same state (it must fail too). */
 async function addFailure(): Promise<CniError> {
   try {
-    await add({ ...request("ADD"), cmd: parseEnv("ADD", { CNI_CONTAINERID: "c2", CNI_NETNS: "/x", CNI_IFNAME: "eth0" }) });
+    await add({ ...request("ADD"), cmd: parseEnv("ADD", { CNI_CONTAINERID: "c2", CNI_NETNS: "/x", CNI_IFNAME: "eth0" }) }, diskDeps);
   } catch (err) {
     return err as CniError;
   }
@@ -48,12 +51,12 @@ async function addFailure(): Promise<CniError> {
 
 describe("status", () => {
   it("succeeds when ADD can be served", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     await expect(status(request("STATUS"))).resolves.toBeUndefined();
   });
 
   it("answers a damaged range file (ADD: 103) with 50, keeping the 103 message and code", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     writeFileSync(RANGE(), "x");
     const fromAdd = await addFailure();
     expect(fromAdd.code).toBe(Code.StoreCorrupt);
@@ -64,7 +67,7 @@ describe("status", () => {
   });
 
   it("answers a symbolic link in the store (ADD: 105) with 50 and code 105 in the details", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     unlinkSync(RANGE());
     symlinkSync(join(dir, "node.json"), RANGE());
     const err = await statusFailure();
@@ -82,7 +85,7 @@ describe("status", () => {
   });
 
   it("does not wait for a held lock: it reads the store without it", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     mkdirSync(join(dir, "data", "_store", "lock"));
     const started = Date.now();
     await expect(status(request("STATUS", { lockTimeout: 30 }))).resolves.toBeUndefined();

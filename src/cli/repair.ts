@@ -4,14 +4,14 @@
 // to quarantine/. A bit that no record holds ("unowned": its record was lost, or
 // it was read from a damaged bitmap) stays taken, because it may be a running
 // pod's, unless --release-unowned says the operator has checked that it is not.
-import { isSet, take } from "../ipam/allocator.js";
+import { isSet } from "../ipam/allocator.js";
 import { type Cidr, addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import * as codec from "../store/codec.js";
 import { pendingJournalFiles } from "../store/disk.js";
 import { findLegacy } from "../store/migrate.js";
-import { heldOffsets } from "./ranges.js";
-import { openStore } from "./store.js";
+import { heldOffsets, resetRange } from "../ipam/pool.js";
+import { openStore } from "../store/open.js";
 
 export interface RepairReport {
   readonly store: string;
@@ -75,9 +75,7 @@ export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; 
       for (const o of salvaged.get(cidr.text) ?? []) if (!mine.has(o)) unowned.add(o);
       const rebuild = marked.length > 0 || salvaged.has(cidr.text) || (opts.releaseUnowned && unowned.size > 0);
       if (rebuild) {
-        range.bits.fill(0);
-        range.allocated = 0;
-        for (const o of [...mine.keys(), ...(opts.releaseUnowned ? [] : unowned)]) take(range, o);
+        resetRange(range, [...mine.keys(), ...(opts.releaseUnowned ? [] : unowned)]);
         tx.touch(range);
       }
       return {

@@ -1,12 +1,12 @@
 // The small CLI for people (no CNI_COMMAND): --help, --version, status.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { CniError } from "./errors.js";
-import { DEFAULTS, parseIpamConfig } from "./ipam/config.js";
-import { collectStatus, formatStatus } from "./commands/report.js";
-import { formatRepair, repair } from "./commands/repair.js";
-import { NAME_RE } from "./cni/env.js";
-import { SUPPORTED_VERSIONS } from "./cni/version.js";
+import { CniError } from "../errors.js";
+import { DEFAULTS, parseIpamConfig } from "../ipam/config.js";
+import { collectReport, formatReport } from "./report.js";
+import { formatRepair, repair } from "./repair.js";
+import { NAME_RE } from "../cni/env.js";
+import { SUPPORTED_VERSIONS } from "../cni/version.js";
 
 declare const __VERSION__: string;
 export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -85,8 +85,8 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
     }
-    const report = await collectStatus(target.name, target.ipam, say);
-    out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, Boolean(v["all-addresses"])));
+    const report = await collectReport(target.name, target.ipam, say);
+    out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, Boolean(v["all-addresses"])));
     return report.problems.length > 0 ? 1 : 0;
   } catch (e) {
     if (e instanceof CniError) {

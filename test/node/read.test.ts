@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { failure } from "../helpers/errors";
 import { CniError, Code } from "../../src/errors.js";
 import { type IpamConfig, parseIpamConfig } from "../../src/ipam/config.js";
-import { loadNode, readNode } from "../../src/commands/node.js";
+import { loadNode, readNode } from "../../src/node/read.js";
 
 const NODE = JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.0.2.0/24"] } } });
 
