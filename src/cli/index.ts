@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { CniError } from "../errors.js";
 import { DEFAULTS, parseIpamConfig } from "../ipam/config.js";
 import { collectReport, formatReport } from "./report.js";
-import { formatRepair, repair } from "./repair.js";
+import { formatRepair, repairDisk } from "./repair.js";
 import { NAME_RE } from "../cni/env.js";
 import { SUPPORTED_VERSIONS } from "../cni/version.js";
 
@@ -81,7 +81,7 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
     if (positionals[0] === "repair") {
-      const rep = await repair(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
+      const rep = await repairDisk(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
     }

@@ -12,6 +12,7 @@ import { pendingJournalFiles } from "../store/disk.js";
 import { findLegacy } from "../store/migrate.js";
 import { heldOffsets, resetRange } from "../ipam/pool.js";
 import { openStore } from "../store/open.js";
+import type { Store } from "../store/store.js";
 
 export interface RepairReport {
   readonly store: string;
@@ -37,10 +38,22 @@ export interface RepairReport {
   }[];
 }
 
-export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }, log: (msg: string) => void = () => {}): Promise<RepairReport> {
+/** Repair the store of `ipam.dataDir` on disk. */
+export function repairDisk(ipam: IpamConfig, opts: RepairOptions, log: (msg: string) => void = () => {}): Promise<RepairReport> {
   const store = openStore(ipam, log);
-  const pendingMigration = opts.dryRun ? findLegacy(ipam.dataDir).map((l) => l.path) : [];
-  const pendingJournals = opts.dryRun ? pendingJournalFiles(store.dir) : [];
+  const pending = opts.dryRun ? { migration: findLegacy(ipam.dataDir).map((l) => l.path), journals: pendingJournalFiles(store.location) } : undefined;
+  return repair(store, opts, pending);
+}
+
+export interface RepairOptions {
+  readonly releaseUnowned: boolean;
+  readonly dryRun: boolean;
+}
+
+/** Repair any store: every range rebuilt from the records, unowned bits kept unless releaseUnowned. */
+export async function repair(store: Store, opts: RepairOptions, pending?: { migration: string[]; journals: string[] }): Promise<RepairReport> {
+  const pendingMigration = pending?.migration ?? [];
+  const pendingJournals = pending?.journals ?? [];
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
     const cidrs = new Map<string, Cidr>();
@@ -95,7 +108,7 @@ export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; 
       .map((m) => `${m.network}/${m.id.containerID}/${m.id.ifname}`);
     return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
   });
-  return { store: store.dir, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
+  return { store: store.location, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
 }
 
 export function formatRepair(rep: RepairReport): string {

@@ -86,7 +86,7 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
     const act = ranges.filter((r) => r.family === fam && !r.orphaned && node?.podCIDRs.some((c) => c.text === r.cidr));
     if (act.length > 0 && act.every((r) => r.free <= 0)) problems.push(`every IPv${fam} podCIDR is full`);
   }
-  return { network, store: store.dir, nodeFile: ipam.nodeFile, node: node ? { kind: node.kind, name: node.name, field: node.field } : null, ranges, problems };
+  return { network, store: store.location, nodeFile: ipam.nodeFile, node: node ? { kind: node.kind, name: node.name, field: node.field } : null, ranges, problems };
 }
 
 export function formatReport(rep: StoreReport, all: boolean): string {
