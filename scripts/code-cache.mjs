@@ -45,7 +45,9 @@ export async function bundle() {
     define: { __VERSION__: JSON.stringify(pkg.version) },
     logLevel: "warning",
   });
-  return out.outputFiles[0].text;
+  const [file] = out.outputFiles ?? [];
+  if (!file) throw new Error("esbuild wrote no output");
+  return file.text;
 }
 
 /** The bundle as the executable compiles it, CommonJS's module wrapper made explicit. */

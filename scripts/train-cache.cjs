@@ -20,9 +20,10 @@ const fs = require("node:fs");
 const path = require("node:path");
 const vm = require("node:vm");
 
-const [bundleFile, cacheOut, scratchArg] = process.argv.slice(2);
+const [bundleArg, cacheOut, scratchArg] = process.argv.slice(2);
 const scratch = path.resolve(scratchArg ?? "");
-if (!bundleFile || !cacheOut || !scratchArg) throw new Error("usage: train-cache.cjs <wrapped-bundle.js> <cache-out> <scratch-dir>");
+if (!bundleArg || !cacheOut || !scratchArg) throw new Error("usage: train-cache.cjs <wrapped-bundle.js> <cache-out> <scratch-dir>");
+const bundleFile = bundleArg;
 const source = fs.readFileSync(bundleFile, "utf8");
 const script = new vm.Script(source, { filename: bundleFile });
 const run = script.runInThisContext();
@@ -43,9 +44,12 @@ const stdinFile = path.join(scratch, "stdin.json");
 // In CNI mode the plugin ends with process.exit(code) once its answer is written; here the
 // same process runs the next command, so exit only records the code.
 const exit = process.exit;
-process.exit = (code) => {
-  process.exitCode = code ?? 0;
-};
+process.exit = /** @type {(code?: string | number | null) => never} */ (
+  (code) => {
+    process.exitCode = code ?? 0;
+    return /** @type {never} */ (undefined);
+  }
+);
 const stdoutFile = path.join(scratch, "stdout.json");
 
 async function call(command, input, extraEnv = {}) {

@@ -42,24 +42,9 @@ Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, b
 `;
 
 export async function cli(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseOptions>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-        "all-addresses": { type: "boolean" },
-        json: { type: "boolean" },
-        conf: { type: "string" },
-        "data-dir": { type: "string" },
-        network: { type: "string" },
-        "node-file": { type: "string" },
-        "dry-run": { type: "boolean" },
-        "release-unowned": { type: "boolean" },
-      },
-    });
+    parsed = parseOptions(argv);
   } catch (e) {
     err(`podcidr-ipam: ${(e as Error).message}\n\n${HELP}`);
     return 2;
@@ -99,6 +84,25 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
 
 // --- internal ---
 
+function parseOptions(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+      "all-addresses": { type: "boolean" },
+      json: { type: "boolean" },
+      conf: { type: "string" },
+      "data-dir": { type: "string" },
+      network: { type: "string" },
+      "node-file": { type: "string" },
+      "dry-run": { type: "boolean" },
+      "release-unowned": { type: "boolean" },
+    },
+  });
+}
+
 function fromConf(path: string): { name: string; ipam: ReturnType<typeof parseIpamConfig> } {
   let conf: Record<string, unknown>;
   try {
@@ -115,6 +119,7 @@ function fromConf(path: string): { name: string; ipam: ReturnType<typeof parseIp
 
 function fromFlags(dataDir?: string, network?: string, nodeFile?: string): { name: string; ipam: ReturnType<typeof parseIpamConfig> } {
   if (network !== undefined && !NAME_RE.test(network)) throw new CniError(7, `invalid network name ${JSON.stringify(network)}`);
-  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : p.startsWith("/") ? p : `${process.cwd()}/${p}`);
+  const abs = (p: string | undefined): string | undefined =>
+    p === undefined ? undefined : p.startsWith("/") ? p : `${process.cwd()}/${p}`;
   return { name: network ?? "", ipam: parseIpamConfig({ dataDir: abs(dataDir), nodeFile: abs(nodeFile) }) };
 }

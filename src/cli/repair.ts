@@ -41,7 +41,9 @@ export interface RepairReport {
 /** Repair the store of `ipam.dataDir` on disk. */
 export function repairDisk(ipam: IpamConfig, opts: RepairOptions, log: (msg: string) => void = () => {}): Promise<RepairReport> {
   const store = openStore(ipam, log);
-  const pending = opts.dryRun ? { migration: findLegacy(ipam.dataDir).map((l) => l.path), journals: pendingJournalFiles(store.location) } : undefined;
+  const pending = opts.dryRun
+    ? { migration: findLegacy(ipam.dataDir).map((l) => l.path), journals: pendingJournalFiles(store.location) }
+    : undefined;
   return repair(store, opts, pending);
 }
 
@@ -51,7 +53,11 @@ export interface RepairOptions {
 }
 
 /** Repair any store: every range rebuilt from the records, unowned bits kept unless releaseUnowned. */
-export async function repair(store: Store, opts: RepairOptions, pending?: { migration: string[]; journals: string[] }): Promise<RepairReport> {
+export async function repair(
+  store: Store,
+  opts: RepairOptions,
+  pending?: { migration: string[]; journals: string[] },
+): Promise<RepairReport> {
   const pendingMigration = pending?.migration ?? [];
   const pendingJournals = pending?.journals ?? [];
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
@@ -113,8 +119,10 @@ export async function repair(store: Store, opts: RepairOptions, pending?: { migr
 
 export function formatRepair(rep: RepairReport): string {
   const lines = [`Store ${rep.store}${rep.dryRun ? " (dry run: nothing written, no lock taken)" : ""}`];
-  for (const p of rep.pendingMigration) lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
-  for (const j of rep.pendingJournals) lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
+  for (const p of rep.pendingMigration)
+    lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
+  for (const j of rep.pendingJournals)
+    lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
   if (rep.lostRecords.length) {
     lines.push(
@@ -134,7 +142,11 @@ export function formatRepair(rep: RepairReport): string {
     }
     if (r.conflicts.length) lines.push(`  CONFLICT, held by two records (recreate one of the pods): ${r.conflicts.join(", ")}`);
   }
-  const clean = rep.quarantined.length === 0 && rep.pendingMigration.length === 0 && rep.pendingJournals.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
+  const clean =
+    rep.quarantined.length === 0 &&
+    rep.pendingMigration.length === 0 &&
+    rep.pendingJournals.length === 0 &&
+    rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
   if (clean) lines.push("Nothing to repair.");
   return `${lines.join("\n")}\n`;
 }

@@ -67,7 +67,11 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
     const ranges = [...active, ...rest].map(({ range, orphaned }) => report(range, orphaned, node, ipam, stored, owners));
     for (const { range } of active) {
       const gw = gatewayHeld(range.cidr, { gateway: ipam.gateway, stored });
-      if (gw) problems.push(`the gateway of ${range.cidr.text}, ${gw.address}, is a pod's address in ${gw.range}: no new pod gets an address of ${range.cidr.text} until that pod is deleted`);
+      if (gw)
+        problems.push(
+          `the gateway of ${range.cidr.text}, ${gw.address}, is a pod's address in ${gw.range}: no new pod gets an address of ` +
+            `${range.cidr.text} until that pod is deleted`,
+        );
       try {
         claims.check(range.cidr);
       } catch (e) {
@@ -79,19 +83,31 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
   for (const d of value.damaged) problems.push(`${d.reason} (run \`podcidr-ipam repair\`)`);
   const ranges = value.ranges;
   for (const r of ranges) {
-    if (r.orphaned && r.allocated > 0) problems.push(`${r.cidr} is no longer in the node file but ${r.allocated} address(es) in it are still held`);
+    if (r.orphaned && r.allocated > 0)
+      problems.push(`${r.cidr} is no longer in the node file but ${r.allocated} address(es) in it are still held`);
   }
   if (!known && ranges.length > 0) problems.push("the node file is unusable, so the stored ranges cannot be told active or orphaned");
   for (const fam of [4, 6] as const) {
     const act = ranges.filter((r) => r.family === fam && !r.orphaned && node?.podCIDRs.some((c) => c.text === r.cidr));
     if (act.length > 0 && act.every((r) => r.free <= 0)) problems.push(`every IPv${fam} podCIDR is full`);
   }
-  return { network, store: store.location, nodeFile: ipam.nodeFile, node: node ? { kind: node.kind, name: node.name, field: node.field } : null, ranges, problems };
+  return {
+    network,
+    store: store.location,
+    nodeFile: ipam.nodeFile,
+    node: node ? { kind: node.kind, name: node.name, field: node.field } : null,
+    ranges,
+    problems,
+  };
 }
 
 export function formatReport(rep: StoreReport, all: boolean): string {
   const lines = [`Store ${rep.store}${rep.network ? ` (network ${rep.network} and every network sharing it)` : ""}`];
-  lines.push(rep.node ? `Node file ${rep.nodeFile}: ${rep.node.kind} ${rep.node.name || "(unnamed)"}, ${rep.node.field}` : `Node file ${rep.nodeFile}: not usable`);
+  lines.push(
+    rep.node
+      ? `Node file ${rep.nodeFile}: ${rep.node.kind} ${rep.node.name || "(unnamed)"}, ${rep.node.field}`
+      : `Node file ${rep.nodeFile}: not usable`,
+  );
   for (const r of rep.ranges) {
     const tag = r.orphaned ? " (orphaned: no longer in the node file)" : r.truncated ? ` (first ${r.size} addresses used)` : "";
     lines.push(`IPv${r.family}: ${r.used}/${r.size} allocated from ${r.cidr}${tag}`);
@@ -111,7 +127,6 @@ function addressLabel(a: AddressLine): string {
   return `(${o.pod ? `${o.namespace}/${o.pod}` : "no pod name"}) ${o.network} ${o.containerID}/${o.ifname} since ${o.createdAt}`;
 }
 
-
 function report(
   range: RangeState,
   orphaned: boolean,
@@ -125,13 +140,23 @@ function report(
   // Reasons that come from another, overlapping range are listed here but counted there.
   const reserved = active ? reservedOffsets(cidr, nodePool(node, ipam.gateway, stored)) : new Map<number, string>();
   const lines: { offset: number; line: AddressLine; counted: boolean }[] = [];
-  for (const [o, why] of reserved) if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why }, counted: !FROM_OVERLAP.test(why) });
+  for (const [o, why] of reserved)
+    if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why }, counted: !FROM_OVERLAP.test(why) });
   for (let o = 0; o < cidr.size; o++) {
     if (!isSet(range, o)) continue;
     const ip = addressAt(cidr, o);
     const rec = owners.get(ip);
     const owner = rec
-      ? { network: rec.network, containerID: rec.containerID, ifname: rec.ifname, netns: rec.netns, netnsId: rec.netnsId, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt }
+      ? {
+          network: rec.network,
+          containerID: rec.containerID,
+          ifname: rec.ifname,
+          netns: rec.netns,
+          netnsId: rec.netnsId,
+          namespace: rec.namespace,
+          pod: rec.pod,
+          createdAt: rec.createdAt,
+        }
       : undefined;
     lines.push({ offset: o, line: owner ? { ip, owner } : { ip }, counted: true });
   }

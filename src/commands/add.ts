@@ -30,7 +30,9 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
     const used: Cidr[] = [];
     for (const family of families(pool)) {
       const want = requested.get(family);
-      const got = want ? takeRequested(tx, pool, want, (address) => holderOf(tx, address)) : takeNext(tx, pool, family, now, ipam.reuseCooldown * 1000);
+      const got = want
+        ? takeRequested(tx, pool, want, (address) => holderOf(tx, address))
+        : takeNext(tx, pool, family, now, ipam.reuseCooldown * 1000);
       used.push(got.range.cidr);
       ips.push({ cidr: got.range.cidr.text, address: addressAt(got.range.cidr, got.offset) });
       tx.touch(got.range);

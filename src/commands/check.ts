@@ -24,19 +24,31 @@ export async function check(req: Request, deps: Deps): Promise<void> {
     const rec = findAttachment(tx, key, cmd.netns);
     const who = `${conf.name}/${cmd.containerID}/${cmd.ifname}`;
     if (!rec) {
-      throw new CniError(Code.CheckFailed, `podcidr-ipam holds no address for ${who}`, `the store ${store.location} has no record of this attachment; it was never added, or was released by DEL or GC`);
+      throw new CniError(
+        Code.CheckFailed,
+        `podcidr-ipam holds no address for ${who}`,
+        `the store ${store.location} has no record of this attachment; it was never added, or was released by DEL or GC`,
+      );
     }
     const ours = [...nodeCidrs, ...tx.storedRanges().map((r) => r.cidr)];
     for (const text of expected) {
       const ip = parseIp(text);
       if (!ip || !ours.some((c) => contains(c, ip.family, ip.value))) continue;
       if (!rec.ips.some((h) => parseIp(h.address)?.value === ip.value)) {
-        throw new CniError(Code.CheckFailed, `${who} does not hold ${text}`, `it holds ${rec.ips.map((h) => h.address).join(", ") || "nothing"}`);
+        throw new CniError(
+          Code.CheckFailed,
+          `${who} does not hold ${text}`,
+          `it holds ${rec.ips.map((h) => h.address).join(", ") || "nothing"}`,
+        );
       }
     }
     for (const held of heldOffsets(rec)) {
       if (!held.cidr || held.offset < 0 || !isSet(tx.range(held.cidr), held.offset)) {
-        throw new CniError(Code.CheckFailed, `${held.address} of ${who} is not marked allocated in its podCIDR`, "the store is inconsistent; run GC (it marks held addresses again) or DEL and ADD the pod again");
+        throw new CniError(
+          Code.CheckFailed,
+          `${held.address} of ${who} is not marked allocated in its podCIDR`,
+          "the store is inconsistent; run GC (it marks held addresses again) or DEL and ADD the pod again",
+        );
       }
     }
   });

@@ -17,6 +17,8 @@ export async function del(req: Request, deps: Deps): Promise<void> {
   });
   const rec = value.released;
   const other = rec && rec.network !== conf.name ? ` (added under network ${rec.network})` : "";
-  req.log(`${rec ? `released ${rec.ips.map((h) => h.address).join(", ")}${other}` : "nothing to release"} (waited ${waitedMs} ms for the lock)`);
+  req.log(
+    `${rec ? `released ${rec.ips.map((h) => h.address).join(", ")}${other}` : "nothing to release"} (waited ${waitedMs} ms for the lock)`,
+  );
   for (const d of value.damaged) req.log(`skipped a damaged store file, left for \`podcidr-ipam repair\`: ${d.reason}`);
 }

@@ -42,11 +42,15 @@ export async function gc(req: Request, deps: Deps): Promise<void> {
     }
     return { released, repaired, damaged: tx.corrupt() };
   });
-  req.log(`released ${report.released} attachment(s) of ${conf.name} not in the valid list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`);
+  req.log(
+    `released ${report.released} attachment(s) of ${conf.name} not in the valid ` +
+      `list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`,
+  );
   if (report.damaged.length > 0) {
     throw new CniError(
       Code.StoreCorrupt,
-      `GC released ${report.released} attachment(s) but skipped ${report.damaged.length} damaged store file(s): ${report.damaged.map((d) => d.file).join(", ")}`,
+      `GC released ${report.released} attachment(s) but skipped ${report.damaged.length} damaged store file(s): ` +
+        `${report.damaged.map((d) => d.file).join(", ")}`,
       `${report.damaged[0]!.reason}. Run \`podcidr-ipam repair\` (with --dry-run first).`,
     );
   }

@@ -30,7 +30,13 @@ export const diskDeps: Deps = {
 };
 
 export function makeHandlers(deps: Deps = diskDeps): Handlers {
-  return { ADD: (r) => add(r, deps), DEL: (r) => del(r, deps), CHECK: (r) => check(r, deps), GC: (r) => gc(r, deps), STATUS: (r) => status(r, deps) };
+  return {
+    ADD: (r) => add(r, deps),
+    DEL: (r) => del(r, deps),
+    CHECK: (r) => check(r, deps),
+    GC: (r) => gc(r, deps),
+    STATUS: (r) => status(r, deps),
+  };
 }
 
 export const handlers: Handlers = makeHandlers();

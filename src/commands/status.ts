@@ -27,7 +27,9 @@ async function readiness(req: Request, deps: Deps): Promise<void> {
   // A podCIDR served by another store (another dataDir) would refuse every ADD with code 7.
   const claims = deps.claims(ipam, store, req.log);
   for (const c of node.podCIDRs) claims.check(c);
-  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => fullFamilies(tx, nodePool(node, ipam.gateway, tx.storedRanges())));
+  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) =>
+    fullFamilies(tx, nodePool(node, ipam.gateway, tx.storedRanges())),
+  );
   if (full.length > 0) {
     throw new CniError(
       Code.PluginNotAvailable,

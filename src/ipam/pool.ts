@@ -76,7 +76,8 @@ export function reservedOffsets(cidr: Cidr, pool: Omit<Pool, "cidrs" | "field">)
     };
     mark(s.cidr.network, `network address of ${s.cidr.text}, which still holds addresses`);
     mark(s.cidr.base, `gateway of ${s.cidr.text}, which still holds addresses`);
-    if (s.cidr.family === 4) mark(s.cidr.network + (1n << BigInt(32 - s.cidr.prefix)) - 1n, `broadcast address of ${s.cidr.text}, which still holds addresses`);
+    if (s.cidr.family === 4)
+      mark(s.cidr.network + (1n << BigInt(32 - s.cidr.prefix)) - 1n, `broadcast address of ${s.cidr.text}, which still holds addresses`);
     for (let i = 0; i < s.cidr.size; i++) if (isSet(s, i)) mark(s.cidr.base + BigInt(i), `held in ${s.cidr.text}`);
   }
   return out;
@@ -112,11 +113,21 @@ export function takeRequested(src: RangeSource, pool: Pool, want: Wanted, holder
   if (!cidr) throw unavailable(want.text, `it is outside every podCIDR of the node (${cidrList(pool)})`);
   const offset = offsetOf(cidr, want.family, want.value);
   if (offset < 0) {
-    const why = cidr.family === 4 ? "the network or broadcast address" : cidr.truncated ? "the anycast address or beyond the allocatable window" : "the subnet-router anycast address";
+    const why =
+      cidr.family === 4
+        ? "the network or broadcast address"
+        : cidr.truncated
+          ? "the anycast address or beyond the allocatable window"
+          : "the subnet-router anycast address";
     throw unavailable(want.text, `it is ${why} of ${cidr.text}`);
   }
   const gw = gatewayHeld(cidr, pool);
-  if (gw) throw unavailable(want.text, `the gateway of ${cidr.text}, ${gw.address}, is a pod's address in ${gw.range}; no pod gets an address of ${cidr.text} until that pod is deleted`);
+  if (gw)
+    throw unavailable(
+      want.text,
+      `the gateway of ${cidr.text}, ${gw.address}, is a pod's address in ${gw.range}; no pod gets an address of ${cidr.text} until that ` +
+        `pod is deleted`,
+    );
   const reserved = reservedOffsets(cidr, pool).get(offset);
   if (reserved) throw unavailable(want.text, `it is reserved in ${cidr.text} (${reserved})`);
   const range = src.range(cidr);
@@ -128,7 +139,8 @@ export function takeRequested(src: RangeSource, pool: Pool, want: Wanted, holder
 /** Refuse (101) a requested address of a family the pool has no CIDR of. */
 export function checkRequestedFamilies(pool: Pool, requested: Iterable<Wanted>): void {
   for (const want of requested) {
-    if (!families(pool).includes(want.family)) throw unavailable(want.text, `the node has no IPv${want.family} podCIDR (${pool.field}: ${cidrList(pool)})`);
+    if (!families(pool).includes(want.family))
+      throw unavailable(want.text, `the node has no IPv${want.family} podCIDR (${pool.field}: ${cidrList(pool)})`);
   }
 }
 
@@ -137,10 +149,12 @@ export function takeNext(src: RangeSource, pool: Pool, family: Family, now: numb
   const cands = candidates(src, pool, family);
   const pick = allocateNext(cands, now, cooldownMs);
   if (pick) return pick;
-  const blocked = pool.cidrs.filter((c) => c.family === family).flatMap((c) => {
-    const gw = gatewayHeld(c, pool);
-    return gw ? [`the gateway of ${c.text}, ${gw.address}, is a pod's address in ${gw.range}`] : [];
-  });
+  const blocked = pool.cidrs
+    .filter((c) => c.family === family)
+    .flatMap((c) => {
+      const gw = gatewayHeld(c, pool);
+      return gw ? [`the gateway of ${c.text}, ${gw.address}, is a pod's address in ${gw.range}`] : [];
+    });
   if (blocked.length > 0) {
     throw new CniError(
       Code.TryAgainLater,
@@ -149,13 +163,17 @@ export function takeNext(src: RangeSource, pool: Pool, family: Family, now: numb
         "New pods get addresses there once that pod is deleted (`podcidr-ipam status --all-addresses` names it).",
     );
   }
-  const sizes = cands.map((c) => `${c.range.cidr.text}: ${c.range.allocated} allocated, ${c.range.cidr.size - c.range.allocated - freeCount(c)} reserved`);
+  const sizes = cands.map(
+    (c) => `${c.range.cidr.text}: ${c.range.allocated} allocated, ${c.range.cidr.size - c.range.allocated - freeCount(c)} reserved`,
+  );
   throw new CniError(
     Code.PoolExhausted,
     `no free IPv${family} address in the node's podCIDRs (${sizes.join("; ")})`,
     `Every IPv${family} podCIDR in ${pool.field} is full. Expand the pool: in cluster-pool mode add a CIDR to the cluster pool ` +
-      "(clusterPoolIPv4PodCIDRList / clusterPoolIPv6PodCIDRList) so the operator appends one to the CiliumNode, or in host-scope mode give " +
-      "nodes a larger --node-cidr-mask-size; then refresh the node file. Or free addresses: run `podcidr-ipam status --all-addresses` to see who holds them.",
+      "(clusterPoolIPv4PodCIDRList / clusterPoolIPv6PodCIDRList) so the operator appends one to the CiliumNode, or in host-scope mode " +
+      "give " +
+      "nodes a larger --node-cidr-mask-size; then refresh the node file. Or free addresses: run `podcidr-ipam status --all-addresses` " +
+      "to see who holds them.",
   );
 }
 
@@ -165,7 +183,9 @@ export function fullFamilies(src: RangeSource, pool: Pool): Family[] {
 }
 
 /** Where each address an attachment holds sits: its CIDR and offset (-1 when outside the window). */
-export function heldOffsets(held: { readonly ips: readonly { readonly cidr: string; readonly address: string }[] }): { cidr: Cidr | null; offset: number; address: string }[] {
+export function heldOffsets(held: {
+  readonly ips: readonly { readonly cidr: string; readonly address: string }[];
+}): { cidr: Cidr | null; offset: number; address: string }[] {
   return held.ips.map((h) => {
     const p = parseCidr(h.cidr);
     const ip = parseIp(h.address);
@@ -189,7 +209,11 @@ function overlapping(cidr: Cidr, stored: readonly RangeState[]): RangeState[] {
 }
 
 function unavailable(text: string, why: string): CniError {
-  return new CniError(Code.RequestedAddressUnavailable, `requested address ${text} is not available: ${why}`, "request an address inside the node's podCIDRs that no pod holds, or drop the request");
+  return new CniError(
+    Code.RequestedAddressUnavailable,
+    `requested address ${text} is not available: ${why}`,
+    "request an address inside the node's podCIDRs that no pod holds, or drop the request",
+  );
 }
 
 function cidrList(pool: Pick<Pool, "cidrs">): string {

@@ -88,8 +88,11 @@ function commitFailure(err: unknown, journaled: boolean, journal: string, lock: 
       Code.TryAgainLater,
       journaled ? "lost the store lock while committing" : "lost the store lock before committing; nothing was written",
       journaled
-        ? `the change is recorded in ${journal}, and whichever call holds the lock next completes it; ${err instanceof CniError ? err.details : String(err)}`
-        : err instanceof CniError ? err.details : String(err),
+        ? `the change is recorded in ${journal}, and whichever call holds the lock next completes it; ` +
+            `${err instanceof CniError ? err.details : String(err)}`
+        : err instanceof CniError
+          ? err.details
+          : String(err),
       { cause: err },
     );
   }
@@ -97,7 +100,8 @@ function commitFailure(err: unknown, journaled: boolean, journal: string, lock: 
     return new CniError(
       err.code,
       err.message,
-      `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${journal} and the next call completes it ` +
+      `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${journal} and the next call ` +
+        `completes it ` +
         "(an ADD that failed here is released by the runtime's DEL as usual).",
       { cause: err },
     );

@@ -124,7 +124,8 @@ export class DiskStore implements Store {
       throw new CniError(
         Code.StoreCorrupt,
         `store ${this.dir} has ${journals.length} interrupted commits (${journals.join(", ")})`,
-        "only one call commits at a time, so one of them was written by a call that had lost the lock; run `podcidr-ipam repair` (it replays neither and rebuilds the bitmaps from the records)",
+        "only one call commits at a time, so one of them was written by a call that had lost the lock; run `podcidr-ipam repair` (it " +
+          "replays neither and rebuilds the bitmaps from the records)",
       );
     }
     const path = join(this.dir, journals[0]!);
@@ -134,7 +135,8 @@ export class DiskStore implements Store {
       if (text === null) return [];
       writes = codec.decodeJournal(text, path);
     } catch (err) {
-      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [{ file: path, reason: err.message }];
+      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure))
+        return [{ file: path, reason: err.message }];
       throw err;
     }
     this.log(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);

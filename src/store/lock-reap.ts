@@ -29,7 +29,11 @@ function judge(lockPath: string, ownerPath: string): Verdict {
     return { act: "wait", why: "released", owner: null };
   }
   if (!st.isDirectory()) {
-    throw new CniError(Code.StoreCorrupt, `store lock ${lockPath} is not a folder`, "something other than podcidr-ipam put a file or symbolic link there; remove it (no call can hold the lock meanwhile)");
+    throw new CniError(
+      Code.StoreCorrupt,
+      `store lock ${lockPath} is not a folder`,
+      "something other than podcidr-ipam put a file or symbolic link there; remove it (no call can hold the lock meanwhile)",
+    );
   }
   const age = Date.now() - st.mtimeMs;
   const leaseOver = age > STALE_MS || age < -STALE_MS;
@@ -41,7 +45,11 @@ function judge(lockPath: string, ownerPath: string): Verdict {
   }
   const me = selfInfo();
   if (!owner.pidns || owner.pidns !== me.pidns) {
-    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} in another pid namespace (${owner.pidns || "unknown"})`, owner };
+    return {
+      act: leaseOver ? "remove" : "wait",
+      why: `held by pid ${owner.pid} in another pid namespace (${owner.pidns || "unknown"})`,
+      owner,
+    };
   }
   const info = procInfo(owner.pid);
   if (!info || info.state === "Z" || info.state === "X" || (owner.start >= 0 && info.start !== owner.start)) {
@@ -51,7 +59,12 @@ function judge(lockPath: string, ownerPath: string): Verdict {
     return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} (its state is hidden from this user)`, owner };
   }
   if (info.state === "T") {
-    return { act: leaseOver ? "kill" : "wait", why: `held by pid ${owner.pid}, which is stopped (SIGSTOP); it is killed once stopped for ${STALE_MS / 1000}s`, owner, pid: owner.pid };
+    return {
+      act: leaseOver ? "kill" : "wait",
+      why: `held by pid ${owner.pid}, which is stopped (SIGSTOP); it is killed once stopped for ${STALE_MS / 1000}s`,
+      owner,
+      pid: owner.pid,
+    };
   }
   const doing = info.state === "D" ? "in disk I/O" : info.state === "t" ? "stopped by a tracer" : "running";
   return { act: "wait", why: `held by pid ${owner.pid} (${doing})`, owner };
@@ -79,7 +92,8 @@ export function recoverIfAbandoned(dir: string): void {
     try {
       const st = fs.lstatSync(guard);
       const age = Date.now() - st.mtimeMs;
-      if (!st.isDirectory()) fs.unlinkSync(guard); // not ours (a planted link or file): never followed
+      if (!st.isDirectory())
+        fs.unlinkSync(guard); // not ours (a planted link or file): never followed
       else if (age > REAP_GUARD_STALE_MS || age < -REAP_GUARD_STALE_MS) fs.rmdirSync(guard); // a reaper killed mid-way
     } catch {
       /* someone else cleaned it */
@@ -102,14 +116,20 @@ export function recoverIfAbandoned(dir: string): void {
   }
 }
 
-
 export function readOwner(path: string): Owner | null {
   try {
     const text = readFileNoFollow(path, 4096);
     if (text === null) return null;
     const o = JSON.parse(text) as Partial<Owner>;
     if (typeof o.pid !== "number" || typeof o.ino !== "number" || typeof o.token !== "string") return null;
-    return { pid: o.pid, ino: o.ino, token: o.token, pidns: String(o.pidns ?? ""), start: typeof o.start === "number" ? o.start : -1, boot: String(o.boot ?? "") };
+    return {
+      pid: o.pid,
+      ino: o.ino,
+      token: o.token,
+      pidns: String(o.pidns ?? ""),
+      start: typeof o.start === "number" ? o.start : -1,
+      boot: String(o.boot ?? ""),
+    };
   } catch {
     return null;
   }
@@ -127,7 +147,12 @@ export function removeEntry(path: string): void {
         fs.rmdirSync(path);
         return;
       } catch (e) {
-        throw new CniError(Code.StoreCorrupt, `${path} is a folder, not the lock's owner file`, `something other than podcidr-ipam made it; remove it (rm -r ${path})`, { cause: e });
+        throw new CniError(
+          Code.StoreCorrupt,
+          `${path} is a folder, not the lock's owner file`,
+          `something other than podcidr-ipam made it; remove it (rm -r ${path})`,
+          { cause: e },
+        );
       }
     }
     throw err;

@@ -66,7 +66,6 @@ export async function acquire(dir: string, timeoutMs: number): Promise<HeldLock>
   }
 }
 
-
 // --- internal ---
 
 /** mkdir the lock and write the owner file in one synchronous step. Null when someone holds it. */
@@ -77,12 +76,23 @@ function tryTake(dir: string): Owner | null {
   } catch (err) {
     if (errno(err) === "EEXIST") return null;
     if (errno(err) === "ENOENT") {
-      throw new CniError(Code.StoreIOFailure, `store folder ${dir} disappeared while this call waited for its lock`, "it was moved or removed; put it back (never delete it while pods hold addresses)");
+      throw new CniError(
+        Code.StoreIOFailure,
+        `store folder ${dir} disappeared while this call waited for its lock`,
+        "it was moved or removed; put it back (never delete it while pods hold addresses)",
+      );
     }
     throw ioError(err, `cannot take the store lock ${lockPath}`);
   }
   const me = selfInfo();
-  const owner: Owner = { pid: process.pid, pidns: me.pidns, start: me.start, boot: me.boot, ino: 0, token: `${process.pid}-${uniqueSuffix()}` };
+  const owner: Owner = {
+    pid: process.pid,
+    pidns: me.pidns,
+    start: me.start,
+    boot: me.boot,
+    ino: 0,
+    token: `${process.pid}-${uniqueSuffix()}`,
+  };
   const ownerPath = join(dir, "lock.owner");
   try {
     owner.ino = fs.statSync(lockPath).ino;
@@ -150,7 +160,7 @@ function timedOut(dir: string, timeoutMs: number): CniError {
   return new CniError(
     Code.TryAgainLater,
     `timed out after ${timeoutMs / 1000}s waiting for the store lock ${join(dir, "lock")}`,
-    `${why}; a call holds the lock only while it allocates or releases: if that process is stuck, stop it and the next call recovers the lock`,
+    `${why}; a call holds the lock only while it allocates or releases: if that process is stuck, stop it and the next call recovers ` +
+      `the lock`,
   );
 }
-

@@ -17,10 +17,11 @@ function conf(cniVersion: unknown = "1.1.0", extra: Record<string, unknown> = {}
   return JSON.stringify({ cniVersion, name: "podnet", type: "bridge", ipam: { type: "podcidr-ipam", dataDir: "/tmp/none" }, ...extra });
 }
 
-type Behaviour = (req: Request) => Promise<IpamResult | void>;
+/** What a fake handler does: what it resolves to is ignored but for ADD, whose result is printed. */
+type Behaviour = (req: Request) => Promise<unknown>;
 
 /** Run dispatch with a plain env object and fake handlers; collect what it wrote. */
-async function drive(env: Record<string, string | undefined>, stdin: string | Error, behave: Partial<Handlers> = {}) {
+async function drive(env: Record<string, string | undefined>, stdin: string | Error, behave: Partial<Record<keyof Handlers, Behaviour>> = {}) {
   const out: string[] = [];
   const err: string[] = [];
   const calls: { command: string; req: Request }[] = [];
@@ -38,9 +39,10 @@ async function drive(env: Record<string, string | undefined>, stdin: string | Er
   const fake = (command: keyof Handlers): Behaviour => async (req) => {
     calls.push({ command, req });
     const b = behave[command];
-    return b ? b(req) : undefined;
+    // ADD always answers with a result; an empty one is enough here.
+    return b ? b(req) : command === "ADD" ? { ips: [], routes: [] } : undefined;
   };
-  const handlers: Handlers = { ADD: fake("ADD"), DEL: fake("DEL"), CHECK: fake("CHECK"), GC: fake("GC"), STATUS: fake("STATUS") };
+  const handlers = { ADD: fake("ADD"), DEL: fake("DEL"), CHECK: fake("CHECK"), GC: fake("GC"), STATUS: fake("STATUS") } as unknown as Handlers;
   const code = await dispatch(io, handlers);
   const stdout = out.join("");
   return { code, stdout, json: stdout ? JSON.parse(stdout) : undefined, stderr: err.join(""), calls, stdinReads };
