@@ -34,10 +34,7 @@ export async function gc(req: Request, deps: Deps): Promise<void> {
       for (const { cidr, offset } of heldOffsets(rec)) {
         if (!cidr || offset < 0) continue;
         const range = tx.range(cidr);
-        if (take(range, offset)) {
-          tx.touch(range);
-          repaired++;
-        }
+        if (take(range, offset) && tx.touch(range)) repaired++;
       }
     }
     return { released, repaired, damaged: tx.corrupt() };

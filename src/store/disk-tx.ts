@@ -73,11 +73,12 @@ export class DiskTx implements Tx {
     return out;
   }
 
-  touch(range: RangeState): void {
+  touch(range: RangeState): boolean {
     this.mustWrite();
     // A damaged range file is never overwritten from a partial view (DEL, GC): only repair rebuilds it.
-    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return;
+    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return false;
     this.dirty.add(range);
+    return true;
   }
 
   attachment(key: AttachmentKey): AttachmentRecord | null {

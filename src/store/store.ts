@@ -43,7 +43,8 @@ export interface Tx {
   range(cidr: Cidr): RangeState;
   /** Every range stored, including ones for CIDRs no node file lists any more. */
   storedRanges(): RangeState[];
-  touch(range: RangeState): void;
+  /** Mark a range changed. False when it will not be written: its file failed to load (only repair rewrites it). */
+  touch(range: RangeState): boolean;
   attachment(key: AttachmentKey): AttachmentRecord | null;
   /** The networks that hold attachments (one readdir). */
   networks(): string[];

@@ -259,10 +259,11 @@ class MemoryTx implements Tx {
     return out;
   }
 
-  touch(range: RangeState): void {
+  touch(range: RangeState): boolean {
     this.mustWrite();
-    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return;
+    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return false;
     this.dirty.add(range);
+    return true;
   }
 
   attachment(key: AttachmentKey): AttachmentRecord | null {
