@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, readlinkSy
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { prng } from "../helpers/prng";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { killInstant, measureCall, median } from "../helpers/timing";
 

@@ -5,7 +5,7 @@
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { prng } from "../helpers/prng";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { duplicates, loadStore, recordsByContainer } from "./invariants";
 import { record } from "./report";

@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { prng } from "../helpers/prng";
 import { BIN, Sandbox, collect, run } from "../helpers/plugin";
 import { killInstant, measureCall, median } from "../helpers/timing";
 import { duplicates, loadStore, recordsByContainer, unowned } from "./invariants";
