@@ -3,7 +3,9 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, wr
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, attachmentsDir, call, ciliumNode, delOk, rangeOf, replaceNode, snapshot, statusJson, v1Node } from "../helpers/exe";
+import { addErr, addOk, addrs, attachmentsDir, call, delOk, rangeOf, replaceNode, statusJson } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
