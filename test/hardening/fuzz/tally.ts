@@ -75,7 +75,6 @@ export function note(t: Tally, c: Case, o: Outcome, j: Judged): void {
   if (j.problems.length > 0) t.violations.push({ c, problems: j.problems });
 }
 
-
 /** The figures both fuzz tiers report first: what the cases did to the plugin and the store. */
 export function outcomeFigures(t: Tally, unchanged: boolean, seed: number): Record<string, string | number> {
   return {
