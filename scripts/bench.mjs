@@ -56,7 +56,7 @@ async function seedTools() {
   const out = join(work, "seed.cjs");
   await build({
     stdin: {
-      contents: `export * from "./src/store/codec"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
+      contents: `export * from "./src/store/codec"; export { STORE } from "./src/store/disk"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
       resolveDir: root,
       loader: "ts",
     },
@@ -82,20 +82,23 @@ function world(plugin, n, t, env = CLEAN) {
     ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
     : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
   const conf = { cniVersion: "1.0.0", name: "bench", type: "bridge", ipam };
-  const net = join(dataDir, "bench");
-  mkdirSync(join(net, "attachments"), { recursive: true, mode: 0o700 });
   // Live allocations at offsets 1..n (offset 0 is the gateway), as n ADDs would leave them.
   if (plugin.kind === "ours") {
+    // The store every network of the dataDir shares: <dataDir>/_store/, records under attachments/<network>/.
+    const store = join(dataDir, t.STORE);
+    mkdirSync(join(store, "attachments", conf.name), { recursive: true, mode: 0o700 });
     const r = t.emptyRange(t.parseCidr(cidr).cidr);
     const now = new Date().toISOString();
     for (let i = 1; i <= n; i++) {
       t.take(r, i);
-      const rec = { containerID: `seed-${i}`, ifname: "eth0", namespace: "bench", pod: `seed-${i}`, createdAt: now, ips: [{ cidr, address: t.addressAt(r.cidr, i) }] };
-      writeFileSync(join(net, "attachments", t.attachmentFileName(rec.containerID, "eth0")), t.encodeAttachment(rec), { mode: 0o600 });
+      const rec = { network: conf.name, containerID: `seed-${i}`, ifname: "eth0", netns: "/var/run/netns/bench", netnsId: "", namespace: "bench", pod: `seed-${i}`, createdAt: now, ips: [{ cidr, address: t.addressAt(r.cidr, i) }] };
+      writeFileSync(join(store, t.attachmentPath(rec)), t.encodeAttachment(rec), { mode: 0o600 });
     }
     r.next = n + 1;
-    writeFileSync(join(net, t.rangeFileName(cidr)), t.encodeRange(r), { mode: 0o600 });
+    writeFileSync(join(store, t.rangeFileName(cidr)), t.encodeRange(r), { mode: 0o600 });
   } else {
+    const net = join(dataDir, conf.name);
+    mkdirSync(net, { recursive: true, mode: 0o700 });
     for (let i = 1; i <= n; i++) writeFileSync(join(net, ipOf(cidr, i)), `seed-${i}\r\neth0`);
     if (n > 0) writeFileSync(join(net, "last_reserved_ip.0"), ipOf(cidr, n));
   }
