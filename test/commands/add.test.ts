@@ -1,6 +1,6 @@
 // ADD in process: dispatch() over makeHandlers(memoryDeps(store)); the node file on disk.
 import { afterEach, describe, expect, it } from "vitest";
-import { ciliumNode } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
 import { InProcess, addrs } from "../helpers/in-process";
 
 const DUAL = ciliumNode(["10.0.2.0/24", "fd00::200/120"], { router: ["10.0.2.10"], health: { ipv4: "10.0.2.11", ipv6: "fd00::20b" } });

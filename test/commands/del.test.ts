@@ -1,6 +1,6 @@
 // DEL in process: dispatch() over makeHandlers(memoryDeps(store)).
 import { afterEach, describe, expect, it } from "vitest";
-import { ciliumNode } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
 import { InProcess } from "../helpers/in-process";
 
 const DUAL = ciliumNode(["10.0.2.0/24", "fd00::200/120"]);

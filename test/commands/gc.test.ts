@@ -1,6 +1,6 @@
 // GC in process: dispatch() over makeHandlers(memoryDeps(store)).
 import { afterEach, describe, expect, it } from "vitest";
-import { ciliumNode } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
 import { InProcess } from "../helpers/in-process";
 import { release } from "../../src/ipam/allocator.js";
 

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type RepairReport, repair } from "../../src/cli/repair.js";
 import { release } from "../../src/ipam/allocator.js";
-import { ciliumNode } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
 import { InProcess } from "../helpers/in-process";
 
 const V4 = "10.0.2.0/24";

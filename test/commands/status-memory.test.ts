@@ -1,6 +1,6 @@
 // STATUS in process over the memory store (status.test.ts drives the disk store).
 import { afterEach, describe, expect, it } from "vitest";
-import { ciliumNode } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
 import { InProcess } from "../helpers/in-process";
 
 let n: InProcess;

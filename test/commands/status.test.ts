@@ -11,13 +11,14 @@ import { CniError, Code } from "../../src/errors.js";
 import { add } from "../../src/commands/add.js";
 import { diskDeps } from "../../src/commands/index.js";
 import { status as statusHandler } from "../../src/commands/status.js";
+import { ciliumNode } from "../helpers/node";
 
 const status = (req: Request): Promise<void> => statusHandler(req, diskDeps);
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-status-"));
-  writeFileSync(join(dir, "node.json"), JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.0.2.0/24"] } } }));
+  writeFileSync(join(dir, "node.json"), JSON.stringify(ciliumNode(["10.0.2.0/24"])));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

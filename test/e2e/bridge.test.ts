@@ -1,7 +1,8 @@
 // End to end under the real bridge plugin, in real network namespaces.
 import { spawnSync } from "node:child_process";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker } from "./harness";
+import { ciliumNode } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);

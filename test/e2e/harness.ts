@@ -189,10 +189,6 @@ export function addr(result: any, i: number): string {
   return String(result.ips[i].address).split("/")[0]!;
 }
 
-export function ciliumNode(podCIDRs: string[], spec: Record<string, unknown> = {}): object {
-  return { apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "e2e-node" }, spec: { ...spec, ipam: { podCIDRs } } };
-}
-
 /** A host-local ipam section for this world: one range set per subnet, state under hostLocalDir. */
 export function hostLocalIpam(w: World, subnets: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { type: "host-local", dataDir: w.hostLocalDir, ranges: subnets.map((subnet) => [{ subnet }]), routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }], ...extra };

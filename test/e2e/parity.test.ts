@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker, hostLocalIpam, ipamExec } from "./harness";
+import { ciliumNode } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker, hostLocalIpam, ipamExec } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);
@@ -45,7 +46,7 @@ function pair(subnets: string[] = [V4, V6], spec: Record<string, unknown> = NODE
   const hlWorld = new World();
   const ourWorld = new World();
   worlds.push(hlWorld, ourWorld);
-  ourWorld.writeNode(ciliumNode(subnets, spec));
+  ourWorld.writeNode(ciliumNode(subnets, { spec }));
   const routes = [{ dst: "0.0.0.0/0" }, { dst: "::/0" }].filter((r) => subnets.some((s) => s.includes(":") === r.dst.includes(":")));
   return {
     hl: { w: hlWorld, conf: hlWorld.bridgeConf("1.0.0", hostLocalIpam(hlWorld, subnets, { routes })), stateDir: join(hlWorld.hostLocalDir, hlWorld.network) },

@@ -11,8 +11,9 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { ciliumNode } from "../helpers/node";
 import { type RunResult, collect } from "../helpers/plugin";
-import { World, announceSkip, ciliumNode, e2eBlocker, uniq } from "./harness";
+import { World, announceSkip, e2eBlocker, uniq } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);

@@ -2,8 +2,11 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FIXTURES, Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, attachmentsDir, call, ciliumNode, delOk, rangeOf, replaceNode, snapshot, statusJson, v1Node } from "../helpers/exe";
+import { FIXTURES, type RunResult, Sandbox, run } from "../helpers/plugin";
+import { expectCniError } from "../helpers/protocol";
+import { addErr, addOk, addrs, attachmentsDir, call, delOk, rangeOf, replaceNode, statusJson } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -425,19 +428,17 @@ describe("store files", () => {
     const before = snapshot(sb.dataDir);
     expect(before.size).toBeGreaterThan(3);
 
-    const bad: { name: string; p: () => Promise<{ code: number | null; json: any }> }[] = [
-      { name: "invalid JSON", p: () => run({ command: "ADD", containerID: "x1", stdin: "{not json" }) },
-      { name: "bad requested IP", p: () => call(sb, "ADD", "x2", { args: "IP=banana" }) },
-      { name: "two IPv4 requested", p: () => call(sb, "ADD", "x3", { args: "IP=10.0.2.70,10.0.2.71" }) },
-      { name: "held requested IP", p: () => call(sb, "ADD", "x4", { args: "IP=10.0.2.3" }) },
-      { name: "outside requested IP", p: () => call(sb, "ADD", "x5", { args: "IP=192.168.0.1" }) },
-      { name: "bad ipam key", p: () => call(sb, "ADD", "x6", { ipam: { reuseCooldown: "soon" } }) },
-      { name: "unknown CHECK", p: () => run({ command: "CHECK", containerID: "x7", stdin: { ...sb.conf(), prevResult: { cniVersion: "1.1.0", ips: [] } } }) },
+    const bad: { name: string; p: () => Promise<RunResult>; code: number; msg: string }[] = [
+      { name: "invalid JSON", p: () => run({ command: "ADD", containerID: "x1", stdin: "{not json" }), code: 6, msg: "network config on stdin is not valid JSON" },
+      { name: "bad requested IP", p: () => call(sb, "ADD", "x2", { args: "IP=banana" }), code: 7, msg: "requested address \"banana\" (CNI_ARGS IP=) is not an IP address" },
+      { name: "two IPv4 requested", p: () => call(sb, "ADD", "x3", { args: "IP=10.0.2.70,10.0.2.71" }), code: 7, msg: "more than one IPv4 address requested (10.0.2.70, 10.0.2.71)" },
+      { name: "held requested IP", p: () => call(sb, "ADD", "x4", { args: "IP=10.0.2.3" }), code: 101, msg: "requested address 10.0.2.3 is not available: it is held by podnet/b/eth0" },
+      { name: "outside requested IP", p: () => call(sb, "ADD", "x5", { args: "IP=192.168.0.1" }), code: 101, msg: "requested address 192.168.0.1 is not available: it is outside every podCIDR of the node" },
+      { name: "bad ipam key", p: () => call(sb, "ADD", "x6", { ipam: { reuseCooldown: "soon" } }), code: 7, msg: "ipam.reuseCooldown must be a number of seconds" },
+      { name: "unknown CHECK", p: () => run({ command: "CHECK", containerID: "x7", stdin: { ...sb.conf(), prevResult: { cniVersion: "1.1.0", ips: [] } } }), code: 104, msg: "podcidr-ipam holds no address for podnet/x7/eth0" },
     ];
     for (const b of bad) {
-      const r = await b.p();
-      expect(r.code, b.name).not.toBe(0);
-      expect(r.json?.code, b.name).toBeGreaterThan(0);
+      expectCniError(await b.p(), b.code, b.msg);
       expect(snapshot(sb.dataDir), b.name).toEqual(before);
     }
   });

@@ -3,7 +3,9 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, cli, run } from "../helpers/plugin";
-import { addOk, addrs, attachmentsDir, ciliumNode, delOk, rangeOf, snapshot, statusArgs, statusJson } from "../helpers/exe";
+import { addOk, addrs, attachmentsDir, delOk, rangeOf, statusArgs, statusJson } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {

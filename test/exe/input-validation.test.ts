@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
 import { SUPPORTED, expectCniError, expectJsonSuccess } from "../helpers/protocol";
-import { addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
+import { addOk, addrs, replaceNode } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 beforeEach(() => {
@@ -161,7 +163,7 @@ describe("node file being written (waitForPodCIDRs)", () => {
   });
 
   it('a v1 Node with "podCIDRs": null falls back to spec.podCIDR', async () => {
-    replaceNode(sb, { apiVersion: "v1", kind: "Node", metadata: { name: "n" }, spec: { podCIDRs: null, podCIDR: "10.0.3.0/24" } });
+    replaceNode(sb, v1Node({ podCIDRs: null, podCIDR: "10.0.3.0/24" }));
     const res = await addOk(sb, "a");
     expect(res.ips).toEqual([{ address: "10.0.3.2/24", gateway: "10.0.3.1" }]);
   });

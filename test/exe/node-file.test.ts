@@ -2,7 +2,9 @@
 import { writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
+import { addErr, addOk, addrs, replaceNode } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 import { measureCall } from "../helpers/timing";
 
 let sb: Sandbox;
@@ -158,7 +160,7 @@ describe("malformed node files (102)", () => {
 
   it("podCIDRs that is not a list: 102", async () => {
     sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: "10.0.2.0/24" } } });
+    sb.writeNode(ciliumNode("10.0.2.0/24"));
     const e = await addErr(sb, "a");
     expect(e.code).toBe(102);
     expect(e.msg).toContain("spec.ipam.podCIDRs must be a list of CIDR strings");

@@ -26,7 +26,9 @@ import {
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { addOk, addrs, call, ciliumNode, delOk, replaceNode, snapshot, statusArgs, statusJson } from "../helpers/exe";
+import { addOk, addrs, call, delOk, replaceNode, statusArgs, statusJson } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 import { BIN, ROOT, Sandbox, cli, collect, run } from "../helpers/plugin";
 import { expectCniError } from "../helpers/protocol";
 import {

@@ -5,7 +5,8 @@
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { ciliumNode } from "../helpers/node";
+import { prng } from "../helpers/prng";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { duplicates, loadStore, recordsByContainer } from "./invariants";
 import { record } from "./report";
@@ -33,7 +34,7 @@ const MUTATIONS: Record<string, (b: Buffer) => Buffer> = {
 
 beforeAll(async () => {
   base = new Sandbox();
-  base.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.50.0.0/24", "fd00:50::/120"] } } });
+  base.writeNode(ciliumNode(["10.50.0.0/24", "fd00:50::/120"]));
   for (const id of PODS) expect((await run({ command: "ADD", containerID: id, stdin: base.conf() })).code).toBe(0);
 });
 afterAll(() => {

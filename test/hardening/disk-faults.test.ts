@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, type RunResult, cli, run } from "../helpers/plugin";
+import { snapshot } from "../helpers/snapshot";
 import { record, size } from "./report";
 
 const NETWORK = "podnet";
@@ -272,21 +273,9 @@ function canonical(view: StoreView): string {
   return JSON.stringify({ recs, ranges });
 }
 
-/** Bytes of every store file except the lock's own (lock/, lock.owner, lock.reap/). */
-function storeBytes(netDir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string): void => {
-    for (const n of readdirSync(join(netDir, rel))) {
-      const r = rel ? `${rel}/${n}` : n;
-      // The lock's files, the queue and the reserve a DEL may free are not the store's content.
-      if (!rel && (n.startsWith("lock") || n === "queue" || n === "reserve")) continue;
-      const st = statSync(join(netDir, r));
-      if (st.isDirectory()) walk(r);
-      else out[r] = readFileSync(join(netDir, r)).toString("base64");
-    }
-  };
-  if (existsSync(netDir)) walk("");
-  return out;
+/** Every store file and its bytes, except the lock's own files (lock/, lock.owner, lock.reap/), the queue and the reserve a DEL may free: they are not the store's content. */
+function storeBytes(netDir: string): Map<string, string> {
+  return snapshot(netDir, { filesOnly: true, skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve") });
 }
 
 const recName = (id: string): string => `${id}@eth0.json`;

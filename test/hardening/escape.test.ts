@@ -4,10 +4,11 @@
 // huge file or a character device. The plugin must never write outside its
 // folder, never follow a link it did not create, and never hang.
 import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type ExpectStatic, afterAll, afterEach, describe, expect, it } from "vitest";
 import { type RunResult, Sandbox, run } from "../helpers/plugin";
+import { changes, snapshot } from "../helpers/snapshot";
 import { record } from "./report";
 
 const NETWORK = "podnet";
@@ -20,40 +21,6 @@ const figures = { cases: 0, calls: 0, outsideWrites: 0, hangs: 0 };
 afterAll(() => {
   record("escape attempts", "5. nobody escapes the data dir", { cases: figures.cases, calls: figures.calls, outsideWrites: figures.outsideWrites, hangs: figures.hangs });
 });
-
-/**
- * Every entry under dir (not following links): type, mode, inode, size, mtime,
- * and the bytes of files / the target of links. FIFOs and devices are never opened.
- */
-function snap(dir: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (rel: string): void => {
-    if (rel && skip(rel)) return;
-    const abs = rel ? join(dir, rel) : dir;
-    let st;
-    try {
-      st = lstatSync(abs);
-    } catch {
-      return;
-    }
-    const head = `${(st.mode & 0o7777).toString(8)} ino=${st.ino} size=${st.size} mtime=${st.mtimeMs}`;
-    if (st.isDirectory()) {
-      out.set(rel || ".", `dir ${head}`);
-      for (const n of readdirSync(abs).sort()) walk(rel ? join(rel, n) : n);
-    } else if (st.isSymbolicLink()) out.set(rel, `link ${head} -> ${readlinkSync(abs)}`);
-    else if (st.isFile()) out.set(rel, `file ${head} ${readFileSync(abs).toString("base64")}`);
-    else out.set(rel, `other ${head}`);
-  };
-  walk("");
-  return out;
-}
-
-function diff(a: Map<string, string>, b: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(b.has(k) ? `changed ${k}` : `removed ${k}`);
-  for (const k of b.keys()) if (!a.has(k)) out.push(`created ${k}`);
-  return out;
-}
 
 /**
  * A sandbox whose data dir sits two folders deep, beside an `outside` folder
@@ -95,12 +62,12 @@ class World {
   /** Everything in the sandbox except the store folder. */
   outsideSnap(): Map<string, string> {
     const store = join("d1", "d2", "data");
-    return snap(this.sb.dir, (rel) => rel === store || rel.startsWith(`${store}/`));
+    return snapshot(this.sb.dir, { stat: true, skip: (rel) => rel === store || rel.startsWith(`${store}/`) });
   }
 
   /** The store, without the lock's own files (whose mtimes change on every call). */
   storeSnap(): Map<string, string> {
-    return snap(this.netDir, (rel) => rel.startsWith("lock"));
+    return snapshot(this.netDir, { stat: true, skip: (rel) => rel.startsWith("lock") });
   }
 
   cleanup(): void {
@@ -119,7 +86,7 @@ afterEach(() => {
 });
 
 function expectNoOutsideWrite(w: World, before: Map<string, string>, what: string): void {
-  const d = diff(before, w.outsideSnap());
+  const d = changes(before, w.outsideSnap());
   if (d.length) figures.outsideWrites++;
   w.expect(d, `${what}: something outside the data dir changed`).toEqual([]);
 }
@@ -167,7 +134,7 @@ describe("hostile names", () => {
       }
     }
     expectNoOutsideWrite(w, before, "hostile names");
-    expect(diff(store, w.storeSnap()), "a refused call changed the store").toEqual([]);
+    expect(changes(store, w.storeSnap()), "a refused call changed the store").toEqual([]);
     expect(existsSync(abs)).toBe(false);
     expect(readdirSync(w.dataDir)).toEqual(["_store"]);
     figures.cases += n;
@@ -469,7 +436,7 @@ describe("a node file that is not a regular JSON file", () => {
       const ms = Date.now() - started;
       expectCode(add, [102], `ADD with a node file that is ${c.name}`);
       expect(ms, `ADD with a node file that is ${c.name} took ${ms} ms`).toBeLessThan(5000);
-      expect(diff(store, w.storeSnap()), "the failed ADD changed the store").toEqual([]);
+      expect(changes(store, w.storeSnap()), "the failed ADD changed the store").toEqual([]);
       const del = await w.call("DEL", "live", { ipam: { nodeFile } });
       expect(del.code, `DEL needs no node file: ${del.stdout}`).toBe(0);
       expectNoOutsideWrite(w, before, `node file ${c.name}`);

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { dispatch } from "../../src/cni/dispatch";
 import { handlers } from "../../src/commands/index";
 import { STALE_MS } from "../../src/store/lock";
+import { ciliumNode } from "../helpers/node";
 import { BIN, Sandbox, collect, run } from "../helpers/plugin";
 import { measureCall } from "../helpers/timing";
 import { duplicates, loadStore, recordsByContainer, unowned } from "./invariants";
@@ -66,7 +67,7 @@ function lockHolder(): number | null {
 describe("frozen lock holder", () => {
   it("a GC stopped inside its critical section past the stale threshold does not commit over the ADDs that ran meanwhile", async () => {
     sb = new Sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.40.0.0/20"] } } });
+    sb.writeNode(ciliumNode(["10.40.0.0/20"]));
     const seeded = size(1200, 3000);
     await seed(seeded);
 

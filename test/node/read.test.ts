@@ -7,8 +7,9 @@ import { failure } from "../helpers/errors";
 import { CniError, Code } from "../../src/errors.js";
 import { type IpamConfig, parseIpamConfig } from "../../src/ipam/config.js";
 import { loadNode, readNode } from "../../src/node/read.js";
+import { ciliumNode } from "../helpers/node";
 
-const NODE = JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.0.2.0/24"] } } });
+const NODE = JSON.stringify(ciliumNode(["10.0.2.0/24"]));
 
 let dir: string;
 let path: string;

@@ -14,12 +14,13 @@ import { parseCidr } from "../../src/ipam/cidr";
 import { take } from "../../src/ipam/allocator";
 import { DiskStore } from "../../src/store/disk";
 import { STALE_MS } from "../../src/store/lock";
+import { ciliumNode } from "../helpers/node";
 import { BIN } from "../helpers/plugin";
 
 function world(): { dir: string; dataDir: string; confFile: string; store: DiskStore; cidr: ReturnType<typeof cidrOf> } {
   const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-fence-"));
   const nodeFile = join(dir, "node.json");
-  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.1.0.0/24"] } } }));
+  writeFileSync(nodeFile, JSON.stringify(ciliumNode(["10.1.0.0/24"])));
   const dataDir = join(dir, "data");
   const confFile = join(dir, "conf.json");
   writeFileSync(confFile, JSON.stringify({ cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 } }));
