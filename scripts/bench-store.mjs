@@ -87,7 +87,7 @@ export async function benchStore({ live, prefix, rounds }) {
     for (const cmd of ["ADD", "DEL"]) {
       const e = stats(times.empty[cmd]);
       const u = stats(times.full[cmd]);
-      for (const [label, s] of [["0", e], [String(live), u]]) {
+      for (const [label, s] of /** @type {[string, { median: number; p10: number; p90: number }][]} */ ([["0", e], [String(live), u]])) {
         console.log(`| ${cmd} | ${label} | ${f(s.median)} | ${f(s.p10)} | ${f(s.p90)} | ${(s.median / e.median).toFixed(3)} |`);
       }
       rows.push({ cmd, ratio: u.median / e.median });

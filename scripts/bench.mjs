@@ -18,7 +18,7 @@
 // bin/podcidr-ipam-standalone too when it has been built (npm run build:standalone).
 import { build } from "esbuild";
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,7 +43,10 @@ const HOST_LOCAL = "/usr/lib/cni/host-local";
 const standalone = join(root, "bin/podcidr-ipam-standalone");
 
 // The environments a call is made in. CLEAN is the one the tables and the chart use.
+/** @typedef {{ name: string; label: string; vars: Record<string, string | undefined> }} Env */
+/** @type {Env} */
 const CLEAN = { name: "clean", label: "a clean environment (PATH only)", vars: { PATH: process.env.PATH } };
+/** @type {Env} */
 const SHELL = { name: "shell", label: "this shell's environment", vars: { ...process.env } };
 const extra = Object.keys(process.env).filter((k) => k.startsWith("NODE_"));
 
@@ -129,7 +132,7 @@ function check(w, id) {
 }
 
 function runAsync(bin, env, input) {
-  return new Promise((res, rej) => {
+  return new Promise(/** @param {(v?: unknown) => void} res @param {(e: Error) => void} rej */ (res, rej) => {
     const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
     let err = "";
     c.stderr.on("data", (d) => (err += d));
@@ -229,7 +232,12 @@ async function benchAll() {
         ...worlds.map((w) => () => push(`check ${w.key}`, check(w, `check-${r}`))),
         ...ours.map((w) => () => push(`version ${w.key}`, call(w, "VERSION", "v"))),
       ];
-      for (let i = tasks.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [tasks[i], tasks[j]] = [tasks[j], tasks[i]]; }
+      for (let i = tasks.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        const swap = /** @type {() => void} */ (tasks[i]);
+        tasks[i] = /** @type {() => void} */ (tasks[j]);
+        tasks[j] = swap;
+      }
       for (const task of tasks) task();
       if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
     }
