@@ -1,9 +1,15 @@
 // The SVG chart of npm run bench: median ADD+DEL cycle against live allocations,
 // one line per plugin, on a log scale (host-local spans 8 ms to over a second).
 export function chart(series, floor, sizes) {
-  const W = 680, H = 380, L = 60, R = 200, T = 34, B = 52;
+  const W = 680,
+    H = 380,
+    L = 60,
+    R = 200,
+    T = 34,
+    B = 52;
   const all = series.flatMap((s) => s.pts.map((p) => p[1]));
-  const lo = Math.min(...all, 2 * floor) / 1.5, hi = Math.max(...all, 2 * floor) * 1.5;
+  const lo = Math.min(...all, 2 * floor) / 1.5,
+    hi = Math.max(...all, 2 * floor) * 1.5;
   const x = (i) => L + (i * (W - L - R)) / Math.max(1, sizes.length - 1);
   const y = (v) => H - B - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (H - T - B);
   const colors = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"];

@@ -21,8 +21,21 @@ function sandbox(work, prefix, name) {
   const dir = join(work, name);
   const nodeFile = join(dir, "node.json");
   spawnSync("mkdir", ["-p", dir]);
-  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [`10.64.0.0/${prefix}`] } } }));
-  const conf = { cniVersion: "1.1.0", name: "podnet", type: "bridge", ipam: { type: "podcidr-ipam", nodeFile, dataDir: join(dir, "data"), waitForPodCIDRs: 0 } };
+  writeFileSync(
+    nodeFile,
+    JSON.stringify({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "bench" },
+      spec: { ipam: { podCIDRs: [`10.64.0.0/${prefix}`] } },
+    }),
+  );
+  const conf = {
+    cniVersion: "1.1.0",
+    name: "podnet",
+    type: "bridge",
+    ipam: { type: "podcidr-ipam", nodeFile, dataDir: join(dir, "data"), waitForPodCIDRs: 0 },
+  };
   return { dir, conf, stdin: JSON.stringify(conf) };
 }
 
@@ -30,8 +43,17 @@ async function seed(work, sb, count) {
   // Bundle the dispatcher + handlers and drive them in process: same code as the executable.
   const out = join(work, "seed.cjs");
   await build({
-    stdin: { contents: 'export { dispatch } from "./src/cni/dispatch"; export { handlers } from "./src/commands/index";', resolveDir: root, loader: "ts" },
-    bundle: true, platform: "node", format: "cjs", outfile: out, logLevel: "error", define: { __VERSION__: '"bench"' },
+    stdin: {
+      contents: 'export { dispatch } from "./src/cni/dispatch"; export { handlers } from "./src/commands/index";',
+      resolveDir: root,
+      loader: "ts",
+    },
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    outfile: out,
+    logLevel: "error",
+    define: { __VERSION__: '"bench"' },
   });
   const { dispatch, handlers } = await import(out);
   const stdin = Buffer.from(sb.stdin);
@@ -70,7 +92,16 @@ export async function benchStore({ live, prefix, rounds }) {
     const times = { empty: { ADD: [], DEL: [] }, full: { ADD: [], DEL: [] } };
     const bare = [];
     for (let i = 0; i < rounds; i++) {
-      const order = i % 2 === 0 ? [["empty", empty], ["full", full]] : [["full", full], ["empty", empty]];
+      const order =
+        i % 2 === 0
+          ? [
+              ["empty", empty],
+              ["full", full],
+            ]
+          : [
+              ["full", full],
+              ["empty", empty],
+            ];
       for (const [name, sb] of order) {
         times[name].ADD.push(call(sb, "ADD", `bench-${i}`));
         times[name].DEL.push(call(sb, "DEL", `bench-${i}`));
@@ -81,13 +112,18 @@ export async function benchStore({ live, prefix, rounds }) {
     }
     const f = (x) => x.toFixed(1).padStart(7);
     const rows = [];
-    console.log(`\npodcidr-ipam store benchmark: ${rounds} interleaved rounds, node ${process.version}, ${process.arch}, ${new Date().toISOString().slice(0, 10)}`);
+    console.log(
+      `\npodcidr-ipam store benchmark: ${rounds} interleaved rounds, node ${process.version}, ${process.arch}, ${new Date().toISOString().slice(0, 10)}`,
+    );
     console.log(`| call | live allocations | median ms | p10 ms | p90 ms | ratio to empty (median) |`);
     console.log(`|---|---:|---:|---:|---:|---:|`);
     for (const cmd of ["ADD", "DEL"]) {
       const e = stats(times.empty[cmd]);
       const u = stats(times.full[cmd]);
-      for (const [label, s] of /** @type {[string, { median: number; p10: number; p90: number }][]} */ ([["0", e], [String(live), u]])) {
+      for (const [label, s] of /** @type {[string, { median: number; p10: number; p90: number }][]} */ ([
+        ["0", e],
+        [String(live), u],
+      ])) {
         console.log(`| ${cmd} | ${label} | ${f(s.median)} | ${f(s.p10)} | ${f(s.p90)} | ${(s.median / e.median).toFixed(3)} |`);
       }
       rows.push({ cmd, ratio: u.median / e.median });

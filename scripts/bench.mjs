@@ -29,8 +29,14 @@ import { TARGETS } from "./bench-targets.mjs";
 
 const { values: o } = parseArgs({
   options: {
-    rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" }, chart: { type: "boolean" },
-    store: { type: "boolean" }, live: { type: "string" }, prefix: { type: "string" },
+    rounds: { type: "string" },
+    sizes: { type: "string" },
+    burst: { type: "string" },
+    quick: { type: "boolean" },
+    chart: { type: "boolean" },
+    store: { type: "boolean" },
+    live: { type: "string" },
+    prefix: { type: "string" },
   },
 });
 const rounds = Number(o.rounds ?? (o.quick ? 5 : 30));
@@ -53,7 +59,11 @@ const extra = Object.keys(process.env).filter((k) => k.startsWith("NODE_"));
 // --- worlds: one network per size and plugin, seeded with that many live allocations ---
 
 const CIDR = { 0: "10.60.0.0/24", 1024: "10.61.0.0/21", 4096: "10.62.0.0/19", 65000: "10.63.0.0/16" };
-const cidrFor = (n) => CIDR[n] ?? (() => { throw new Error(`no CIDR for size ${n}; use 0, 1024, 4096, 65000`); })();
+const cidrFor = (n) =>
+  CIDR[n] ??
+  (() => {
+    throw new Error(`no CIDR for size ${n}; use 0, 1024, 4096, 65000`);
+  })();
 
 async function seedTools() {
   const out = join(work, "seed.cjs");
@@ -63,7 +73,11 @@ async function seedTools() {
       resolveDir: root,
       loader: "ts",
     },
-    bundle: true, platform: "node", format: "cjs", outfile: out, logLevel: "error",
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    outfile: out,
+    logLevel: "error",
   });
   return import(out);
 }
@@ -79,11 +93,15 @@ function world(plugin, n, t, env = CLEAN) {
   mkdirSync(dir, { recursive: true });
   const cidr = cidrFor(n);
   const nodeFile = join(dir, "node.json");
-  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [cidr] } } }));
+  writeFileSync(
+    nodeFile,
+    JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [cidr] } } }),
+  );
   const dataDir = join(dir, "data");
-  const ipam = plugin.kind === "ours"
-    ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
-    : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
+  const ipam =
+    plugin.kind === "ours"
+      ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
+      : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
   const conf = { cniVersion: "1.0.0", name: "bench", type: "bridge", ipam };
   // Live allocations at offsets 1..n (offset 0 is the gateway), as n ADDs would leave them.
   if (plugin.kind === "ours") {
@@ -94,7 +112,17 @@ function world(plugin, n, t, env = CLEAN) {
     const now = new Date().toISOString();
     for (let i = 1; i <= n; i++) {
       t.take(r, i);
-      const rec = { network: conf.name, containerID: `seed-${i}`, ifname: "eth0", netns: "/var/run/netns/bench", netnsId: "", namespace: "bench", pod: `seed-${i}`, createdAt: now, ips: [{ cidr, address: t.addressAt(r.cidr, i) }] };
+      const rec = {
+        network: conf.name,
+        containerID: `seed-${i}`,
+        ifname: "eth0",
+        netns: "/var/run/netns/bench",
+        netnsId: "",
+        namespace: "bench",
+        pod: `seed-${i}`,
+        createdAt: now,
+        ips: [{ cidr, address: t.addressAt(r.cidr, i) }],
+      };
       writeFileSync(join(store, t.attachmentPath(rec)), t.encodeAttachment(rec), { mode: 0o600 });
     }
     r.next = n + 1;
@@ -132,13 +160,15 @@ function check(w, id) {
 }
 
 function runAsync(bin, env, input) {
-  return new Promise(/** @param {(v?: unknown) => void} res @param {(e: Error) => void} rej */ (res, rej) => {
-    const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
-    let err = "";
-    c.stderr.on("data", (d) => (err += d));
-    c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
-    c.stdin.end(input);
-  });
+  return new Promise(
+    /** @param {(v?: unknown) => void} res @param {(e: Error) => void} rej */ (res, rej) => {
+      const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
+      let err = "";
+      c.stderr.on("data", (d) => (err += d));
+      c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
+      c.stdin.end(input);
+    },
+  );
 }
 
 async function burst(w, parallel, tag) {
@@ -153,7 +183,8 @@ async function burst(w, parallel, tag) {
 
 /** Peak resident memory (KiB) of one run, from getrusage of the child. */
 function peakKiB(cmd, args, env, input) {
-  const py = "import resource,subprocess,sys\nsubprocess.run(sys.argv[1:],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+  const py =
+    "import resource,subprocess,sys\nsubprocess.run(sys.argv[1:],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
   const r = spawnSync("python3", ["-c", py, cmd, ...args], { env, input: input ?? "", encoding: "utf8" });
   return Number(r.stdout.trim());
 }
@@ -162,7 +193,8 @@ function peakKiB(cmd, args, env, input) {
 function fsyncCost() {
   const dir = join(work, "fsync");
   mkdirSync(dir);
-  const file = [], folder = [];
+  const file = [],
+    folder = [];
   for (let i = 0; i < 100; i++) {
     const tmp = join(dir, `.tmp-${i}`);
     let t = process.hrtime.bigint();
@@ -181,9 +213,23 @@ function fsyncCost() {
   return { file: median(file), folder: median(folder) };
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
-function prng(seed) { let a = seed >>> 0; return () => { a = (a + 0x6d2b79f5) >>> 0; let t = Math.imul(a ^ (a >>> 15), a | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+};
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 // --- run ---
 
@@ -197,7 +243,9 @@ async function benchAll() {
   // The same executable without its V8 code cache, to show what the cache saves (empty store only).
   const noCache = { name: "podcidr-ipam, no code cache", bin: join(work, "podcidr-ipam-no-cache"), kind: "ours" };
   try {
-    const nc = spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], { stdio: "inherit" });
+    const nc = spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], {
+      stdio: "inherit",
+    });
     if (nc.status !== 0) throw new Error(`building ${noCache.name} failed`);
     const t = await seedTools();
     const t0 = Date.now();
@@ -212,7 +260,9 @@ async function benchAll() {
     const floors = [
       { key: "node -e 0", cmd: process.execPath, args: ["-e", "0"] },
       { key: "node empty.js", cmd: process.execPath, args: [emptyJs] },
-      ...(existsSync(standalone) && existsSync(node26) ? [{ key: "node 26 -e 0 (standalone's runtime)", cmd: node26, args: ["-e", "0"] }] : []),
+      ...(existsSync(standalone) && existsSync(node26)
+        ? [{ key: "node 26 -e 0 (standalone's runtime)", cmd: node26, args: ["-e", "0"] }]
+        : []),
     ];
     const samples = new Map();
     const push = (k, v) => samples.set(k, [...(samples.get(k) ?? []), v]);
@@ -269,13 +319,17 @@ async function benchAll() {
     const f = (x) => x.toFixed(1);
     const m = (k) => median(samples.get(k));
     const cpu = cpus()[0]?.model ?? "?";
-    console.log(`\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}`);
+    console.log(
+      `\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}`,
+    );
     console.log(`\n#### In ${CLEAN.label}\n`);
     console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
     console.log("|---|---:|---:|---:|---:|");
     const row = (what, n, s) => console.log(`| ${what} | ${n} | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`);
     for (const fl of floors) row(`floor: ${fl.key}`, "-", samples.get(fl.key));
-    for (const p of plugins) for (const what of ["cycle", "check"]) for (const n of sizes) row(`${p.name} ${what === "cycle" ? "ADD+DEL" : "CHECK"}`, n, samples.get(`${what} ${p.name} ${n}`));
+    for (const p of plugins)
+      for (const what of ["cycle", "check"])
+        for (const n of sizes) row(`${p.name} ${what === "cycle" ? "ADD+DEL" : "CHECK"}`, n, samples.get(`${what} ${p.name} ${n}`));
     row(`${noCache.name} ADD+DEL`, sizes[0], samples.get(`cycle ${noCacheWorld.key}`));
     console.log(`\n#### In ${SHELL.label}${extra.length ? ` (it sets ${extra.join(", ")})` : ""}, the same rounds\n`);
     console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
@@ -287,7 +341,8 @@ async function benchAll() {
     console.log(`| burst of ${burstN} ADDs | parallel ms | sequential ms | ratio |`);
     console.log("|---|---:|---:|---:|");
     for (const p of plugins) {
-      const par = median(bursts.get(`${p.name} parallel`)); const seq = median(bursts.get(`${p.name} sequential`));
+      const par = median(bursts.get(`${p.name} parallel`));
+      const seq = median(bursts.get(`${p.name} sequential`));
       console.log(`| ${p.name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
     }
     console.log("\n| peak memory of one call | median KiB |");
@@ -297,14 +352,23 @@ async function benchAll() {
     // --- where the time goes ---
     const floor = m("node -e 0");
     console.log(`\n#### Where a call's time goes (clean environment, medians, ms)\n`);
-    console.log("| executable | floor | VERSION (start + load) | ADD | DEL | load: VERSION - floor | store work: ADD - VERSION | store work: DEL - VERSION |");
+    console.log(
+      "| executable | floor | VERSION (start + load) | ADD | DEL | load: VERSION - floor | store work: ADD - VERSION | store work: DEL - VERSION |",
+    );
     console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const w of ours) {
-      const fl = w.plugin.name.includes("standalone") && samples.has("node 26 -e 0 (standalone's runtime)") ? m("node 26 -e 0 (standalone's runtime)") : floor;
-      const v = m(`version ${w.key}`), a = m(`add ${w.key}`), d = m(`del ${w.key}`);
+      const fl =
+        w.plugin.name.includes("standalone") && samples.has("node 26 -e 0 (standalone's runtime)")
+          ? m("node 26 -e 0 (standalone's runtime)")
+          : floor;
+      const v = m(`version ${w.key}`),
+        a = m(`add ${w.key}`),
+        d = m(`del ${w.key}`);
       console.log(`| ${w.plugin.name} | ${f(fl)} | ${f(v)} | ${f(a)} | ${f(d)} | ${f(v - fl)} | ${f(a - v)} | ${f(d - v)} |`);
     }
-    console.log(`\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 3 of files (journal, record, bitmap) and 3 of folders, a DEL 2 and 3 (the record is removed, not written): about ${f(5 * sync.file + 6 * sync.folder)} ms per ADD+DEL.`);
+    console.log(
+      `\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 3 of files (journal, record, bitmap) and 3 of folders, a DEL 2 and 3 (the record is removed, not written): about ${f(5 * sync.file + 6 * sync.folder)} ms per ADD+DEL.`,
+    );
 
     // --- targets ---
     const targets = [];
@@ -313,17 +377,38 @@ async function benchAll() {
       const fl = m(`node -e 0${sfx}`);
       const cyc = m(`cycle podcidr-ipam ${sizes[0]}${sfx}`);
       targets.push([`own work per ADD+DEL (cycle - 2 floors) / floor (node -e 0), ${env.name}`, (cyc - 2 * fl) / fl, TARGETS.ownWork]);
-      if (existsSync(standalone)) targets.push([`standalone ADD+DEL / bundle on this Node, ${env.name}`, m(`cycle podcidr-ipam-standalone ${sizes[0]}${sfx}`) / cyc, TARGETS.standalone]);
+      if (existsSync(standalone))
+        targets.push([
+          `standalone ADD+DEL / bundle on this Node, ${env.name}`,
+          m(`cycle podcidr-ipam-standalone ${sizes[0]}${sfx}`) / cyc,
+          TARGETS.standalone,
+        ]);
     }
     const ours0 = m(`cycle podcidr-ipam ${sizes[0]}`);
     if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, TARGETS.at4096]);
-    targets.push([`burst of ${burstN}: parallel / sequential`, median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")), TARGETS.burst]);
-    if (havePython) targets.push(["peak memory of one ADD / node -e 0", median(mem.get("podcidr-ipam ADD")) / median(mem.get("node -e 0")), TARGETS.memory]);
-    console.log(`\n(own work against an empty script's start instead, clean: ${(((ours0 - 2 * m("node empty.js")) / m("node empty.js")) * 100).toFixed(1)}%; the code cache saves ${f(m(`cycle ${noCacheWorld.key}`) - ours0)} ms per ADD+DEL)`);
-    if (sizes.includes(65000)) console.log(`ADD+DEL at 65,000 live / at 0: ${(m("cycle podcidr-ipam 65000") / ours0).toFixed(3)} (reported)`);
+    targets.push([
+      `burst of ${burstN}: parallel / sequential`,
+      median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")),
+      TARGETS.burst,
+    ]);
+    if (havePython)
+      targets.push([
+        "peak memory of one ADD / node -e 0",
+        median(mem.get("podcidr-ipam ADD")) / median(mem.get("node -e 0")),
+        TARGETS.memory,
+      ]);
+    console.log(
+      `\n(own work against an empty script's start instead, clean: ${(((ours0 - 2 * m("node empty.js")) / m("node empty.js")) * 100).toFixed(1)}%; the code cache saves ${f(m(`cycle ${noCacheWorld.key}`) - ours0)} ms per ADD+DEL)`,
+    );
+    if (sizes.includes(65000))
+      console.log(`ADD+DEL at 65,000 live / at 0: ${(m("cycle podcidr-ipam 65000") / ours0).toFixed(3)} (reported)`);
     console.log("\n| target | measured | goal | |\n|---|---:|---:|---|");
     let ok = true;
-    for (const [name, v, goal] of targets) { const pass = v <= goal; ok &&= pass; console.log(`| ${name} | ${v.toFixed(3)} | <= ${goal} | ${pass ? "met" : "MISSED"} |`); }
+    for (const [name, v, goal] of targets) {
+      const pass = v <= goal;
+      ok &&= pass;
+      console.log(`| ${name} | ${v.toFixed(3)} | <= ${goal} | ${pass ? "met" : "MISSED"} |`);
+    }
 
     // --- chart: only when asked, as docs/bench.svg is tracked ---
     if (o.chart) {
@@ -339,6 +424,10 @@ async function benchAll() {
 }
 
 if (o.store) {
-  const ok = await benchStore({ live: Number(o.live ?? (o.quick ? 1024 : 4096)), prefix: Number(o.prefix ?? 19), rounds: Number(o.rounds ?? (o.quick ? 10 : 40)) });
+  const ok = await benchStore({
+    live: Number(o.live ?? (o.quick ? 1024 : 4096)),
+    prefix: Number(o.prefix ?? 19),
+    rounds: Number(o.rounds ?? (o.quick ? 10 : 40)),
+  });
   process.exitCode = ok ? 0 : 1;
 } else await benchAll();

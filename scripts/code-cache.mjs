@@ -68,8 +68,15 @@ export function trainCache(nodeBin, wrapped) {
     const cache = join(work, "cache.bin");
     writeFileSync(src, wrapped);
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
-    const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], { env, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-    if (r.status !== 0 || !existsSync(`${cache}.v8`)) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}${existsSync(cache) ? "" : ", no cache written"}):\n${r.stderr}`);
+    const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+      encoding: "utf8",
+    });
+    if (r.status !== 0 || !existsSync(`${cache}.v8`))
+      throw new Error(
+        `training the code cache under ${nodeBin} failed (exit ${r.status}${existsSync(cache) ? "" : ", no cache written"}):\n${r.stderr}`,
+      );
     const v8 = readFileSync(`${cache}.v8`, "utf8").trim();
     if (!/^\d+\.\d+/.test(v8)) throw new Error(`training under ${nodeBin} reported V8 version ${JSON.stringify(v8)}`);
     return { cache: readFileSync(cache), v8 };

@@ -96,18 +96,78 @@ describe("ADD: a requested address (IP= in CNI_ARGS)", () => {
 
   describe("refusals leave the store as it was", () => {
     const refusals: { name: string; args: string; code: number; msg: string }[] = [
-      { name: "outside every podCIDR", args: "IP=10.0.3.5", code: 101, msg: "requested address 10.0.3.5 is not available: it is outside every podCIDR of the node (10.0.2.0/24, fd00::200/120)" },
-      { name: "the network address", args: "IP=10.0.2.0", code: 101, msg: "requested address 10.0.2.0 is not available: it is the network or broadcast address of 10.0.2.0/24" },
-      { name: "the broadcast address", args: "IP=10.0.2.255", code: 101, msg: "requested address 10.0.2.255 is not available: it is the network or broadcast address of 10.0.2.0/24" },
-      { name: "the IPv6 anycast address", args: "IP=fd00::200", code: 101, msg: "requested address fd00::200 is not available: it is the subnet-router anycast address of fd00::200/120" },
-      { name: "the IPv4 gateway", args: "IP=10.0.2.1", code: 101, msg: "requested address 10.0.2.1 is not available: it is reserved in 10.0.2.0/24 (gateway)" },
-      { name: "the IPv6 gateway", args: "IP=fd00::201", code: 101, msg: "requested address fd00::201 is not available: it is reserved in fd00::200/120 (gateway)" },
-      { name: "the router address", args: "IP=10.0.2.10", code: 101, msg: "requested address 10.0.2.10 is not available: it is reserved in 10.0.2.0/24 (router)" },
-      { name: "the IPv4 health address", args: "IP=10.0.2.11", code: 101, msg: "requested address 10.0.2.11 is not available: it is reserved in 10.0.2.0/24 (health)" },
-      { name: "the IPv6 health address", args: "IP=fd00::20b", code: 101, msg: "requested address fd00::20b is not available: it is reserved in fd00::200/120 (health)" },
-      { name: "held by a pod (named)", args: "IP=10.0.2.50", code: 101, msg: "requested address 10.0.2.50 is not available: it is held by default/web (podnet/c1/eth0)" },
-      { name: "held by an attachment without a pod name", args: "IP=fd00::250", code: 101, msg: "requested address fd00::250 is not available: it is held by podnet/c2/eth0" },
-      { name: "two addresses of one family", args: "IP=10.0.2.60,10.0.2.61", code: 7, msg: "more than one IPv4 address requested (10.0.2.60, 10.0.2.61)" },
+      {
+        name: "outside every podCIDR",
+        args: "IP=10.0.3.5",
+        code: 101,
+        msg: "requested address 10.0.3.5 is not available: it is outside every podCIDR of the node (10.0.2.0/24, fd00::200/120)",
+      },
+      {
+        name: "the network address",
+        args: "IP=10.0.2.0",
+        code: 101,
+        msg: "requested address 10.0.2.0 is not available: it is the network or broadcast address of 10.0.2.0/24",
+      },
+      {
+        name: "the broadcast address",
+        args: "IP=10.0.2.255",
+        code: 101,
+        msg: "requested address 10.0.2.255 is not available: it is the network or broadcast address of 10.0.2.0/24",
+      },
+      {
+        name: "the IPv6 anycast address",
+        args: "IP=fd00::200",
+        code: 101,
+        msg: "requested address fd00::200 is not available: it is the subnet-router anycast address of fd00::200/120",
+      },
+      {
+        name: "the IPv4 gateway",
+        args: "IP=10.0.2.1",
+        code: 101,
+        msg: "requested address 10.0.2.1 is not available: it is reserved in 10.0.2.0/24 (gateway)",
+      },
+      {
+        name: "the IPv6 gateway",
+        args: "IP=fd00::201",
+        code: 101,
+        msg: "requested address fd00::201 is not available: it is reserved in fd00::200/120 (gateway)",
+      },
+      {
+        name: "the router address",
+        args: "IP=10.0.2.10",
+        code: 101,
+        msg: "requested address 10.0.2.10 is not available: it is reserved in 10.0.2.0/24 (router)",
+      },
+      {
+        name: "the IPv4 health address",
+        args: "IP=10.0.2.11",
+        code: 101,
+        msg: "requested address 10.0.2.11 is not available: it is reserved in 10.0.2.0/24 (health)",
+      },
+      {
+        name: "the IPv6 health address",
+        args: "IP=fd00::20b",
+        code: 101,
+        msg: "requested address fd00::20b is not available: it is reserved in fd00::200/120 (health)",
+      },
+      {
+        name: "held by a pod (named)",
+        args: "IP=10.0.2.50",
+        code: 101,
+        msg: "requested address 10.0.2.50 is not available: it is held by default/web (podnet/c1/eth0)",
+      },
+      {
+        name: "held by an attachment without a pod name",
+        args: "IP=fd00::250",
+        code: 101,
+        msg: "requested address fd00::250 is not available: it is held by podnet/c2/eth0",
+      },
+      {
+        name: "two addresses of one family",
+        args: "IP=10.0.2.60,10.0.2.61",
+        code: 7,
+        msg: "more than one IPv4 address requested (10.0.2.60, 10.0.2.61)",
+      },
     ];
 
     it.each(refusals)("$name: $code", async ({ args, code, msg }) => {

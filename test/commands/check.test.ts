@@ -21,7 +21,13 @@ describe("CHECK", () => {
   it("passes for a 0.4.0 prevResult, and ignores addresses outside our ranges (another plugin's)", async () => {
     n = new InProcess(DUAL);
     await n.add("c1");
-    const prevResult = { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.2.2/24" }, { version: "4", address: "192.168.7.7/24" }] };
+    const prevResult = {
+      cniVersion: "0.4.0",
+      ips: [
+        { version: "4", address: "10.0.2.2/24" },
+        { version: "4", address: "192.168.7.7/24" },
+      ],
+    };
     await n.ok("CHECK", "c1", { version: "0.4.0", top: { prevResult } });
   });
 

@@ -134,7 +134,9 @@ describe("DEL with damage in the store", () => {
     await n.add("c1");
     n.store.damageRange("10.0.2.0/24", { salvaged: "bits" });
     const r = await n.ok("DEL", "c1");
-    expect(r.stderr).toContain("skipped a damaged store file, left for `podcidr-ipam repair`: store file memory/range-10.0.2.0_24.json is corrupt");
+    expect(r.stderr).toContain(
+      "skipped a damaged store file, left for `podcidr-ipam repair`: store file memory/range-10.0.2.0_24.json is corrupt",
+    );
     const snap = n.store.snapshot();
     expect(snap.records).toEqual({});
     expect(snap.damaged).toEqual(["memory/range-10.0.2.0_24.json"]);

@@ -79,7 +79,12 @@ describe("repair", () => {
     n.store.damageRange(V4, { salvaged: "bits" });
     expect((await n.fails("ADD", "c3")).code).toBe(103);
     const rep = await repair(n.store, KEEP);
-    expect(rep.quarantined).toEqual([{ file: "memory/range-10.0.2.0_24.json", reason: "store file memory/range-10.0.2.0_24.json is corrupt: its checksum does not match its content" }]);
+    expect(rep.quarantined).toEqual([
+      {
+        file: "memory/range-10.0.2.0_24.json",
+        reason: "store file memory/range-10.0.2.0_24.json is corrupt: its checksum does not match its content",
+      },
+    ]);
     expect(rangeOf(rep)).toMatchObject({ records: 2, marked: ["10.0.2.2", "10.0.2.3"], unowned: ["10.0.2.31"] });
     const snap = n.store.snapshot();
     expect(snap.damaged).toEqual([]);

@@ -26,7 +26,11 @@ const RANGE = () => join(dir, "data", "_store", "range-10.0.2.0_24.json");
 
 function request(command: "ADD" | "STATUS", ipam: Record<string, unknown> = {}): Request {
   const env = { CNI_CONTAINERID: "c1", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" };
-  const obj = { cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile: join(dir, "node.json"), dataDir: join(dir, "data"), waitForPodCIDRs: 0, ...ipam } };
+  const obj = {
+    cniVersion: "1.1.0",
+    name: "podnet",
+    ipam: { type: "podcidr-ipam", nodeFile: join(dir, "node.json"), dataDir: join(dir, "data"), waitForPodCIDRs: 0, ...ipam },
+  };
   return { cmd: parseEnv(command, env), version: "1.1.0", conf: parseNetConf(obj, command, parseCniArgs("")), log: () => {} };
 }
 

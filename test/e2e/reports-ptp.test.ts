@@ -88,7 +88,10 @@ suite("protocol F1: a repeated ADD through ptp", () => {
     expect.soft(second.json?.code, second.stdout).toBe(100);
 
     // Teardown as the runtime does it: both DELs succeed and free everything.
-    for (const [id, ns] of [["p2", b], ["p1", a]] as const) {
+    for (const [id, ns] of [
+      ["p2", b],
+      ["p1", a],
+    ] as const) {
       const d = await ptp(w, h, "DEL", id, ns, conf);
       expect(d.code, d.stdout + d.stderr).toBe(0);
     }

@@ -26,7 +26,9 @@ async function lateWrite(): Promise<{ atMs: number; wait: number }> {
   const ms = await measureCall(3, async (i) => expect((await addErr(sb, `probe-${i}`)).code).toBe(11));
   const atMs = Math.ceil(3 * ms[ms.length - 1]!);
   const wait = Math.max(3, Math.ceil((4 * atMs + 1000) / 1000));
-  process.stdout.write(`[timing] node file: failing ADDs took ${ms.map((m) => m.toFixed(0)).join("/")} ms; written at ${atMs} ms, waitForPodCIDRs ${wait}\n`);
+  process.stdout.write(
+    `[timing] node file: failing ADDs took ${ms.map((m) => m.toFixed(0)).join("/")} ms; written at ${atMs} ms, waitForPodCIDRs ${wait}\n`,
+  );
   return { atMs, wait };
 }
 

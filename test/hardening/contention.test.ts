@@ -39,7 +39,10 @@ describe("contention", () => {
     await workers(16, ids, async (id) => {
       const r = await run({ command: "ADD", containerID: id, stdin: sb.conf() });
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      addrs.set(id, r.json.ips.map((i: any) => i.address));
+      addrs.set(
+        id,
+        r.json.ips.map((i: any) => i.address),
+      );
       maxWait = Math.max(maxWait, lockWait(r.stderr));
     });
     const addMs = Date.now() - t0;

@@ -8,7 +8,21 @@
 // "The store" here is its logical content: the files plus a pending journal
 // applied over them (what the next call will see after replaying it).
 import { execFileSync, spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, statfsSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -37,7 +51,9 @@ function mountBlocker(): string | null {
 }
 
 function announceSkip(blocker: string): void {
-  process.stderr.write(`\n!!! podcidr-ipam disk-fault hardening tests SKIPPED: ${blocker}.\n!!! They need root to mount a tmpfs / loop filesystem.\n`);
+  process.stderr.write(
+    `\n!!! podcidr-ipam disk-fault hardening tests SKIPPED: ${blocker}.\n!!! They need root to mount a tmpfs / loop filesystem.\n`,
+  );
   if (process.env.PODCIDR_E2E === "require") throw new Error(`disk-fault tests required (PODCIDR_E2E=require) but cannot run: ${blocker}`);
 }
 
@@ -256,8 +272,11 @@ function problems(view: StoreView): Problems {
   for (const [key, names] of holders) if (names.length > 1) out.duplicates.push(`${key}: ${names.join(", ")}`);
   for (const r of byCidr.values()) {
     if (popcount(r.bits) !== r.allocated) out.badCounts.push(`${r.cidr}: allocated ${r.allocated}, bitmap ${popcount(r.bits)}`);
-    const held = new Set([...view.records.values()].flatMap((rec) => rec.ips.filter((i) => i.cidr === r.cidr).map((i) => offsetOf(r.cidr, i.address))));
-    for (let o = 0; o < r.bits.length * 8; o++) if (r.bits[o >> 3]! & (1 << (o & 7)) && !held.has(o)) out.leaks.push(`${r.cidr} offset ${o}`);
+    const held = new Set(
+      [...view.records.values()].flatMap((rec) => rec.ips.filter((i) => i.cidr === r.cidr).map((i) => offsetOf(r.cidr, i.address))),
+    );
+    for (let o = 0; o < r.bits.length * 8; o++)
+      if (r.bits[o >> 3]! & (1 << (o & 7)) && !held.has(o)) out.leaks.push(`${r.cidr} offset ${o}`);
   }
   return out;
 }
@@ -269,13 +288,18 @@ function expectConsistent(view: StoreView, what: string): void {
 /** Records and bitmaps, for comparing two logical states. */
 function canonical(view: StoreView): string {
   const recs = [...view.records.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, r]) => [n, r.ips]);
-  const ranges = [...view.ranges.values()].sort((a, b) => a.cidr.localeCompare(b.cidr)).map((r) => [r.cidr, r.allocated, r.bits.toString("base64")]);
+  const ranges = [...view.ranges.values()]
+    .sort((a, b) => a.cidr.localeCompare(b.cidr))
+    .map((r) => [r.cidr, r.allocated, r.bits.toString("base64")]);
   return JSON.stringify({ recs, ranges });
 }
 
 /** Every store file and its bytes, except the lock's own files (lock/, lock.owner, lock.reap/), the queue and the reserve a DEL may free: they are not the store's content. */
 function storeBytes(netDir: string): Map<string, string> {
-  return snapshot(netDir, { filesOnly: true, skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve") });
+  return snapshot(netDir, {
+    filesOnly: true,
+    skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve"),
+  });
 }
 
 const recName = (id: string): string => `${id}@eth0.json`;
@@ -343,7 +367,12 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         const r = await f.status();
         const ok = (r.code === 0 || r.code === 1) && r.json !== undefined;
         if (!ok) totals.statusUnreadable++;
-        expect.soft(ok, `status --json must load ${what}; exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}, stderr ${r.stderr.trim()}`).toBe(true);
+        expect
+          .soft(
+            ok,
+            `status --json must load ${what}; exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}, stderr ${r.stderr.trim()}`,
+          )
+          .toBe(true);
         if (r.json) {
           // It shows the store as the next call will see it, or (a journal still pending) as the files are.
           const counts = (v: StoreView): string => JSON.stringify([...v.ranges.values()].map((x) => [x.cidr, x.allocated]).sort());
@@ -391,16 +420,19 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         expect(old || same(recs, newRecs), `after a failed ${command} ${id}: records ${[...recs].join(",")}`).toBe(true);
         if (old) {
           expect(canonical(after), `a failed ${command} that kept the old records must keep the old bitmaps`).toBe(canonical(before));
-          if (!after.journal && !before.journal) expect(storeBytes(f.netDir), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
+          if (!after.journal && !before.journal)
+            expect(storeBytes(f.netDir), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
         } else {
           totals.rolledForward++;
         }
         // "the store was left as it was" must be true when the error says so.
         if (/left as it was|nothing was changed/.test(`${r.json.msg} ${r.json.details}`)) {
-          expect.soft(
-            canonical(after),
-            `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
-          ).toBe(canonical(before));
+          expect
+            .soft(
+              canonical(after),
+              `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
+            )
+            .toBe(canonical(before));
         }
         return false;
       };
@@ -456,7 +488,9 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         expect(view.journal, "journal left after space is back").toBe(false);
         expect(view.tmpFiles, "temp files left behind").toEqual([]);
         expectConsistent(view, `round ${k} after space is back`);
-        expect([...view.records.keys()].sort(), `round ${k}: exactly the attachments the runtime believes exist`).toEqual([...expected].map(recName).sort());
+        expect([...view.records.keys()].sort(), `round ${k}: exactly the attachments the runtime believes exist`).toEqual(
+          [...expected].map(recName).sort(),
+        );
         const st = await f.status();
         expect(st.code, st.stderr).toBe(0);
         expect(st.json.ranges.map((x: any) => x.allocated)).toEqual([expected.size, expected.size]);
@@ -523,7 +557,13 @@ suite("read-only store", () => {
     const view = readStore(f.netDir, false);
     expectConsistent(view, "after remount rw");
     expect([...view.records.keys()].sort()).toEqual([recName("new"), recName("p1")]);
-    record("read-only store", "1. no address held twice", { calls, erofsFailures: erofs, storeChanged: 0, duplicates: problems(view).duplicates.length, leaks: problems(view).leaks.length });
+    record("read-only store", "1. no address held twice", {
+      calls,
+      erofsFailures: erofs,
+      storeChanged: 0,
+      duplicates: problems(view).duplicates.length,
+      leaks: problems(view).leaks.length,
+    });
   });
 });
 

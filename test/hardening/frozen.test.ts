@@ -76,7 +76,9 @@ describe("frozen lock holder", () => {
     const ids = ["new-a", "new-b", "new-c"];
     const gcCall = (keep: string[]): ChildProcess => {
       const child = spawn(BIN, [], { env: { PATH: process.env.PATH, CNI_COMMAND: "GC", CNI_PATH: "/x" }, stdio: ["pipe", "pipe", "pipe"] });
-      child.stdin!.end(JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": keep.map((containerID) => ({ containerID, ifname: "eth0" })) }));
+      child.stdin!.end(
+        JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": keep.map((containerID) => ({ containerID, ifname: "eth0" })) }),
+      );
       return child;
     };
     expect(readBytes(process.pid), "this test watches a call's reads in /proc/<pid>/io").not.toBeNull();
@@ -112,13 +114,19 @@ describe("frozen lock holder", () => {
           gc.kill("SIGSTOP");
           readAtStop = (readBytes(gc.pid!) ?? 0) - atLock;
           // Still the holder, and not yet committing (no journal, no temp file of one).
-          stopped = lockHolder() === gc.pid && !readdirSync(join(sb.dataDir, "_store")).some((n) => n.startsWith("journal-") || n.startsWith(".tmp-"));
+          stopped =
+            lockHolder() === gc.pid &&
+            !readdirSync(join(sb.dataDir, "_store")).some((n) => n.startsWith("journal-") || n.startsWith(".tmp-"));
           break;
         }
       }
       await new Promise((r) => setImmediate(r));
     }
-    const sorted = (xs: number[]): string => [...xs].sort((a, b) => a - b).map((x) => x.toFixed(0)).join("/");
+    const sorted = (xs: number[]): string =>
+      [...xs]
+        .sort((a, b) => a - b)
+        .map((x) => x.toFixed(0))
+        .join("/");
     process.stdout.write(
       `[timing] frozen holder: keep-all GCs held the lock ${sorted(holds.map((h) => h.ms))} ms reading ${sorted(holds.map((h) => h.bytes))} bytes; ` +
         `the GC under test was stopped ${readAtStop} bytes into its reads: ${stopped}\n`,

@@ -47,8 +47,16 @@ describe("kill storm", () => {
     // Kills are drawn from 0 to 1.2x the median of the last `window` such durations.
     const window = 15;
     const recent: Record<string, number[]> = { ADD: [], DEL: [] };
-    recent.ADD = await measureCall(6, (i) => run({ command: "ADD", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)), parallel);
-    recent.DEL = await measureCall(6, (i) => run({ command: "DEL", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)), parallel);
+    recent.ADD = await measureCall(
+      6,
+      (i) => run({ command: "ADD", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)),
+      parallel,
+    );
+    recent.DEL = await measureCall(
+      6,
+      (i) => run({ command: "DEL", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)),
+      parallel,
+    );
     const measured = { ADD: median(recent.ADD), DEL: median(recent.DEL) };
     calls += 12;
     // Go on past `containers` until more than a tenth of that many calls were killed before they

@@ -51,7 +51,11 @@ export async function addOk(sb: Sandbox, containerID: string, o: CallOptions = {
 }
 
 /** ADD that must fail; returns the parsed error object. */
-export async function addErr(sb: Sandbox, containerID: string, o: CallOptions = {}): Promise<{ code: number; msg: string; details: string }> {
+export async function addErr(
+  sb: Sandbox,
+  containerID: string,
+  o: CallOptions = {},
+): Promise<{ code: number; msg: string; details: string }> {
   const r = await call(sb, "ADD", containerID, o);
   expect(r.code, `ADD ${containerID} should fail: ${r.stdout}${r.stderr}`).not.toBe(0);
   expect(r.json, r.stdout).toBeDefined();

@@ -67,7 +67,10 @@ export class InProcess {
   }
 
   async call(command: string, containerID: string, o: Call = {}): Promise<Outcome> {
-    const args = [...(o.pod ? ["IgnoreUnknown=1", `K8S_POD_NAMESPACE=${o.pod[0]}`, `K8S_POD_NAME=${o.pod[1]}`] : []), ...(o.args ? [o.args] : [])].join(";");
+    const args = [
+      ...(o.pod ? ["IgnoreUnknown=1", `K8S_POD_NAMESPACE=${o.pod[0]}`, `K8S_POD_NAME=${o.pod[1]}`] : []),
+      ...(o.args ? [o.args] : []),
+    ].join(";");
     const env: Record<string, string> = {
       CNI_COMMAND: command,
       CNI_CONTAINERID: containerID,

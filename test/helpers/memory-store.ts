@@ -67,7 +67,14 @@ export class MemoryStore implements Store {
   readonly quarantined: Damaged[] = [];
   /** How many times a transaction function ran (fn runs twice on the transaction that creates the store). */
   runs = 0;
-  private state: State = { exists: false, ranges: new Map(), records: new Map(), damagedRanges: new Map(), damagedRecords: new Map(), networks: new Set() };
+  private state: State = {
+    exists: false,
+    ranges: new Map(),
+    records: new Map(),
+    damagedRanges: new Map(),
+    damagedRecords: new Map(),
+    networks: new Set(),
+  };
   private queue: Promise<unknown> = Promise.resolve();
 
   transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }> {
@@ -135,7 +142,11 @@ export class MemoryStore implements Store {
     const salvaged = opts.salvaged === "bits" ? (before ? setOffsets(before) : []) : opts.salvaged;
     this.state.exists = true;
     this.state.ranges.delete(c.text);
-    this.state.damagedRanges.set(c.text, { cidr: c, reason: opts.reason ?? "its checksum does not match its content", ...(salvaged ? { salvaged: [...salvaged] } : {}) });
+    this.state.damagedRanges.set(c.text, {
+      cidr: c,
+      reason: opts.reason ?? "its checksum does not match its content",
+      ...(salvaged ? { salvaged: [...salvaged] } : {}),
+    });
   }
 
   /** Damage an attachment's record: its file is there but fails to load. */
@@ -156,12 +167,27 @@ export class MemoryStore implements Store {
     const s = this.state;
     const ranges: MemorySnapshot["ranges"] = {};
     for (const [text, r] of [...s.ranges.entries()].sort(byPath)) {
-      ranges[text] = { offsets: setOffsets(r), next: r.next, allocated: r.allocated, released: Object.fromEntries([...r.released].sort((a, b) => a[0] - b[0])) };
+      ranges[text] = {
+        offsets: setOffsets(r),
+        next: r.next,
+        allocated: r.allocated,
+        released: Object.fromEntries([...r.released].sort((a, b) => a[0] - b[0])),
+      };
     }
     const records: Record<string, AttachmentRecord> = {};
     for (const [path, r] of [...s.records.entries()].sort(byPath)) records[path] = copyRecord(r);
-    const damaged = [...[...s.damagedRanges.keys()].map((c) => this.fileOf({ cidr: c })), ...[...s.damagedRecords.keys()].map((p) => `${this.location}/${p}`)].sort();
-    return { exists: s.exists, ranges, records, damaged, networks: [...s.networks].sort(), quarantined: this.quarantined.map((q) => q.file) };
+    const damaged = [
+      ...[...s.damagedRanges.keys()].map((c) => this.fileOf({ cidr: c })),
+      ...[...s.damagedRecords.keys()].map((p) => `${this.location}/${p}`),
+    ].sort();
+    return {
+      exists: s.exists,
+      ranges,
+      records,
+      damaged,
+      networks: [...s.networks].sort(),
+      quarantined: this.quarantined.map((q) => q.file),
+    };
   }
 
   // --- internal ---
@@ -329,7 +355,11 @@ class MemoryTx implements Tx {
     const file = this.store.fileOf({ cidr: cidr.text });
     if (this.broken.some((b) => b.file === file)) return null;
     if (!this.tolerant) throw codec.corrupt(file, d.reason);
-    this.broken.push({ file, reason: codec.corrupt(file, d.reason).message, ...(d.salvaged ? { salvaged: { cidr, offsets: [...d.salvaged] } } : {}) });
+    this.broken.push({
+      file,
+      reason: codec.corrupt(file, d.reason).message,
+      ...(d.salvaged ? { salvaged: { cidr, offsets: [...d.salvaged] } } : {}),
+    });
     this.brokenRanges.add(cidr.text);
     return null;
   }

@@ -20,7 +20,8 @@ export interface CiliumNodeExtra {
  */
 export function ciliumNode(podCIDRs: unknown, extra: CiliumNodeExtra = {}): Record<string, unknown> {
   const spec: Record<string, unknown> = { ...extra.spec };
-  if (extra.router) spec.addresses = [{ ip: "172.18.0.9", type: "InternalIP" }, ...extra.router.map((ip) => ({ ip, type: "CiliumInternalIP" }))];
+  if (extra.router)
+    spec.addresses = [{ ip: "172.18.0.9", type: "InternalIP" }, ...extra.router.map((ip) => ({ ip, type: "CiliumInternalIP" }))];
   if (extra.health) spec.health = extra.health;
   if (extra.ingress) spec.ingress = extra.ingress;
   spec.ipam = podCIDRs === undefined ? {} : { podCIDRs };
@@ -34,6 +35,10 @@ export function ciliumNode(podCIDRs: unknown, extra: CiliumNodeExtra = {}): Reco
 }
 
 /** A v1 Node with spec.podCIDRs / spec.podCIDR (any values) and optional annotations. */
-export function v1Node(spec: { podCIDRs?: unknown; podCIDR?: unknown }, annotations?: Record<string, string>, name = "test-node"): Record<string, unknown> {
+export function v1Node(
+  spec: { podCIDRs?: unknown; podCIDR?: unknown },
+  annotations?: Record<string, string>,
+  name = "test-node",
+): Record<string, unknown> {
   return { apiVersion: "v1", kind: "Node", metadata: { name, ...(annotations ? { annotations } : {}) }, spec };
 }

@@ -57,10 +57,14 @@ describe("readNode", () => {
 describe("loadNode (ADD)", () => {
   it("fails an empty file with 11 saying it is empty, and how long it waited", async () => {
     writeFileSync(path, "");
-    expect((await loadFailure(ipam(0))).err.message).toBe(`node file ${path} is empty: the sync job may be writing it in place; write a temp file and mv it`);
+    expect((await loadFailure(ipam(0))).err.message).toBe(
+      `node file ${path} is empty: the sync job may be writing it in place; write a temp file and mv it`,
+    );
     const { err } = await loadFailure(ipam(0.3));
     expect(err.code).toBe(Code.TryAgainLater);
-    expect(err.message).toBe(`node file ${path} is empty after waiting 0.3s: the sync job may be writing it in place; write a temp file and mv it`);
+    expect(err.message).toBe(
+      `node file ${path} is empty after waiting 0.3s: the sync job may be writing it in place; write a temp file and mv it`,
+    );
   });
 
   it("waits for an empty file to be written", async () => {

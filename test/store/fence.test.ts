@@ -23,7 +23,14 @@ function world(): { dir: string; dataDir: string; confFile: string; store: DiskS
   writeFileSync(nodeFile, JSON.stringify(ciliumNode(["10.1.0.0/24"])));
   const dataDir = join(dir, "data");
   const confFile = join(dir, "conf.json");
-  writeFileSync(confFile, JSON.stringify({ cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 } }));
+  writeFileSync(
+    confFile,
+    JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "podnet",
+      ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 },
+    }),
+  );
   return { dir, dataDir, confFile, store: new DiskStore(dataDir, 60_000, () => {}), cidr: cidrOf("10.1.0.0/24") };
 }
 
@@ -56,7 +63,17 @@ function ourRecord(tx: Parameters<Parameters<DiskStore["transact"]>[1]>[0], cidr
   const r = tx.range(cidr);
   take(r, 1);
   tx.touch(r);
-  tx.putAttachment({ network: "podnet", containerID: "frozen", ifname: "eth0", netns: "/y", netnsId: "", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
+  tx.putAttachment({
+    network: "podnet",
+    containerID: "frozen",
+    ifname: "eth0",
+    netns: "/y",
+    netnsId: "",
+    namespace: "",
+    pod: "",
+    createdAt: new Date().toISOString(),
+    ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }],
+  });
 }
 
 describe("lock holder", () => {

@@ -97,9 +97,19 @@ describe.each(subjects)("$name store", ({ make }) => {
 
   it("create:false on a missing store reads empty, refuses writes with 999, and creates nothing", async () => {
     s = make();
-    const seen = await tx({ create: false }, (t) => ({ allocated: t.range(V4).allocated, stored: t.storedRanges().length, networks: t.networks(), records: t.attachments(), one: t.attachment(key("c1")) }));
+    const seen = await tx({ create: false }, (t) => ({
+      allocated: t.range(V4).allocated,
+      stored: t.storedRanges().length,
+      networks: t.networks(),
+      records: t.attachments(),
+      one: t.attachment(key("c1")),
+    }));
     expect(seen).toEqual({ allocated: 0, stored: 0, networks: [], records: [], one: null });
-    for (const write of [(t: Tx) => t.touch(t.range(V4)), (t: Tx) => t.putAttachment(rec("c1")), (t: Tx) => t.deleteAttachment(key("c1"))]) {
+    for (const write of [
+      (t: Tx) => t.touch(t.range(V4)),
+      (t: Tx) => t.putAttachment(rec("c1")),
+      (t: Tx) => t.deleteAttachment(key("c1")),
+    ]) {
       const e = await failure(tx({ create: false }, write));
       expect(e.code).toBe(Code.Internal);
       expect(e.message).toBe("internal: write to a store that was opened without create");
@@ -159,7 +169,12 @@ describe.each(subjects)("$name store", ({ make }) => {
     const seen = await tx({ create: true }, (t) => {
       t.deleteAttachment(key("c", "net1"));
       t.putAttachment(rec("b", "net1"));
-      return { all: t.attachments().map((r) => `${r.network}/${r.containerID}`), net1: t.attachments("net1").map((r) => r.containerID), networks: t.networks(), deleted: t.attachment(key("c", "net1")) };
+      return {
+        all: t.attachments().map((r) => `${r.network}/${r.containerID}`),
+        net1: t.attachments("net1").map((r) => r.containerID),
+        networks: t.networks(),
+        deleted: t.attachment(key("c", "net1")),
+      };
     });
     expect(seen).toEqual({ all: ["net1/a", "net1/b", "net2/a", "net2/b"], net1: ["a", "b"], networks: ["net1", "net2"], deleted: null });
     // A network whose last record went keeps its place (its folder stays on disk).
@@ -167,7 +182,10 @@ describe.each(subjects)("$name store", ({ make }) => {
       t.deleteAttachment(key("a", "net2"));
       t.deleteAttachment(key("b", "net2"));
     });
-    expect(await tx({ create: false }, (t) => ({ networks: t.networks(), net2: t.attachments("net2") }))).toEqual({ networks: ["net1", "net2"], net2: [] });
+    expect(await tx({ create: false }, (t) => ({ networks: t.networks(), net2: t.attachments("net2") }))).toEqual({
+      networks: ["net1", "net2"],
+      net2: [],
+    });
   });
 
   it("returns copies: changing what a transaction read, without committing, changes nothing stored", async () => {
@@ -218,10 +236,16 @@ describe.each(subjects)("$name store", ({ make }) => {
     expect(byKey.message).toMatch(/^store file .*attachments\/podnet\/c2@eth0\.json is corrupt: /);
     const listed = await failure(tx({ create: false }, (t) => t.attachments()));
     expect(listed.code).toBe(Code.StoreCorrupt);
-    const tolerated = await tx({ create: false, skipDamaged: true }, (t) => ({ ids: t.attachments().map((r) => r.containerID), damaged: t.corrupt().map((d) => relative(d.file)) }));
+    const tolerated = await tx({ create: false, skipDamaged: true }, (t) => ({
+      ids: t.attachments().map((r) => r.containerID),
+      damaged: t.corrupt().map((d) => relative(d.file)),
+    }));
     expect(tolerated).toEqual({ ids: ["c1"], damaged: ["attachments/podnet/c2@eth0.json"] });
     // Salvaging, even read by key it is noted and read as absent.
-    const salvaged = await tx({ create: false, salvage: true, unlocked: true }, (t) => ({ one: t.attachment(key("c2")), damaged: t.corrupt().map((d) => relative(d.file)) }));
+    const salvaged = await tx({ create: false, salvage: true, unlocked: true }, (t) => ({
+      one: t.attachment(key("c2")),
+      damaged: t.corrupt().map((d) => relative(d.file)),
+    }));
     expect(salvaged).toEqual({ one: null, damaged: ["attachments/podnet/c2@eth0.json"] });
   });
 
@@ -249,7 +273,13 @@ describe.each(subjects)("$name store", ({ make }) => {
       take(r, 60);
       t.touch(r);
     });
-    expect(await tx({ create: false }, (t) => ({ stored: t.storedRanges().map((r) => r.cidr.text), bit60: isSet(t.range(V4), 60), bit50: isSet(t.range(V4), 50) }))).toEqual({
+    expect(
+      await tx({ create: false }, (t) => ({
+        stored: t.storedRanges().map((r) => r.cidr.text),
+        bit60: isSet(t.range(V4), 60),
+        bit50: isSet(t.range(V4), 50),
+      })),
+    ).toEqual({
       stored: [V4.text, V6.text],
       bit60: true,
       bit50: false,

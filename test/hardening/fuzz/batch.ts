@@ -49,7 +49,8 @@ export async function runBatches(w: World, t: Tally, cases: Case[], size: number
       }
       if (t.storeChanges + t.dirCreated === before) {
         t.storeChanges++;
-        for (const c of batch) t.violations.push({ c, problems: ["a store changed while this case ran in a batch (not reproduced alone)"] });
+        for (const c of batch)
+          t.violations.push({ c, problems: ["a store changed while this case ran in a batch (not reproduced alone)"] });
       }
     }
   }

@@ -48,7 +48,16 @@ export const deepObj = (n: number): Raw => raw('{"a":'.repeat(n) + "0" + "}".rep
 /** Thousands deep; at most 60,000 so a config stays under 1 MiB. */
 export const depth = (r: Rng): number => r.int(2_000, 60_000);
 /** A string token holding bytes that are not UTF-8. */
-export const INVALID_UTF8: readonly number[][] = [[0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xc3], [0xf4, 0x90, 0x80, 0x80]];
+export const INVALID_UTF8: readonly number[][] = [
+  [0xff],
+  [0xfe, 0xff],
+  [0xc0, 0x80],
+  [0xed, 0xa0, 0x80],
+  [0x80],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0xc3],
+  [0xf4, 0x90, 0x80, 0x80],
+];
 export function badUtf8String(r: Rng, before: string, after: string): Raw {
   return raw(Buffer.concat([Buffer.from(`"${before}`), Buffer.from(r.pick(INVALID_UTF8)), Buffer.from(`${after}"`)]));
 }

@@ -19,7 +19,13 @@ function baseSpec(r: Rng, id: number, ctx: Ctx, target: Target): Spec {
     CNI_PATH: "/opt/cni/bin",
   };
   if (cmd === "ADD" && r.chance(0.5)) env.CNI_ARGS = `IgnoreUnknown=1;K8S_POD_NAMESPACE=fuzz;K8S_POD_NAME=p${id}`;
-  const ipam: Record<string, unknown> = { type: "podcidr-ipam", nodeFile: ctx.sb.nodeFile, dataDir: ctx.sb.dataDir, waitForPodCIDRs: 0, lockTimeout: 10 };
+  const ipam: Record<string, unknown> = {
+    type: "podcidr-ipam",
+    nodeFile: ctx.sb.nodeFile,
+    dataDir: ctx.sb.dataDir,
+    waitForPodCIDRs: 0,
+    lockTimeout: 10,
+  };
   if (r.chance(0.5)) ipam.routes = VALID_ROUTES.filter(() => r.chance(0.6));
   if (r.chance(0.3)) ipam.dns = VALID_DNS;
   if (r.chance(0.3)) ipam.gateway = r.chance(0.5);

@@ -4,7 +4,18 @@
 import { HUGE, INVALID_UTF8, MiB, Raw, badUtf8String, deepArr, deepObj, depth, encode, throwsJson } from "./bytes";
 import { nodeFault } from "./node-file";
 import { type Family, type Fault, NAME_OK, type Target, VERSIONS, ipamOf } from "./types";
-import { WRONG_FOR_BOOL, WRONG_FOR_STRING, badArgsPair, badContainerID, badDns, badIfname, badPath, badRequest, badRoutes, badSeconds } from "./values";
+import {
+  WRONG_FOR_BOOL,
+  WRONG_FOR_STRING,
+  badArgsPair,
+  badContainerID,
+  badDns,
+  badIfname,
+  badPath,
+  badRequest,
+  badRoutes,
+  badSeconds,
+} from "./values";
 
 export const ALL: readonly Target[] = ["ADD-new", "ADD-existing", "DEL", "CHECK", "GC", "STATUS"];
 const PER_CONTAINER: readonly Target[] = ["ADD-new", "ADD-existing", "DEL", "CHECK"];
@@ -35,7 +46,7 @@ export const FAMILIES: Family[] = [
         () => {
           for (let tries = 0; tries < 50; tries++) {
             const i = r.int(0, text.length);
-            if (!"{}[],:\"".includes(String.fromCharCode(text[i]!))) continue;
+            if (!'{}[],:"'.includes(String.fromCharCode(text[i]!))) continue;
             const b = Buffer.concat([text.subarray(0, i), Buffer.from(r.pick(INVALID_UTF8)), text.subarray(i + 1)]);
             if (throwsJson(b)) return six("non-UTF-8 bytes in place of JSON syntax", b);
           }
@@ -47,7 +58,7 @@ export const FAMILIES: Family[] = [
           return six("BOM or UTF-16", b);
         },
         () => {
-          const b = Buffer.concat([text, Buffer.from(r.pick(["}", "x", "{}", ",", "\u0000", "]", "\""]))]);
+          const b = Buffer.concat([text, Buffer.from(r.pick(["}", "x", "{}", ",", "\u0000", "]", '"']))]);
           if (!throwsJson(b)) throw new Error("generator bug: trailing garbage parses");
           return six("trailing garbage", b);
         },
@@ -87,7 +98,26 @@ export const FAMILIES: Family[] = [
       for (;;) {
         const v = r.gen<unknown>([
           () => r.pick([...WRONG_FOR_STRING, null]),
-          () => r.pick(["", "../podnet", "pod/net", "..", ".", "-podnet", "_podnet", ".podnet", "pod net", "pod\nnet", "pod\u0000net", "pod\tnet", "pödnet", "pod:net", "/etc", "pod@net", "../../../../tmp/x"]),
+          () =>
+            r.pick([
+              "",
+              "../podnet",
+              "pod/net",
+              "..",
+              ".",
+              "-podnet",
+              "_podnet",
+              ".podnet",
+              "pod net",
+              "pod\nnet",
+              "pod\u0000net",
+              "pod\tnet",
+              "pödnet",
+              "pod:net",
+              "/etc",
+              "pod@net",
+              "../../../../tmp/x",
+            ]),
           () => "a".repeat(r.int(201, 5000)),
           () => HUGE,
           () => deepArr(depth(r)),
@@ -97,7 +127,12 @@ export const FAMILIES: Family[] = [
         if (typeof v === "string" && NAME_OK(v)) continue;
         if (v === undefined) delete s.conf.name;
         else s.conf.name = v;
-        return { variant: v === undefined ? "missing" : typeof v === "string" ? "invalid string" : v instanceof Raw ? "deeply nested" : "wrong type", codes: [7], mentions: ["network name"] };
+        return {
+          variant:
+            v === undefined ? "missing" : typeof v === "string" ? "invalid string" : v instanceof Raw ? "deeply nested" : "wrong type",
+          codes: [7],
+          mentions: ["network name"],
+        };
       }
     },
   },
@@ -115,14 +150,34 @@ export const FAMILIES: Family[] = [
       }
       const v = r.gen<unknown>([
         () => r.pick([1, 1.1, 0, true, [], ["1.1.0"], {}, { v: "1.1.0" }]),
-        () => r.pick(["1.2.0", "2.0.0", "0.0.0", "v1.0.0", "1.0", "1", "1.1.0 ", " 1.1.0", "1.1.0\n", "1.1.0\u0000", "../1.1.0", "1.1.0-rc1", "01.1.0", "latest"]),
+        () =>
+          r.pick([
+            "1.2.0",
+            "2.0.0",
+            "0.0.0",
+            "v1.0.0",
+            "1.0",
+            "1",
+            "1.1.0 ",
+            " 1.1.0",
+            "1.1.0\n",
+            "1.1.0\u0000",
+            "../1.1.0",
+            "1.1.0-rc1",
+            "01.1.0",
+            "latest",
+          ]),
         () => HUGE,
         () => deepArr(depth(r)),
         () => deepObj(depth(r)),
       ]);
       s.conf.cniVersion = v;
       // An unsupported string is code 1; anything but a string (or null) cannot be decoded: 6, as skel gives.
-      return { variant: v instanceof Raw ? "deeply nested" : typeof v === "string" ? "unsupported string" : "wrong type", codes: [typeof v === "string" ? 1 : 6], mentions: ["version"] };
+      return {
+        variant: v instanceof Raw ? "deeply nested" : typeof v === "string" ? "unsupported string" : "wrong type",
+        codes: [typeof v === "string" ? 1 : 6],
+        mentions: ["version"],
+      };
     },
   },
   {
@@ -145,7 +200,14 @@ export const FAMILIES: Family[] = [
       const key = r.pick(["nodeFile", "dataDir", "waitForPodCIDRs", "reuseCooldown", "lockTimeout", "gateway", "routes", "dns"]);
       const simple = (v: unknown): Fault => {
         ipam[key] = v;
-        const kind = v instanceof Raw ? (/^[[{]/.test(v.bytes.subarray(0, 1).toString()) ? "deeply nested" : "out of range") : typeof v === "string" && v.length >= 4096 ? "huge" : "invalid";
+        const kind =
+          v instanceof Raw
+            ? /^[[{]/.test(v.bytes.subarray(0, 1).toString())
+              ? "deeply nested"
+              : "out of range"
+            : typeof v === "string" && v.length >= 4096
+              ? "huge"
+              : "invalid";
         return { variant: `ipam.${key} ${kind}`, codes: [7], mentions: [`ipam.${key}`] };
       };
       switch (key) {
@@ -172,7 +234,8 @@ export const FAMILIES: Family[] = [
     weight: 7,
     targets: ["ADD-new", "ADD-existing"],
     apply(r, s) {
-      const badIps = (): unknown => r.pick<unknown>([5, "10.0.2.50", true, {}, [5], [null], [["10.0.2.50"]], [{}], deepArr(depth(r)), deepObj(depth(r))]);
+      const badIps = (): unknown =>
+        r.pick<unknown>([5, "10.0.2.50", true, {}, [5], [null], [["10.0.2.50"]], [{}], deepArr(depth(r)), deepObj(depth(r))]);
       return r.gen<Fault>([
         () => {
           s.conf.runtimeConfig = r.pick<unknown>([5, "ips", true, [], ["10.0.2.50"], deepArr(depth(r))]);
@@ -209,7 +272,11 @@ export const FAMILIES: Family[] = [
         s.env.CNI_ARGS = [s.env.CNI_ARGS, `IP=${v}`].filter(Boolean).join(";");
       } else if (where === 1) s.conf.runtimeConfig = { ips: q.value.split(",") };
       else s.conf.args = { cni: { ips: q.value.split(",") } };
-      return { variant: `${q.variant} (${["CNI_ARGS IP=", "runtimeConfig.ips", "args.cni.ips"][where]})`, codes: [q.code], mentions: ["request"] };
+      return {
+        variant: `${q.variant} (${["CNI_ARGS IP=", "runtimeConfig.ips", "args.cni.ips"][where]})`,
+        codes: [q.code],
+        mentions: ["request"],
+      };
     },
   },
   {
@@ -238,7 +305,23 @@ export const FAMILIES: Family[] = [
         return { variant: "list wrong type", codes: [7], mentions: [key] };
       }
       const i = r.int(0, list.length + 1);
-      list.splice(i, 0, r.pick<unknown>([5, "seed-a", null, true, [], {}, { containerID: 5, ifname: "eth0" }, { containerID: "seed-a" }, { ifname: "eth0" }, { containerID: "seed-a", ifname: [] }, deepArr(depth(r))]));
+      list.splice(
+        i,
+        0,
+        r.pick<unknown>([
+          5,
+          "seed-a",
+          null,
+          true,
+          [],
+          {},
+          { containerID: 5, ifname: "eth0" },
+          { containerID: "seed-a" },
+          { ifname: "eth0" },
+          { containerID: "seed-a", ifname: [] },
+          deepArr(depth(r)),
+        ]),
+      );
       s.conf[key] = list;
       return { variant: "entry wrong type", codes: [7], mentions: [`${key}[${i}]`] };
     },
@@ -251,11 +334,31 @@ export const FAMILIES: Family[] = [
       const cmd = s.env.CNI_COMMAND!;
       const options: (() => Fault)[] = [
         () => {
-          s.env.CNI_COMMAND = r.pick(["add", "Add", "ADD ", " ADD", "ADD\n", "../ADD", "ADD;DEL", "", "DELETE", "VERSIONS", "C".repeat(ctx.exe ? 100_000 : 1_000_000), ...(ctx.exe ? [] : ["ADD\u0000"])]);
+          s.env.CNI_COMMAND = r.pick([
+            "add",
+            "Add",
+            "ADD ",
+            " ADD",
+            "ADD\n",
+            "../ADD",
+            "ADD;DEL",
+            "",
+            "DELETE",
+            "VERSIONS",
+            "C".repeat(ctx.exe ? 100_000 : 1_000_000),
+            ...(ctx.exe ? [] : ["ADD\u0000"]),
+          ]);
           return { variant: "CNI_COMMAND unknown", codes: [4], mentions: ["CNI_COMMAND"] };
         },
       ];
-      const required = { ADD: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"], CHECK: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"], DEL: ["CNI_CONTAINERID", "CNI_IFNAME"], GC: ["CNI_PATH"], STATUS: [] as string[] }[cmd] ?? [];
+      const required =
+        {
+          ADD: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+          CHECK: ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+          DEL: ["CNI_CONTAINERID", "CNI_IFNAME"],
+          GC: ["CNI_PATH"],
+          STATUS: [] as string[],
+        }[cmd] ?? [];
       if (required.length > 0) {
         options.push(() => {
           const v = r.pick(required);

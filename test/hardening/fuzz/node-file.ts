@@ -69,20 +69,70 @@ function badCidrEntry(r: Rng): { value: unknown; variant: string } {
       return { value: v6text(maskV6(randV6(r), p), p), variant: "too small" };
     },
     () => ({
-      value: r.pick(["10.0.0.0/33", "10.0.0.0/64", "10.0.0.0/255", "10.0.0.0/999", "fd00::/129", "fd00::/200", "fd00::/999", "10.0.0.0/-1", "fd00::/-1", "10.0.0.0/+8", "10.0.0.0/ 24", "10.0.0.0/24 ", "10.0.0.0/2 4", "10.0.0.0/24.0", "10.0.0.0/0x18", "10.0.0.0/1e1", "10.0.0.0/", "10.0.0.0//24", "10.0.2.0/24/24", "10.0.0.0/\u0662\u0664", "fd00::/0120", "10.0.0.0/0/"]),
+      value: r.pick([
+        "10.0.0.0/33",
+        "10.0.0.0/64",
+        "10.0.0.0/255",
+        "10.0.0.0/999",
+        "fd00::/129",
+        "fd00::/200",
+        "fd00::/999",
+        "10.0.0.0/-1",
+        "fd00::/-1",
+        "10.0.0.0/+8",
+        "10.0.0.0/ 24",
+        "10.0.0.0/24 ",
+        "10.0.0.0/2 4",
+        "10.0.0.0/24.0",
+        "10.0.0.0/0x18",
+        "10.0.0.0/1e1",
+        "10.0.0.0/",
+        "10.0.0.0//24",
+        "10.0.2.0/24/24",
+        "10.0.0.0/\u0662\u0664",
+        "fd00::/0120",
+        "10.0.0.0/0/",
+      ]),
       variant: "absurd prefix",
     }),
-    () => ({ value: r.pick(["10.0.0.0/08", "10.0.0.0/008", "10.1.0.0/016", "10.0.2.0/024", "fd00::/064", "fd00::/096"]), variant: "leading-zero prefix" }),
+    () => ({
+      value: r.pick(["10.0.0.0/08", "10.0.0.0/008", "10.1.0.0/016", "10.0.2.0/024", "fd00::/064", "fd00::/096"]),
+      variant: "leading-zero prefix",
+    }),
     () => ({ value: r.pick(["10.0.0.0/0", "10.0.0.0/1", "fd00::/0", "255.255.255.255/0"]), variant: "absurd prefix with host bits" }),
     () => ({
       value: r.pick([
-        "256.0.0.0/8", "10.0.2/24", "10.0.2.0.0/24", "010.0.2.0/24", "10.00.2.0/24", "0x0a.0.2.0/24", "10.0.2.0", "fd00::200", "fd00:::/64", "fd00::g/64",
-        "fd00::200::1/120", "::ffff:10.0.2.0/120", "10.0.2.0%eth0/24", "fd00::200%eth0/120", " 10.0.2.0/24", "10.0.2.0/24\n", "10.0.2.0/24\u0000", "\u000010.0.2.0/24",
-        "../10.0.2.0/24", "10.0.2.0\\24", "10.0.2.0/24,10.0.3.0/24", "", "localhost/24", "10.0.2.0/24;rm -rf /",
+        "256.0.0.0/8",
+        "10.0.2/24",
+        "10.0.2.0.0/24",
+        "010.0.2.0/24",
+        "10.00.2.0/24",
+        "0x0a.0.2.0/24",
+        "10.0.2.0",
+        "fd00::200",
+        "fd00:::/64",
+        "fd00::g/64",
+        "fd00::200::1/120",
+        "::ffff:10.0.2.0/120",
+        "10.0.2.0%eth0/24",
+        "fd00::200%eth0/120",
+        " 10.0.2.0/24",
+        "10.0.2.0/24\n",
+        "10.0.2.0/24\u0000",
+        "\u000010.0.2.0/24",
+        "../10.0.2.0/24",
+        "10.0.2.0\\24",
+        "10.0.2.0/24,10.0.3.0/24",
+        "",
+        "localhost/24",
+        "10.0.2.0/24;rm -rf /",
       ]),
       variant: "not a CIDR",
     }),
-    () => ({ value: r.pick<unknown>([5, null, true, {}, [], ["10.0.2.0/24"], { cidr: "10.0.2.0/24" }, 24]), variant: "entry of the wrong kind" }),
+    () => ({
+      value: r.pick<unknown>([5, null, true, {}, [], ["10.0.2.0/24"], { cidr: "10.0.2.0/24" }, 24]),
+      variant: "entry of the wrong kind",
+    }),
     () => ({ value: deepArr(depth(r)), variant: "deeply nested entry" }),
     () => ({ value: `10.0.2.0/${HUGE}`, variant: "huge entry" }),
     () => ({ value: badUtf8String(r, "10.0.2.0/2", ""), variant: "non-UTF-8 entry" }),
@@ -174,7 +224,10 @@ export function nodeFault(r: Rng, s: Spec, ctx: Ctx, id: number, target: Target)
       return bad("truncated JSON", bytes(text.subarray(0, r.int(1, text.length))), ["JSON"]);
     },
     () => {
-      const v = r.gen<Buffer>([() => Buffer.from(r.pick(["[]", "5", '"CiliumNode"', "null", "true", "[{}]"])), () => deepArr(depth(r) * 10).bytes]);
+      const v = r.gen<Buffer>([
+        () => Buffer.from(r.pick(["[]", "5", '"CiliumNode"', "null", "true", "[{}]"])),
+        () => deepArr(depth(r) * 10).bytes,
+      ]);
       return bad("not an object", bytes(v));
     },
     () => bad("deeply nested object", bytes(deepObj(depth(r) * 10).bytes)),
@@ -182,7 +235,7 @@ export function nodeFault(r: Rng, s: Spec, ctx: Ctx, id: number, target: Target)
       const text = encode(nodeObject(r, clone(r.pick(V4_LISTS))).obj);
       for (let tries = 0; tries < 20; tries++) {
         const i = r.int(0, text.length);
-        if (!"{}[],:\"".includes(String.fromCharCode(text[i]!))) continue;
+        if (!'{}[],:"'.includes(String.fromCharCode(text[i]!))) continue;
         const b = Buffer.concat([text.subarray(0, i), Buffer.from(r.pick(INVALID_UTF8)), text.subarray(i + 1)]);
         if (throwsJson(b)) return bad("non-UTF-8 bytes in the JSON", bytes(b));
       }

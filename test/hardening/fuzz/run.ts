@@ -29,7 +29,14 @@ export async function runInProcess(env: Env, stdin: Buffer): Promise<Outcome> {
 }
 
 function fullEnv(env: Env): Env {
-  const all: Env = { CNI_COMMAND: undefined, CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined, CNI_PATH: undefined, CNI_ARGS: undefined };
+  const all: Env = {
+    CNI_COMMAND: undefined,
+    CNI_CONTAINERID: undefined,
+    CNI_NETNS: undefined,
+    CNI_IFNAME: undefined,
+    CNI_PATH: undefined,
+    CNI_ARGS: undefined,
+  };
   return { ...all, ...env };
 }
 
@@ -60,7 +67,8 @@ export interface Judged {
 export function judge(c: Case, o: Outcome): Judged {
   const p: string[] = [];
   if (o.signal) return { problems: [`did not finish within ${BOUND_MS} ms (${o.signal})`] };
-  if (o.exit === 0) return { problems: [`exit 0: the bad input was accepted${o.stdout ? `, stdout ${o.stdout.slice(0, 160).trim()}` : ""}`] };
+  if (o.exit === 0)
+    return { problems: [`exit 0: the bad input was accepted${o.stdout ? `, stdout ${o.stdout.slice(0, 160).trim()}` : ""}`] };
   if (/^\s+at /m.test(o.stdout)) p.push("stack trace on stdout");
   if (!o.stdout.endsWith("\n") || o.stdout.indexOf("\n") !== o.stdout.length - 1) p.push("stdout is not exactly one line");
   let obj: Record<string, unknown> | undefined;
@@ -84,7 +92,10 @@ export function judge(c: Case, o: Outcome): Judged {
   else {
     for (const m of c.mentions) {
       const [text, where] = m.startsWith("details:") ? [m.slice(8), String(obj.details)] : [m, msg];
-      if (!where.includes(text)) p.push(`${m.startsWith("details:") ? "details do" : "msg does"} not name ${JSON.stringify(text.length > 60 ? "the node file" : text)}: ${msg.slice(0, 120)}`);
+      if (!where.includes(text))
+        p.push(
+          `${m.startsWith("details:") ? "details do" : "msg does"} not name ${JSON.stringify(text.length > 60 ? "the node file" : text)}: ${msg.slice(0, 120)}`,
+        );
     }
   }
   return { problems: p, code };

@@ -24,7 +24,20 @@ export interface Tally {
 }
 
 export function newTally(): Tally {
-  return { cases: 0, errors: 0, accepted: 0, maxMs: 0, totalMs: 0, storeChanges: 0, dirCreated: 0, killed: 0, codes: new Map(), families: new Map(), violations: [], maxStdin: 0 };
+  return {
+    cases: 0,
+    errors: 0,
+    accepted: 0,
+    maxMs: 0,
+    totalMs: 0,
+    storeChanges: 0,
+    dirCreated: 0,
+    killed: 0,
+    codes: new Map(),
+    families: new Map(),
+    violations: [],
+    maxStdin: 0,
+  };
 }
 
 function show(s: string, max = 160): string {
@@ -38,8 +51,12 @@ function repro(c: Case): string {
     .map(([k, v]) => `${k}=${show(v!, 80)}`)
     .join(" ");
   const text = c.stdin.toString("utf8");
-  const stdin = Buffer.from(text, "utf8").equals(c.stdin) ? show(text, 400) : `bytes ${c.stdin.subarray(0, 200).toString("hex")}${c.stdin.length > 200 ? "..." : ""} (${c.stdin.length} bytes)`;
-  const node = c.node ? ` node file: ${c.node.setup.kind === "bytes" ? show(c.node.setup.bytes.toString("utf8"), 300) : c.node.setup.kind}` : "";
+  const stdin = Buffer.from(text, "utf8").equals(c.stdin)
+    ? show(text, 400)
+    : `bytes ${c.stdin.subarray(0, 200).toString("hex")}${c.stdin.length > 200 ? "..." : ""} (${c.stdin.length} bytes)`;
+  const node = c.node
+    ? ` node file: ${c.node.setup.kind === "bytes" ? show(c.node.setup.bytes.toString("utf8"), 300) : c.node.setup.kind}`
+    : "";
   return `${env} stdin=${stdin}${node}`;
 }
 
@@ -96,5 +113,8 @@ export function runFigures(t: Tally, started: number): Record<string, string | n
 }
 
 function codesText(t: Tally): string {
-  return [...t.codes].sort((a, b) => a[0] - b[0]).map(([k, v]) => `${k}:${v}`).join(" ");
+  return [...t.codes]
+    .sort((a, b) => a[0] - b[0])
+    .map(([k, v]) => `${k}:${v}`)
+    .join(" ");
 }

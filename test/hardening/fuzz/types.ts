@@ -60,12 +60,18 @@ export interface Ctx {
 
 export const VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 export const VALID_ROUTES = [{ dst: "0.0.0.0/0" }, { dst: "::/0" }, { dst: "10.96.0.0/12", gw: "10.0.2.1" }, { dst: "fd00:1::/64" }];
-export const VALID_DNS = { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["default.svc.cluster.local"], options: ["ndots:5"] };
+export const VALID_DNS = {
+  nameservers: ["10.96.0.10"],
+  domain: "cluster.local",
+  search: ["default.svc.cluster.local"],
+  options: ["ndots:5"],
+};
 /** The README's rule for container IDs and network names. */
 export const NAME_OK = (s: string): boolean => /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(s) && s.length <= 200;
 /** The README's rule for interface names. */
 // eslint-disable-next-line no-control-regex
-export const IFNAME_OK = (s: string): boolean => s.length >= 1 && s.length <= 15 && s !== "." && s !== ".." && !/[/:\s\u0000-\u001f\u007f]/.test(s);
+export const IFNAME_OK = (s: string): boolean =>
+  s.length >= 1 && s.length <= 15 && s !== "." && s !== ".." && !/[/:\s\u0000-\u001f\u007f]/.test(s);
 
 export function ipamOf(s: Spec): Record<string, unknown> {
   return s.conf.ipam as Record<string, unknown>;

@@ -29,7 +29,19 @@ export function badSeconds(r: Rng, min: number, max: number): unknown {
 export function badPath(r: Rng, ctx: Ctx): unknown {
   return r.gen<unknown>([
     () => r.pick(WRONG_FOR_STRING),
-    () => r.pick(["", "node.json", "../node.json", "./data", "~/data", "data/../../etc", "..", ".", " /tmp/x", "../".repeat(r.int(1, 30)) + "etc/passwd"]),
+    () =>
+      r.pick([
+        "",
+        "node.json",
+        "../node.json",
+        "./data",
+        "~/data",
+        "data/../../etc",
+        "..",
+        ".",
+        " /tmp/x",
+        "../".repeat(r.int(1, 30)) + "etc/passwd",
+      ]),
     () => `${ctx.sb.dir}/a\u0000b`,
     () => `${ctx.sb.dir}/a\nb`,
     () => `${ctx.sb.dir}/\u0000/../etc`,
@@ -41,9 +53,30 @@ export function badPath(r: Rng, ctx: Ctx): unknown {
 }
 
 const BAD_DST = [
-  "", "0.0.0.0", "0.0.0.0/", "/0", "0.0.0.0/33", "::/129", "0.0.0.0/-1", "0.0.0.0/1000", "10.0.0.0/8/8", "300.0.0.0/8", "010.0.0.0/8",
-  "10.0.0.0 /8", "10.0.0.0/ 8", "10.0.0.0/8\n", "10.0.0.0/8\u0000", "\n10.0.0.0/8", "../10.0.0.0/8", "default", "fd00:::/64", "::ffff:10.0.0.0/104",
-  "10.0.0.0/8x", "10.0.0.0/0x8", "fe80::1%eth0/64", "10.0.0.0\\8",
+  "",
+  "0.0.0.0",
+  "0.0.0.0/",
+  "/0",
+  "0.0.0.0/33",
+  "::/129",
+  "0.0.0.0/-1",
+  "0.0.0.0/1000",
+  "10.0.0.0/8/8",
+  "300.0.0.0/8",
+  "010.0.0.0/8",
+  "10.0.0.0 /8",
+  "10.0.0.0/ 8",
+  "10.0.0.0/8\n",
+  "10.0.0.0/8\u0000",
+  "\n10.0.0.0/8",
+  "../10.0.0.0/8",
+  "default",
+  "fd00:::/64",
+  "::ffff:10.0.0.0/104",
+  "10.0.0.0/8x",
+  "10.0.0.0/0x8",
+  "fe80::1%eth0/64",
+  "10.0.0.0\\8",
 ];
 const BAD_IP = ["", "x", "10.0.0.1/24", "10.0.0.256", "../", "10.0.0.1\u0000", "10.0.0.1\n", "fe80::1%eth0", "10.0.0", "::g", "0x0a000001"];
 
@@ -62,7 +95,13 @@ export function badRoutes(r: Rng, ipam: Record<string, unknown>): Fault {
   }
   if (kind === 2) {
     const route: Record<string, unknown> = r.chance(0.5) ? {} : { gw: "10.0.2.1" };
-    const dst = r.gen<unknown>([() => r.pick(BAD_DST), () => r.pick([5, null, true, [], {}, ["0.0.0.0/0"]]), () => HUGE, () => deepArr(depth(r)), () => undefined]);
+    const dst = r.gen<unknown>([
+      () => r.pick(BAD_DST),
+      () => r.pick([5, null, true, [], {}, ["0.0.0.0/0"]]),
+      () => HUGE,
+      () => deepArr(depth(r)),
+      () => undefined,
+    ]);
     if (dst !== undefined) route.dst = dst;
     list.splice(i, 0, route);
     ipam.routes = list;
@@ -95,10 +134,28 @@ export function badDns(r: Rng, ipam: Record<string, unknown>): Fault {
 /** Requested addresses that are malformed (7) or never available (101). */
 export function badRequest(r: Rng, ctx: Ctx, target: Target, env: Env): { value: string; code: number; variant: string } {
   if (r.chance(0.5)) {
-    const value = r.pick(["not-an-ip", "10.0.2.500", "10.0.2", "../etc/passwd", "10.0.\n2.50", "10.0.2.5/24/24", "fd00::2:::1", "10.0.2.5%eth0", "0x0a000205", "10.0.2.50,10.0.2.51", "fd00::250,fd00::251", "IP", "/24"].filter((s) => !(ctx.exe && s.includes("\u0000"))));
+    const value = r.pick(
+      [
+        "not-an-ip",
+        "10.0.2.500",
+        "10.0.2",
+        "../etc/passwd",
+        "10.0.\n2.50",
+        "10.0.2.5/24/24",
+        "fd00::2:::1",
+        "10.0.2.5%eth0",
+        "0x0a000205",
+        "10.0.2.50,10.0.2.51",
+        "fd00::250,fd00::251",
+        "IP",
+        "/24",
+      ].filter((s) => !(ctx.exe && s.includes("\u0000"))),
+    );
     return { value, code: 7, variant: "malformed requested address" };
   }
-  const others = ctx.seeds.filter((s) => s.id !== env.CNI_CONTAINERID || s.ifname !== env.CNI_IFNAME).flatMap((s) => s.ips.map((a) => a.replace(/\/\d+$/, "")));
+  const others = ctx.seeds
+    .filter((s) => s.id !== env.CNI_CONTAINERID || s.ifname !== env.CNI_IFNAME)
+    .flatMap((s) => s.ips.map((a) => a.replace(/\/\d+$/, "")));
   const pool = ["192.168.7.7", "2001:db8::7", "10.0.2.0", "10.0.2.255", "fd00::200", "10.0.2.236", "10.0.2.48", "10.0.3.9"];
   // Held by another attachment (never by the one asking: that would be a valid repeated ADD).
   pool.push(...others);
@@ -108,10 +165,36 @@ export function badRequest(r: Rng, ctx: Ctx, target: Target, env: Env): { value:
 
 // --- env ----------------------------------------------------------------------------
 
-const FORBIDDEN_ID_CHARS = [" ", "\n", "\t", "\r", "/", ":", "@", "%", "*", "ä", "é", "\u2028", "\u007f", "\u0001", "\\", "'", '"', "$", "`", "|", ";", ",", "+", "~"];
+const FORBIDDEN_ID_CHARS = [
+  " ",
+  "\n",
+  "\t",
+  "\r",
+  "/",
+  ":",
+  "@",
+  "%",
+  "*",
+  "ä",
+  "é",
+  "\u2028",
+  "\u007f",
+  "\u0001",
+  "\\",
+  "'",
+  '"',
+  "$",
+  "`",
+  "|",
+  ";",
+  ",",
+  "+",
+  "~",
+];
 
 export function badContainerID(r: Rng, ctx: Ctx): string {
-  const valid = (n: number): string => Array.from({ length: n }, (_, i) => r.pick([...((i === 0 ? "" : "_.-") + "abcdefABCDEF0123456789")])).join("");
+  const valid = (n: number): string =>
+    Array.from({ length: n }, (_, i) => r.pick([...((i === 0 ? "" : "_.-") + "abcdefABCDEF0123456789")])).join("");
   for (;;) {
     const v = r.gen<string>([
       () => r.pick(["../", "..", ".", "../..", "/", "/etc/passwd", "-x", "_x", ".x", "../../etc/cron.d/x", "a/../../b", "..\\x"]),
@@ -149,8 +232,22 @@ export function badIfname(r: Rng, ctx: Ctx): string {
 }
 
 export function badArgsPair(r: Rng, ctx: Ctx): string {
-  const bad = r.pick(["foo", "../", "..", "/etc/passwd", "\n", "K8S_POD_NAME", "=x", "=", "IgnoreUnknown", "a\nb", "x".repeat(ctx.exe ? 100_000 : 1_000_000)]);
-  const pairs = ["IgnoreUnknown=1", "K8S_POD_NAMESPACE=default", "K8S_POD_NAME=web-0", "K8S_POD_INFRA_CONTAINER_ID=abc"].filter(() => r.chance(0.5));
+  const bad = r.pick([
+    "foo",
+    "../",
+    "..",
+    "/etc/passwd",
+    "\n",
+    "K8S_POD_NAME",
+    "=x",
+    "=",
+    "IgnoreUnknown",
+    "a\nb",
+    "x".repeat(ctx.exe ? 100_000 : 1_000_000),
+  ]);
+  const pairs = ["IgnoreUnknown=1", "K8S_POD_NAMESPACE=default", "K8S_POD_NAME=web-0", "K8S_POD_INFRA_CONTAINER_ID=abc"].filter(() =>
+    r.chance(0.5),
+  );
   pairs.splice(r.int(0, pairs.length + 1), 0, bad);
   return pairs.join(";");
 }

@@ -46,7 +46,14 @@ export async function makeWorld(exe: boolean): Promise<World> {
 
 async function seedWorld(store: Ctx, noStore: Ctx, exe: boolean): Promise<World> {
   const call = async (command: string, s: { id: string; ifname: string; args?: string }): Promise<Outcome> => {
-    const env: Env = { CNI_COMMAND: command, CNI_CONTAINERID: s.id, CNI_NETNS: "/var/run/netns/seed", CNI_IFNAME: s.ifname, CNI_PATH: "/opt/cni/bin", CNI_ARGS: s.args };
+    const env: Env = {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: s.id,
+      CNI_NETNS: "/var/run/netns/seed",
+      CNI_IFNAME: s.ifname,
+      CNI_PATH: "/opt/cni/bin",
+      CNI_ARGS: s.args,
+    };
     const stdin = Buffer.from(JSON.stringify(store.sb.conf("1.1.0", { routes: [{ dst: "0.0.0.0/0" }] })));
     return exe ? runExe(env, stdin) : runInProcess(env, stdin);
   };
