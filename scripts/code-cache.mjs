@@ -52,6 +52,7 @@ export async function bundle() {
 
 /** The bundle as the executable compiles it, CommonJS's module wrapper made explicit. */
 export function wrap(bundleText) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the class is all of ASCII, control characters included
   const bad = bundleText.search(/[^\x00-\x7f]/);
   if (bad >= 0) throw new Error(`the bundle has a non-ASCII character at ${bad}; it must be ASCII (see charset in bundle())`);
   return `(function (exports, require, module, __filename, __dirname) {${bundleText}\n})`;

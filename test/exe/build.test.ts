@@ -43,6 +43,7 @@ describe.runIf(isScript)("the bundled executable", () => {
   });
 
   it("holds only ASCII, so the source Node reads back is the one the cache was made for", () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the class is all of ASCII, control characters included
     expect(text.search(/[^\x00-\x7f]/)).toBe(-1);
   });
 
@@ -78,7 +79,7 @@ describe.runIf(isScript)("the bundled executable", () => {
   it("still allocates correctly when V8 refuses the cache (a Node started with other flags)", () => {
     // --no-opt changes V8's flag hash: under it, V8 refuses the cache...
     const sb = new Sandbox();
-    let probe;
+    let probe: { stdout: string; stderr: string } | undefined;
     try {
       writeFileSync(join(sb.dir, "source.js"), literal("source"));
       writeFileSync(join(sb.dir, "cache.bin"), Buffer.from(literal("cache"), "base64"));

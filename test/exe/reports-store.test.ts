@@ -667,7 +667,7 @@ describe("F11: a record copied by hand to another name", () => {
 
     const rep = await cli(["repair", "--conf", confFile()]);
     expect(rep.code, rep.stdout + rep.stderr).toBe(0);
-    expect(rep.stdout).toMatch(new RegExp(`Quarantined \\S*c9@eth0\\.json: .*holds the record of \\S*c2`));
+    expect(rep.stdout).toMatch(/Quarantined \S*c9@eth0\.json: .*holds the record of \S*c2/);
     expect(existsSync(recordFile(sb, "c9"))).toBe(false);
     expect(existsSync(recordFile(sb, "c2"))).toBe(true);
   });

@@ -352,7 +352,8 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
 
   for (const kind of kinds) {
     it(`${kind}: each ADD/DEL succeeds durably or fails with 105 ENOSPC; the store stays loadable, and nothing leaks once space is back`, async () => {
-      const f = (fsys = new SmallFs(kind));
+      fsys = new SmallFs(kind);
+      const f = fsys;
       const expected = new Set<string>(); // attachments that must be held in the end
       const mustDel = new Set<string>(); // failed ADDs / DELs the runtime will retry as DEL
 
@@ -501,7 +502,8 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
 
 suite("read-only store", () => {
   it("ADD and DEL fail with 105 naming EROFS, status still reads the store, and after remount rw nothing changed and everything works", async () => {
-    const f = (fsys = new SmallFs("tmpfs"));
+    fsys = new SmallFs("tmpfs");
+    const f = fsys;
     let calls = 0;
     const go = async (p: Promise<RunResult>): Promise<RunResult> => {
       calls++;
@@ -569,7 +571,8 @@ suite("read-only store", () => {
 
 suite("a success is durable", () => {
   it("when ADD and DEL answer, the attachment and range files hold the change and no journal remains", async () => {
-    const f = (fsys = new SmallFs("tmpfs"));
+    fsys = new SmallFs("tmpfs");
+    const f = fsys;
     const rangeFiles = ["range-10.0.2.0_24.json", "range-fd00--200_120.json"];
     for (let i = 0; i < 5; i++) {
       const id = `pod${i}`;

@@ -155,7 +155,7 @@ describe("frozen lock holder", () => {
     const held = recordsByContainer(v);
     // Every seeded pod still holds its address (the GC committed nothing) and the new pods hold theirs.
     expect(held.size).toBe(seeded + 3);
-    ids.forEach((id, i) => expect(held.get(`${id}/eth0`)).toEqual([adds[i]!.json.ips[0].address.split("/")[0]]));
+    for (const [i, id] of ids.entries()) expect(held.get(`${id}/eth0`)).toEqual([adds[i]!.json.ips[0].address.split("/")[0]]);
     record("frozen holder: GC SIGSTOPped inside the lock", "1. no address held twice", {
       "stopped past stale threshold ms": waited,
       "stopped at bytes read under the lock": `${readAtStop} of ${Math.max(...holds.map((h) => h.bytes))}`,

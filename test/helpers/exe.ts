@@ -3,7 +3,7 @@
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { type RunResult, Sandbox, cli, run } from "./plugin";
+import { type RunResult, type Sandbox, cli, run } from "./plugin";
 
 /** Replace the node file atomically (write a temp file, rename), as a careful sync job does. */
 export function replaceNode(sb: Sandbox, obj: object | string): void {

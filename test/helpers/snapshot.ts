@@ -1,7 +1,7 @@
 // What a folder holds, to check that a call changed nothing (or only what it
 // should): one walk, not following links and never opening a FIFO or device,
 // shared by every test that compares a data dir before and after.
-import { lstatSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
+import { type Stats, lstatSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Entry {
@@ -35,7 +35,7 @@ export function entries(dir: string, skip: (rel: string) => boolean = () => fals
   const walk = (rel: string): void => {
     if (rel && skip(rel)) return;
     const abs = rel ? join(dir, rel) : dir;
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(abs);
     } catch {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { failure as thrown } from "../helpers/errors";
-import { CniError, Code } from "../../src/errors.js";
+import { type CniError, Code } from "../../src/errors.js";
 import { DEFAULTS, parseIpamConfig } from "../../src/ipam/config.js";
 
 const failure = (ipam: unknown): CniError => thrown(() => parseIpamConfig(ipam));

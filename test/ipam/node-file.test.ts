@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { failure as thrown } from "../helpers/errors";
 import { ciliumNode, v1Node } from "../helpers/node";
-import { CniError, Code } from "../../src/errors.js";
+import { type CniError, Code } from "../../src/errors.js";
 import { type NodeInfo, parseNodeFile } from "../../src/ipam/node-file.js";
 
 const FIXTURES = join(__dirname, "../fixtures");

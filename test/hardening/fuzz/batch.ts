@@ -30,7 +30,7 @@ export async function runBatches(w: World, t: Tally, cases: Case[], size: number
     for (const c of batch) prepareNode(c);
     try {
       const outs = await Promise.all(batch.map((c) => exec(c.env, c.stdin)));
-      batch.forEach((c, k) => note(t, c, outs[k]!, judge(c, outs[k]!)));
+      for (const [k, c] of batch.entries()) note(t, c, outs[k]!, judge(c, outs[k]!));
     } finally {
       for (const c of batch) cleanupNode(c);
     }

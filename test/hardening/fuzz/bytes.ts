@@ -44,7 +44,7 @@ export const MiB = 1 << 20;
 /** A "1 MB" string that still fits in the 1 MiB stdin limit with the rest of a config, so the field's own check runs. */
 export const HUGE = "h".repeat(1_000_000);
 export const deepArr = (n: number): Raw => raw("[".repeat(n) + "]".repeat(n));
-export const deepObj = (n: number): Raw => raw('{"a":'.repeat(n) + "0" + "}".repeat(n));
+export const deepObj = (n: number): Raw => raw(`${'{"a":'.repeat(n)}0${"}".repeat(n)}`);
 /** Thousands deep; at most 60,000 so a config stays under 1 MiB. */
 export const depth = (r: Rng): number => r.int(2_000, 60_000);
 /** A string token holding bytes that are not UTF-8. */

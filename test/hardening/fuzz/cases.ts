@@ -47,7 +47,11 @@ export function makeCase(r: Rng, id: number, ctx: Ctx, only?: { family: string; 
     if (tries > 10_000) throw new Error(`generator: cannot make a case for ${JSON.stringify(only)}`);
     const fams = FAMILIES.filter((f) => (!only || f.name === only.family) && f.targets.some((t) => avail.includes(t)));
     let w = r.next() * fams.reduce((a, f) => a + f.weight, 0);
-    const fam = fams.find((f) => (w -= f.weight) < 0) ?? fams[fams.length - 1]!;
+    const fam =
+      fams.find((f) => {
+        w -= f.weight;
+        return w < 0;
+      }) ?? fams[fams.length - 1]!;
     const target = r.pick(fam.targets.filter((t) => avail.includes(t)));
     const base = baseSpec(r, id, ctx, target);
     const spec: Spec = { env: { ...base.env }, conf: clone(base.conf) };

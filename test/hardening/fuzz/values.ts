@@ -40,13 +40,13 @@ export function badPath(r: Rng, ctx: Ctx): unknown {
         "..",
         ".",
         " /tmp/x",
-        "../".repeat(r.int(1, 30)) + "etc/passwd",
+        `${"../".repeat(r.int(1, 30))}etc/passwd`,
       ]),
     () => `${ctx.sb.dir}/a\u0000b`,
     () => `${ctx.sb.dir}/a\nb`,
     () => `${ctx.sb.dir}/\u0000/../etc`,
-    () => "/" + "p".repeat(4096 + r.int(0, 2000)),
-    () => "/" + HUGE,
+    () => `/${"p".repeat(4096 + r.int(0, 2000))}`,
+    () => `/${HUGE}`,
     () => HUGE,
     () => deepArr(depth(r)),
   ]);
@@ -194,7 +194,7 @@ const FORBIDDEN_ID_CHARS = [
 
 export function badContainerID(r: Rng, ctx: Ctx): string {
   const valid = (n: number): string =>
-    Array.from({ length: n }, (_, i) => r.pick([...((i === 0 ? "" : "_.-") + "abcdefABCDEF0123456789")])).join("");
+    Array.from({ length: n }, (_, i) => r.pick([...`${i === 0 ? "" : "_.-"}abcdefABCDEF0123456789`])).join("");
   for (;;) {
     const v = r.gen<string>([
       () => r.pick(["../", "..", ".", "../..", "/", "/etc/passwd", "-x", "_x", ".x", "../../etc/cron.d/x", "a/../../b", "..\\x"]),
