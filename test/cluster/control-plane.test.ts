@@ -297,3 +297,28 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
     expect(del.type).toMatch(/^(MODIFIED|DELETED)$/);
   }, 180_000);
 });
+
+suite("the same control plane without kube-apiserver's watch cache (--watch-cache=false)", () => {
+  let c: Cluster;
+
+  beforeAll(async () => {
+    c = await startCluster({ watchCache: false });
+  }, 300_000);
+
+  afterAll(async () => {
+    await c?.stop();
+  }, 60_000);
+
+  it("compactEtcd() alone, with no restart, makes a watch from an older resourceVersion get 410 from etcd", async () => {
+    await c.createNode("a");
+    const old = (await c.api("GET", "/api/v1/nodes")).json.metadata.resourceVersion;
+    const pid = c.apiserver.child?.pid;
+    await c.compactEtcd();
+    expect(c.apiserver.child?.pid).toBe(pid); // kube-apiserver was not restarted
+    const gone = await rawWatch(c, `/api/v1/nodes?watch=1&resourceVersion=${old}`);
+    expect(isGone(gone), JSON.stringify(gone)).toBe(true);
+    // A list at that exact resourceVersion is refused the same way.
+    const exact = await c.api("GET", `/api/v1/nodes?resourceVersion=${old}&resourceVersionMatch=Exact`);
+    expect(exact.status).toBe(410);
+  }, 120_000);
+});

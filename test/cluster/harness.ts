@@ -878,10 +878,14 @@ export class Cluster {
    * version"), as after any kube-apiserver restart in a real cluster.
    */
   async compactEtcd(opts: { restartApiServer?: boolean } = {}): Promise<number> {
-    // etcd keeps the revision it compacts at: write a key of our own (outside /registry) first, so
-    // that every revision a client can have seen before this call is below the compaction point.
-    const put = await etcdPost(this.etcdURL, "/v3/kv/put", { key: b64("/podcidr-ipam-test/compaction"), value: b64(new Date().toISOString()) });
-    const rev = Number(put.header.revision);
+    // etcd keeps the revision it compacts at, and a watch from resourceVersion R starts at R + 1:
+    // write a key of our own (outside /registry) twice first, so that for every R a client can have
+    // seen before this call, R + 1 is below the compaction point.
+    let rev = 0;
+    for (let i = 0; i < 2; i++) {
+      const put = await etcdPost(this.etcdURL, "/v3/kv/put", { key: b64("/podcidr-ipam-test/compaction"), value: b64(`${new Date().toISOString()} ${i}`) });
+      rev = Number(put.header.revision);
+    }
     await etcdPost(this.etcdURL, "/v3/kv/compaction", { revision: String(rev), physical: true });
     if (opts.restartApiServer ?? this.watchCache) {
       await this.stopApiServer();
