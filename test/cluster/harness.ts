@@ -294,6 +294,8 @@ export interface WatchStream {
   text: string;
   /** The next event ({type, object}); rejects after `timeoutMs` or when the stream ends first. */
   next(timeoutMs?: number): Promise<{ type: string; object: any }>;
+  /** The next event for which `match` holds, skipping others; rejects like next() when none comes in time. */
+  nextMatching(match: (e: { type: string; object: any }) => boolean, timeoutMs?: number): Promise<{ type: string; object: any }>;
   /** Every event received so far. */
   readonly events: { type: string; object: any }[];
   readonly ended: boolean;
@@ -734,6 +736,13 @@ export class Cluster {
                 waiters.push({ resolve: res2, reject: rej2, timer });
                 settle();
               });
+            },
+            async nextMatching(match, timeoutMs = 30_000) {
+              const until = Date.now() + timeoutMs;
+              for (;;) {
+                const e = await stream.next(Math.max(1, until - Date.now()));
+                if (match(e)) return e;
+              }
             },
             close() {
               req.destroy();
