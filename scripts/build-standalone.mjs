@@ -40,12 +40,13 @@ if (!existsSync(nodeBin)) {
 
 // 2. The same bundle npm run build makes, with a code cache trained by this Node: the SEA's own
 // useCodeCache only covers what V8 compiles eagerly, the outer few lines here.
-const wrapped = wrap(await bundle());
+const wrapped = wrap(await bundle("cni"));
+const toolWrapped = wrap(await bundle("tool"));
 const trained = trainCache(nodeBin, wrapped);
 const work = join(cache, "sea");
 mkdirSync(work, { recursive: true });
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-writeFileSync(join(work, "main.js"), compose(wrapped, trained, pkg.version));
+writeFileSync(join(work, "main.js"), compose(wrapped, trained, pkg.version, toolWrapped));
 
 // 3. The single executable: Node's --build-sea with that as its main script.
 const config = join(work, "sea-config.json");

@@ -12,17 +12,18 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
 const { values: o } = parseArgs({ options: { quiet: { type: "boolean" }, "no-code-cache": { type: "boolean" }, out: { type: "string" } } });
 const outfile = o.out ?? `${root}bin/podcidr-ipam`;
-const wrapped = wrap(await bundle());
+const wrapped = wrap(await bundle("cni"));
+const toolWrapped = wrap(await bundle("tool"));
 // --no-code-cache: the same executable without the cache (npm run bench measures what the cache saves).
 const trained = o["no-code-cache"] ? { cache: Buffer.alloc(0), v8: "none" } : trainCache(process.execPath, wrapped);
 mkdirSync(dirname(outfile), { recursive: true });
 // Replaced in one rename: a test or runtime running the old file never reads half of the new one.
 const tmp = `${outfile}.tmp-${process.pid}`;
-writeFileSync(tmp, compose(wrapped, trained, pkg.version));
+writeFileSync(tmp, compose(wrapped, trained, pkg.version, toolWrapped));
 chmodSync(tmp, 0o755);
 renameSync(tmp, outfile);
 if (!o.quiet) {
   console.error(
-    `built ${outfile} (${statSync(outfile).size} bytes: bundle ${wrapped.length}, code cache ${trained.cache.length} for V8 ${trained.v8})`,
+    `built ${outfile} (${statSync(outfile).size} bytes: CNI bundle ${wrapped.length}, code cache ${trained.cache.length} for V8 ${trained.v8}, tool bundle ${toolWrapped.length})`,
   );
 }

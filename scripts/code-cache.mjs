@@ -23,15 +23,20 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { deflateRawSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-/** The bundle: src/ as one CommonJS script that needs nothing but Node's built-in modules. */
-export async function bundle() {
+/**
+ * A bundle: one entry of src/ as one CommonJS script that needs nothing but Node's
+ * built-in modules. "cni" is what runtimes start (src/main.ts); "tool" the CLI and
+ * the agent (src/tool.ts).
+ */
+export async function bundle(entry = "cni") {
   const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
   const out = await build({
-    entryPoints: [join(root, "src/main.ts")],
+    entryPoints: [join(root, entry === "tool" ? "src/tool.ts" : "src/main.ts")],
     bundle: true,
     write: false,
     platform: "node",
@@ -86,19 +91,30 @@ export function trainCache(nodeBin, wrapped) {
   }
 }
 
-/** The executable's text: a shebang, a few lines that compile the bundle with its cache, the bundle, the cache. */
-export function compose(wrapped, { cache, v8 }, version) {
+/**
+ * The executable's text: a shebang, a few lines that compile one of two bundles, and
+ * the bundles. With CNI_COMMAND set (a runtime's call) the CNI bundle is compiled
+ * with its code cache; otherwise the tool bundle (CLI, agent) is inflated and
+ * compiled the ordinary way (it runs seconds to days: a cache would save nothing
+ * worth its size). The tool bundle is deflated, base64, in a function that a CNI
+ * call never calls, so there V8 only skims over one short string literal.
+ */
+export function compose(wrapped, { cache, v8 }, version, toolWrapped) {
   return `#!/usr/bin/env node
 // podcidr-ipam ${version}: a CNI IPAM plugin (https://www.cni.dev). One file, Node 20 or newer.
-// The bundle below is compiled with V8's code cache of a training run when this
+// The CNI bundle below is compiled with V8's code cache of a training run when this
 // Node's V8 is ${v8}, the one that made it; any other compiles it as usual.
 "use strict";
 (function () {
   const { Script } = require("node:vm");
-  const source = ${JSON.stringify(wrapped)};
+  const cni = process.env.CNI_COMMAND !== undefined;
+  const source = cni ? ${JSON.stringify(wrapped)} : tool();
   const cache = ${JSON.stringify(cache.toString("base64"))};
-  const cachedData = process.versions.v8 === ${JSON.stringify(v8)} ? Buffer.from(cache, "base64") : undefined;
+  const cachedData = cni && process.versions.v8 === ${JSON.stringify(v8)} ? Buffer.from(cache, "base64") : undefined;
   new Script(source, { filename: __filename, cachedData }).runInThisContext().call(exports, exports, require, module, __filename, __dirname);
 })();
+function tool() {
+  return require("node:zlib").inflateRawSync(Buffer.from(${JSON.stringify(deflateRawSync(Buffer.from(toolWrapped), { level: 9 }).toString("base64"))}, "base64")).toString();
+}
 `;
 }

@@ -62,7 +62,11 @@ function rawWatch(c: Cluster, path: string): Promise<{ status: number; first?: a
         });
         res.on("end", () => {
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, body: buf, first: res.statusCode === 200 && buf.trim() ? JSON.parse(buf.trim().split("\n")[0]!) : undefined });
+          resolve({
+            status: res.statusCode ?? 0,
+            body: buf,
+            first: res.statusCode === 200 && buf.trim() ? JSON.parse(buf.trim().split("\n")[0]!) : undefined,
+          });
         });
         res.on("error", () => undefined);
       },
@@ -133,7 +137,9 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
   it("deleting a node releases its CIDRs; after a controller-manager restart the lowest free block is handed out again", async () => {
     const live = async () => {
       const list = await c.api("GET", "/api/v1/nodes");
-      return list.json.items.filter((n: any) => n.spec.podCIDRs).map((n: any) => ({ name: n.metadata.name as string, v4: v4Block(n.spec.podCIDRs[0]), v6: v6Block(n.spec.podCIDRs[1]) }));
+      return list.json.items
+        .filter((n: any) => n.spec.podCIDRs)
+        .map((n: any) => ({ name: n.metadata.name as string, v4: v4Block(n.spec.podCIDRs[0]), v6: v6Block(n.spec.podCIDRs[1]) }));
     };
     const before = await live();
     // The lowest-block node but "first" (later tests use it).
@@ -143,10 +149,14 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
 
     await c.deleteNode(victim.name);
     // The release shows in the cidrsets' counters (one block per family).
-    await waitFor(async () => {
-      const m = await c.controllerManagerMetrics();
-      return CLUSTER_CIDRS.every((cidr, i) => metric(m, "node_ipam_controller_cidrset_cidrs_releases_total", cidr) === released0[i]! + 1);
-    }, "kube-controller-manager to count the release of the deleted node's CIDRs", 30_000);
+    await waitFor(
+      async () => {
+        const m = await c.controllerManagerMetrics();
+        return CLUSTER_CIDRS.every((cidr, i) => metric(m, "node_ipam_controller_cidrset_cidrs_releases_total", cidr) === released0[i]! + 1);
+      },
+      "kube-controller-manager to count the release of the deleted node's CIDRs",
+      30_000,
+    );
 
     // Next-fit: a node created now gets a block no live node holds (not necessarily the freed one:
     // the set scans on from its last pick and reuses a freed block only after wrapping around).
@@ -183,7 +193,15 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
     expect(applied.spec.ipam.podCIDRs).toEqual(["10.0.1.0/24", "fd00::100/120"]);
     expect(applied.status).toBeUndefined();
 
-    await c.kubectl(["patch", "ciliumnode", "first", "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { ipam: { used: { "10.0.1.5": { owner: "default/web" } }, "operator-status": {} } } })]);
+    await c.kubectl([
+      "patch",
+      "ciliumnode",
+      "first",
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      JSON.stringify({ status: { ipam: { used: { "10.0.1.5": { owner: "default/web" } }, "operator-status": {} } } }),
+    ]);
     const got = await c.api("GET", "/apis/cilium.io/v2/ciliumnodes/first");
     expect(got.status).toBe(200);
     expect(got.json.kind).toBe("CiliumNode");
@@ -223,10 +241,14 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
       subjects: [{ kind: "ServiceAccount", name: "podcidr-ipam", namespace: "kube-system" }],
     });
     // RBAC is read from an informer: the binding takes effect within moments.
-    const ok = await waitFor(async () => {
-      const r = await asSA(["get", "nodes", "-o", "name"]);
-      return r.code === 0 ? r.stdout : undefined;
-    }, "the bound ServiceAccount to be allowed to get nodes", 30_000);
+    const ok = await waitFor(
+      async () => {
+        const r = await asSA(["get", "nodes", "-o", "name"]);
+        return r.code === 0 ? r.stdout : undefined;
+      },
+      "the bound ServiceAccount to be allowed to get nodes",
+      30_000,
+    );
     expect(ok.split("\n")).toContain("node/first");
     expect((await asSA(["get", "ciliumnodes", "-o", "name"])).code).toBe(0);
 
@@ -240,7 +262,9 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
     expect(r.json.items).toHaveLength(1);
     expect((await c.api("GET", "/api/v1/namespaces/default/pods", { token })).status).toBe(403);
     const kc = c.kubeconfigForToken(token);
-    expect((await c.kubectl(["--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])).trim()).toBe("system:serviceaccount:kube-system:podcidr-ipam");
+    expect((await c.kubectl(["--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])).trim()).toBe(
+      "system:serviceaccount:kube-system:podcidr-ipam",
+    );
   });
 
   it("an API outage (stop, wait, start) keeps etcd's data: the nodes are still there, and allocation goes on", async () => {
@@ -257,7 +281,8 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
 
     const after = await c.api("GET", "/api/v1/nodes");
     expect(after.json.items.map((n: any) => n.metadata.name).sort()).toEqual(names);
-    for (const n of after.json.items) expect(n.spec.podCIDRs).toEqual(before.json.items.find((b: any) => b.metadata.name === n.metadata.name).spec.podCIDRs);
+    for (const n of after.json.items)
+      expect(n.spec.podCIDRs).toEqual(before.json.items.find((b: any) => b.metadata.name === n.metadata.name).spec.podCIDRs);
     // kube-controller-manager reconnected and still carves.
     await c.createNode("after-outage");
     expect(await c.waitForPodCIDRs("after-outage", 60_000)).toHaveLength(2);
@@ -282,8 +307,17 @@ suite(`the upstream control plane on loopback (etcd, kube-apiserver and kube-con
 
     const gone = await rawWatch(c, `/api/v1/nodes?watch=1&resourceVersion=${oldNodeRV}&allowWatchBookmarks=true`);
     expect(isGone(gone), JSON.stringify(gone)).toBe(true);
-    if (gone.status === 200) expect(gone.first.object).toMatchObject({ kind: "Status", status: "Failure", code: 410, reason: expect.stringMatching(/^(Expired|Gone)$/) });
-    const goneCn = await rawWatch(c, `/apis/cilium.io/v2/ciliumnodes?watch=1&fieldSelector=metadata.name%3Dfirst&resourceVersion=${oldCnRV}`);
+    if (gone.status === 200)
+      expect(gone.first.object).toMatchObject({
+        kind: "Status",
+        status: "Failure",
+        code: 410,
+        reason: expect.stringMatching(/^(Expired|Gone)$/),
+      });
+    const goneCn = await rawWatch(
+      c,
+      `/apis/cilium.io/v2/ciliumnodes?watch=1&fieldSelector=metadata.name%3Dfirst&resourceVersion=${oldCnRV}`,
+    );
     expect(isGone(goneCn), JSON.stringify(goneCn)).toBe(true);
 
     // A fresh list gives a resourceVersion that watches again.

@@ -14,7 +14,20 @@
 // PODCIDR_CLUSTER=require (CI) turns a skip into a failure. PODCIDR_CLUSTER_KEEP=1
 // keeps the folder (logs, data) after stop() and prints where it is.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, unlinkSync, writeFileSync, accessSync, constants } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  accessSync,
+  constants,
+} from "node:fs";
 import https from "node:https";
 import http from "node:http";
 import { Socket, createServer } from "node:net";
@@ -68,7 +81,8 @@ export function clusterBlocker(): string | null {
       return `${bin} is missing (run scripts/cluster-build.sh)`;
     }
     const r = spawnSync(bin, args, { encoding: "utf8", timeout: 60_000 });
-    if (r.status !== 0) return `${bin} ${args.join(" ")} cannot run: ${(r.error?.message ?? r.stderr ?? "").trim().slice(0, 300) || `exit ${r.status} ${r.signal ?? ""}`}`;
+    if (r.status !== 0)
+      return `${bin} ${args.join(" ")} cannot run: ${(r.error?.message ?? r.stderr ?? "").trim().slice(0, 300) || `exit ${r.status} ${r.signal ?? ""}`}`;
   }
   return null;
 }
@@ -81,7 +95,8 @@ export function announceClusterSkip(blocker: string): void {
       `!!! They run the real etcd ${ETCD_VERSION}, kube-apiserver and kube-controller-manager ${K8S_VERSION} on loopback;\n` +
       `!!! build them with scripts/cluster-build.sh (cache: ${CACHE}). PODCIDR_CLUSTER=require makes this a failure.\n${line}\n\n`,
   );
-  if (process.env.PODCIDR_CLUSTER === "require") throw new Error(`cluster tests required (PODCIDR_CLUSTER=require) but cannot run: ${blocker}`);
+  if (process.env.PODCIDR_CLUSTER === "require")
+    throw new Error(`cluster tests required (PODCIDR_CLUSTER=require) but cannot run: ${blocker}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,7 +134,12 @@ export class WaitAborted extends Error {}
  * `timeoutMs`; a throw counts as "not yet" (but WaitAborted ends the wait). On timeout the error names `what`,
  * the last value and the last error.
  */
-export async function waitFor<T>(predicate: () => T | Promise<T>, what: string, timeoutMs = 30_000, intervalMs = 200): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  predicate: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 30_000,
+  intervalMs = 200,
+): Promise<NonNullable<T>> {
   const t0 = Date.now();
   let last: unknown;
   let lastError: unknown;
@@ -134,7 +154,9 @@ export async function waitFor<T>(predicate: () => T | Promise<T>, what: string, 
     }
     if (Date.now() - t0 >= timeoutMs) {
       const err = lastError instanceof Error ? lastError.message : lastError === undefined ? "none" : describeValue(lastError);
-      throw new Error(`timed out after ${((Date.now() - t0) / 1000).toFixed(1)} s waiting for ${what} (last value: ${describeValue(last)}; last error: ${err})`);
+      throw new Error(
+        `timed out after ${((Date.now() - t0) / 1000).toFixed(1)} s waiting for ${what} (last value: ${describeValue(last)}; last error: ${err})`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -208,7 +230,10 @@ class Proc {
     writeFileSync(join(this.dir, "logs", `${this.name}.cmdline`), [this.bin, ...args].join(" \\\n  ") + "\n");
     let child: ChildProcess;
     try {
-      child = spawn(this.bin, args, { stdio: ["ignore", fd, fd], env: { ...process.env, KUBECONFIG: "", GOMAXPROCS: process.env.GOMAXPROCS ?? "2" } });
+      child = spawn(this.bin, args, {
+        stdio: ["ignore", fd, fd],
+        env: { ...process.env, KUBECONFIG: "", GOMAXPROCS: process.env.GOMAXPROCS ?? "2" },
+      });
     } finally {
       closeSync(fd);
     }
@@ -252,7 +277,10 @@ class Proc {
 
   /** Throws with the log's tail if the process has exited. */
   assertRunning(): void {
-    if (this.exit) throw new WaitAborted(`${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}); its log (${this.log}) ends:\n${this.tail()}`);
+    if (this.exit)
+      throw new WaitAborted(
+        `${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}); its log (${this.log}) ends:\n${this.tail()}`,
+      );
   }
 }
 
@@ -379,10 +407,15 @@ export class Cluster {
     for (const d of ["pki", "logs", "pids", "apiserver", "controller-manager", "kubectl-cache"]) mkdirSync(join(this.dir, d));
     this.etcd = new Proc("etcd", this.dir, BINARIES.etcd, () => this.etcdArgs());
     this.apiserver = new Proc("kube-apiserver", this.dir, BINARIES.kubeApiserver, () => this.apiServerArgs());
-    this.controllerManager = new Proc("kube-controller-manager", this.dir, BINARIES.kubeControllerManager, () => this.controllerManagerArgs());
+    this.controllerManager = new Proc("kube-controller-manager", this.dir, BINARIES.kubeControllerManager, () =>
+      this.controllerManagerArgs(),
+    );
     live.add(this);
     installExitHook();
-    this.watchdog = spawn("bash", ["-c", WATCHDOG, "podcidr-cluster-watchdog", String(process.pid), this.dir], { detached: true, stdio: "ignore" });
+    this.watchdog = spawn("bash", ["-c", WATCHDOG, "podcidr-cluster-watchdog", String(process.pid), this.dir], {
+      detached: true,
+      stdio: "ignore",
+    });
     this.watchdog.unref();
   }
 
@@ -415,26 +448,50 @@ export class Cluster {
       this.writeKubeconfig(this.kubeconfig, { cert: this.adminCert, key: this.adminKey });
       mark("certificates");
 
-      await this.startWithPorts(this.etcd, async () => {
-        this.etcdPort = await freePort();
-        this.etcdPeerPort = await freePort();
-      }, () => this.waitHttp(this.etcd, `${this.etcdURL}/health`, (s, t) => s === 200 && /"health":\s*"true"/.test(t), "etcd /health", left()));
+      await this.startWithPorts(
+        this.etcd,
+        async () => {
+          this.etcdPort = await freePort();
+          this.etcdPeerPort = await freePort();
+        },
+        () =>
+          this.waitHttp(this.etcd, `${this.etcdURL}/health`, (s, t) => s === 200 && /"health":\s*"true"/.test(t), "etcd /health", left()),
+      );
       mark("etcd ready");
 
-      await this.startWithPorts(this.apiserver, async () => {
-        this.apiPort = await freePort();
-      }, () => this.waitApiReady(left()));
+      await this.startWithPorts(
+        this.apiserver,
+        async () => {
+          this.apiPort = await freePort();
+        },
+        () => this.waitApiReady(left()),
+      );
       mark("kube-apiserver /readyz");
 
-      await this.startWithPorts(this.controllerManager, async () => {
-        this.kcmPort = await freePort();
-      }, () => this.waitHttp(this.controllerManager, `https://127.0.0.1:${this.kcmPort}/healthz`, (s, t) => s === 200 && t.trim() === "ok", "kube-controller-manager /healthz", left()));
+      await this.startWithPorts(
+        this.controllerManager,
+        async () => {
+          this.kcmPort = await freePort();
+        },
+        () =>
+          this.waitHttp(
+            this.controllerManager,
+            `https://127.0.0.1:${this.kcmPort}/healthz`,
+            (s, t) => s === 200 && t.trim() === "ok",
+            "kube-controller-manager /healthz",
+            left(),
+          ),
+      );
       mark("kube-controller-manager /healthz");
 
       if (this.opts.ciliumNodeCRD ?? true) {
         await this.apply(CILIUMNODE_CRD);
         await this.kubectl(["wait", "--for=condition=Established", "crd/ciliumnodes.cilium.io", `--timeout=${Math.ceil(left() / 1000)}s`]);
-        await waitFor(async () => (await this.api("GET", "/apis/cilium.io/v2/ciliumnodes")).status === 200, "the CiliumNode API to be served", left());
+        await waitFor(
+          async () => (await this.api("GET", "/apis/cilium.io/v2/ciliumnodes")).status === 200,
+          "the CiliumNode API to be served",
+          left(),
+        );
         mark("CiliumNode CRD established");
       }
       this.startTimings = phases;
@@ -442,7 +499,9 @@ export class Cluster {
       const msg = e instanceof Error ? e.message : String(e);
       const elapsed = ((Date.now() - t0) / 1000).toFixed(1);
       await this.stop(true);
-      throw new Error(`the test cluster failed to start (after ${elapsed} s of its ${budget / 1000} s budget; ready: ${phases.join(", ") || "nothing"}): ${msg}`);
+      throw new Error(
+        `the test cluster failed to start (after ${elapsed} s of its ${budget / 1000} s budget; ready: ${phases.join(", ") || "nothing"}): ${msg}`,
+      );
     }
   }
 
@@ -465,34 +524,64 @@ export class Cluster {
     }
   }
 
-  private async waitHttp(p: Proc, url: string, ok: (status: number, text: string) => boolean, what: string, timeoutMs: number): Promise<void> {
-    await waitFor(async () => {
-      p.assertRunning();
-      try {
-        const r = await rawGet(url, url.startsWith("https:") ? { rejectUnauthorized: false } : {});
-        return ok(r.status, r.text);
-      } catch (e) {
+  private async waitHttp(
+    p: Proc,
+    url: string,
+    ok: (status: number, text: string) => boolean,
+    what: string,
+    timeoutMs: number,
+  ): Promise<void> {
+    await waitFor(
+      async () => {
         p.assertRunning();
-        throw e;
-      }
-    }, what, timeoutMs, 250).catch((e: Error) => {
-      if (p.exit) throw new Error(`${p.name} exited (code ${p.exit.code}, signal ${p.exit.signal}) before ${what}; its log (${p.log}) ends:\n${p.tail()}`);
+        try {
+          const r = await rawGet(url, url.startsWith("https:") ? { rejectUnauthorized: false } : {});
+          return ok(r.status, r.text);
+        } catch (e) {
+          p.assertRunning();
+          throw e;
+        }
+      },
+      what,
+      timeoutMs,
+      250,
+    ).catch((e: Error) => {
+      if (p.exit)
+        throw new Error(
+          `${p.name} exited (code ${p.exit.code}, signal ${p.exit.signal}) before ${what}; its log (${p.log}) ends:\n${p.tail()}`,
+        );
       throw new Error(`${e.message}\n${p.name}'s log (${p.log}) ends:\n${p.tail()}`);
     });
   }
 
   private async waitApiReady(timeoutMs: number): Promise<void> {
     const p = this.apiserver;
-    await waitFor(async () => {
-      p.assertRunning();
-      const r = await this.api("GET", "/readyz", { timeoutMs: 5000 }).catch((e: Error) => {
+    await waitFor(
+      async () => {
         p.assertRunning();
-        throw e;
-      });
-      if (r.status !== 200) throw new Error(`/readyz ${r.status}: ${r.text.split("\n").filter((l) => l.startsWith("[-]")).join(" ") || r.text.slice(0, 300)}`);
-      return true;
-    }, "kube-apiserver /readyz", timeoutMs, 250).catch((e: Error) => {
-      if (p.exit) throw new Error(`${p.name} exited (code ${p.exit.code}, signal ${p.exit.signal}) before /readyz; its log (${p.log}) ends:\n${p.tail()}`);
+        const r = await this.api("GET", "/readyz", { timeoutMs: 5000 }).catch((e: Error) => {
+          p.assertRunning();
+          throw e;
+        });
+        if (r.status !== 200)
+          throw new Error(
+            `/readyz ${r.status}: ${
+              r.text
+                .split("\n")
+                .filter((l) => l.startsWith("[-]"))
+                .join(" ") || r.text.slice(0, 300)
+            }`,
+          );
+        return true;
+      },
+      "kube-apiserver /readyz",
+      timeoutMs,
+      250,
+    ).catch((e: Error) => {
+      if (p.exit)
+        throw new Error(
+          `${p.name} exited (code ${p.exit.code}, signal ${p.exit.signal}) before /readyz; its log (${p.log}) ends:\n${p.tail()}`,
+        );
       throw new Error(`${e.message}\n${p.name}'s log (${p.log}) ends:\n${p.tail()}`);
     });
   }
@@ -508,10 +597,29 @@ export class Cluster {
     openssl(d, ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ca.key"]);
     openssl(d, ["req", "-x509", "-new", "-key", "ca.key", "-config", "ca.cnf", "-extensions", "v3_ca", "-days", "7", "-out", "ca.crt"]);
     const leaf = (name: string, subj: string, ext: string) => {
-      writeFileSync(join(d, `${name}.ext`), `basicConstraints = critical,CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n${ext}\n`);
+      writeFileSync(
+        join(d, `${name}.ext`),
+        `basicConstraints = critical,CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n${ext}\n`,
+      );
       openssl(d, ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`]);
       openssl(d, ["req", "-new", "-key", `${name}.key`, "-subj", subj, "-out", `${name}.csr`]);
-      openssl(d, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "7", "-extfile", `${name}.ext`, "-out", `${name}.crt`]);
+      openssl(d, [
+        "x509",
+        "-req",
+        "-in",
+        `${name}.csr`,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "7",
+        "-extfile",
+        `${name}.ext`,
+        "-out",
+        `${name}.crt`,
+      ]);
     };
     leaf(
       "apiserver",
@@ -672,7 +780,16 @@ export class Cluster {
       const headers: http.OutgoingHttpHeaders = { Accept: "application/json" };
       if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
       const req = https.request(
-        { host: "127.0.0.1", port: this.apiPort, method: "GET", path, headers, ca: this.ca, ...(opts.token ? {} : { cert: this.adminCert, key: this.adminKey }), agent: false },
+        {
+          host: "127.0.0.1",
+          port: this.apiPort,
+          method: "GET",
+          path,
+          headers,
+          ca: this.ca,
+          ...(opts.token ? {} : { cert: this.adminCert, key: this.adminKey }),
+          agent: false,
+        },
         (res) => {
           const events: { type: string; object: any }[] = [];
           const waiters: { resolve: (e: { type: string; object: any }) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
@@ -760,8 +877,13 @@ export class Cluster {
   }
 
   /** Run the built kubectl against this cluster (admin unless `opts.token`); resolves with the result, never throws. */
-  kubectlResult(args: string[], opts: { input?: string; token?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    const auth = opts.token ? ["--server", this.server, "--certificate-authority", this.caFile, "--token", opts.token] : ["--kubeconfig", this.kubeconfig];
+  kubectlResult(
+    args: string[],
+    opts: { input?: string; token?: string; timeoutMs?: number } = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const auth = opts.token
+      ? ["--server", this.server, "--certificate-authority", this.caFile, "--token", opts.token]
+      : ["--kubeconfig", this.kubeconfig];
     const full = [...auth, "--cache-dir", join(this.dir, "kubectl-cache"), ...args];
     return new Promise((resolve) => {
       const child = execFile(
@@ -786,13 +908,23 @@ export class Cluster {
 
   /** Server-side apply of one object (or a List); resolves with the object as the server has it. */
   async apply(obj: object): Promise<any> {
-    const out = await this.kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=podcidr-ipam-test", "-o", "json", "-f", "-"], { input: JSON.stringify(obj) });
+    const out = await this.kubectl(
+      ["apply", "--server-side", "--force-conflicts", "--field-manager=podcidr-ipam-test", "-o", "json", "-f", "-"],
+      { input: JSON.stringify(obj) },
+    );
     return JSON.parse(out);
   }
 
   /** A v1 Node (no kubelet behind it); kube-controller-manager then fills spec.podCIDRs. */
   async createNode(name: string, extra: { labels?: Record<string, string>; spec?: Record<string, unknown> } = {}): Promise<any> {
-    const r = await this.api("POST", "/api/v1/nodes", { body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, ...extra.labels } }, spec: extra.spec ?? {} } });
+    const r = await this.api("POST", "/api/v1/nodes", {
+      body: {
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name, labels: { "kubernetes.io/hostname": name, ...extra.labels } },
+        spec: extra.spec ?? {},
+      },
+    });
     if (r.status !== 201) throw new Error(`creating Node ${name}: ${r.status} ${r.text}`);
     return r.json;
   }
@@ -812,11 +944,15 @@ export class Cluster {
 
   /** Wait until kube-controller-manager has set the Node's spec.podCIDRs; resolves with them. */
   async waitForPodCIDRs(name: string, timeoutMs = 30_000): Promise<string[]> {
-    return waitFor(async () => {
-      const n = await this.getNode(name);
-      const cidrs: string[] | undefined = n?.spec?.podCIDRs;
-      return cidrs && cidrs.length > 0 ? cidrs : undefined;
-    }, `kube-controller-manager to set spec.podCIDRs of Node ${name}`, timeoutMs);
+    return waitFor(
+      async () => {
+        const n = await this.getNode(name);
+        const cidrs: string[] | undefined = n?.spec?.podCIDRs;
+        return cidrs && cidrs.length > 0 ? cidrs : undefined;
+      },
+      `kube-controller-manager to set spec.podCIDRs of Node ${name}`,
+      timeoutMs,
+    );
   }
 
   /** A ServiceAccount token from the TokenRequest API (`kubectl create token`). */
@@ -847,13 +983,18 @@ export class Cluster {
     const paths = ["/api/v1/nodes"];
     if (this.opts.ciliumNodeCRD ?? true) paths.push("/apis/cilium.io/v2/ciliumnodes");
     for (const path of paths) {
-      await waitFor(async () => {
-        const list = await this.api("GET", path);
-        if (list.status !== 200) return false;
-        const w = await this.watch(`${path}?watch=1&resourceVersion=${list.json.metadata.resourceVersion}&timeoutSeconds=1`);
-        w.close();
-        return w.status === 200;
-      }, `the watch cache of ${path} after the restart`, Math.max(1000, timeoutMs - (Date.now() - t0)), 250);
+      await waitFor(
+        async () => {
+          const list = await this.api("GET", path);
+          if (list.status !== 200) return false;
+          const w = await this.watch(`${path}?watch=1&resourceVersion=${list.json.metadata.resourceVersion}&timeoutSeconds=1`);
+          w.close();
+          return w.status === 200;
+        },
+        `the watch cache of ${path} after the restart`,
+        Math.max(1000, timeoutMs - (Date.now() - t0)),
+        250,
+      );
     }
   }
 
@@ -861,12 +1002,22 @@ export class Cluster {
   async restartControllerManager(timeoutMs = 120_000): Promise<void> {
     await this.controllerManager.stop(10_000);
     this.controllerManager.start();
-    await this.waitHttp(this.controllerManager, `https://127.0.0.1:${this.kcmPort}/healthz`, (s, t) => s === 200 && t.trim() === "ok", "kube-controller-manager /healthz", timeoutMs);
+    await this.waitHttp(
+      this.controllerManager,
+      `https://127.0.0.1:${this.kcmPort}/healthz`,
+      (s, t) => s === 200 && t.trim() === "ok",
+      "kube-controller-manager /healthz",
+      timeoutMs,
+    );
   }
 
   /** kube-controller-manager's /metrics (Prometheus text), read as the admin. */
   async controllerManagerMetrics(): Promise<string> {
-    const r = await rawGet(`https://127.0.0.1:${this.kcmPort}/metrics`, { rejectUnauthorized: false, cert: this.adminCert, key: this.adminKey });
+    const r = await rawGet(`https://127.0.0.1:${this.kcmPort}/metrics`, {
+      rejectUnauthorized: false,
+      cert: this.adminCert,
+      key: this.adminKey,
+    });
     if (r.status !== 200) throw new Error(`kube-controller-manager /metrics: ${r.status} ${r.text.slice(0, 300)}`);
     return r.text;
   }
@@ -892,7 +1043,10 @@ export class Cluster {
     // seen before this call, R + 1 is below the compaction point.
     let rev = 0;
     for (let i = 0; i < 2; i++) {
-      const put = await etcdPost(this.etcdURL, "/v3/kv/put", { key: b64("/podcidr-ipam-test/compaction"), value: b64(`${new Date().toISOString()} ${i}`) });
+      const put = await etcdPost(this.etcdURL, "/v3/kv/put", {
+        key: b64("/podcidr-ipam-test/compaction"),
+        value: b64(`${new Date().toISOString()} ${i}`),
+      });
       rev = Number(put.header.revision);
     }
     await etcdPost(this.etcdURL, "/v3/kv/compaction", { revision: String(rev), physical: true });
@@ -942,7 +1096,8 @@ export class Cluster {
       process.stderr.write(`podcidr-ipam cluster folder kept (PODCIDR_CLUSTER_KEEP=1): ${this.dir}\n`);
       return;
     }
-    if (failed) process.stderr.write(`podcidr-ipam cluster: logs were in ${join(this.dir, "logs")} (removed; PODCIDR_CLUSTER_KEEP=1 keeps them)\n`);
+    if (failed)
+      process.stderr.write(`podcidr-ipam cluster: logs were in ${join(this.dir, "logs")} (removed; PODCIDR_CLUSTER_KEEP=1 keeps them)\n`);
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -983,14 +1138,18 @@ function rawGet(url: string, opts: https.RequestOptions): Promise<{ status: numb
 function etcdPost(base: string, path: string, body: unknown): Promise<any> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
-    const req = http.request(`${base}${path}`, { method: "POST", headers: { "Content-Type": "application/json" }, agent: false, timeout: 10_000 }, (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => (text += c.toString("utf8")));
-      res.on("end", () => {
-        if (res.statusCode !== 200) return reject(new Error(`etcd ${path}: ${res.statusCode} ${text}`));
-        resolve(JSON.parse(text));
-      });
-    });
+    const req = http.request(
+      `${base}${path}`,
+      { method: "POST", headers: { "Content-Type": "application/json" }, agent: false, timeout: 10_000 },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString("utf8")));
+        res.on("end", () => {
+          if (res.statusCode !== 200) return reject(new Error(`etcd ${path}: ${res.statusCode} ${text}`));
+          resolve(JSON.parse(text));
+        });
+      },
+    );
     req.on("timeout", () => req.destroy(new Error(`etcd ${path}: no answer within 10 s`)));
     req.on("error", reject);
     req.end(data);
@@ -1013,4 +1172,3 @@ function portOpen(port: number): Promise<boolean> {
     s.connect(port, "127.0.0.1");
   });
 }
-

@@ -7,6 +7,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isBuiltin } from "node:module";
 import { Script } from "node:vm";
+import { inflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { BIN, Sandbox } from "../helpers/plugin";
 
@@ -15,11 +16,18 @@ const text = readFileSync(BIN, "utf8");
 // The standalone build (PODCIDR_BIN) is a Node binary, not a script: these checks are the bundle's.
 const isScript = text.startsWith("#!/usr/bin/env node\n");
 
-/** The string literal assigned to `name` in the executable's few outer lines. */
+/** The string literal assigned to `name` in the executable's few outer lines (the CNI bundle is the `source` taken in CNI mode). */
 function literal(name: string): string {
-  const m = new RegExp(`\\n  const ${name} = ("(?:[^"\\\\]|\\\\.)*");\\n`).exec(text);
+  const m = new RegExp(`\\n  const ${name} = (?:cni \\? )?("(?:[^"\\\\]|\\\\.)*")(?: : tool\\(\\))?;\\n`).exec(text);
   if (!m) throw new Error(`no ${name} literal in ${BIN}`);
   return JSON.parse(m[1]!) as string;
+}
+
+/** The tool bundle (CLI, agent): deflated, base64, in the function a CNI call never calls. */
+function toolBundle(): string {
+  const m = /\nfunction tool\(\) \{\n {2}return require\("node:zlib"\)\.inflateRawSync\(Buffer\.from\(("[^"]*"), "base64"\)\)\.toString\(\);\n\}\n$/.exec(text);
+  if (!m) throw new Error(`no tool bundle in ${BIN}`);
+  return inflateRawSync(Buffer.from(JSON.parse(m[1]!) as string, "base64")).toString();
 }
 
 describe.runIf(isScript)("the bundled executable", () => {
@@ -29,6 +37,22 @@ describe.runIf(isScript)("the bundled executable", () => {
     const required = [...source.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]!);
     expect(required.length).toBeGreaterThan(0);
     expect(required.filter((r) => !isBuiltin(r))).toEqual([]);
+  });
+
+  it("keeps the CLI and the agent out of what a CNI call compiles: they are a second bundle, loading nothing outside Node either", () => {
+    const cni = literal("source");
+    const tool = toolBundle();
+    for (const only of ["--release-unowned", "Usage:"]) {
+      expect(tool).toContain(only);
+      expect(cni).not.toContain(only);
+    }
+    const required = [...tool.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]!);
+    expect(required.filter((r) => !isBuiltin(r))).toEqual([]);
+    // Both are compiled from this one file: the CLI answers without CNI_COMMAND, the CNI bundle with it.
+    const help = spawnSync(BIN, ["--help"], { encoding: "utf8", env: { PATH: process.env.PATH } });
+    expect(help.stdout).toContain("Usage:");
+    const version = spawnSync(BIN, [], { encoding: "utf8", input: "{}", env: { PATH: process.env.PATH, CNI_COMMAND: "VERSION" } });
+    expect(JSON.parse(version.stdout).supportedVersions).toContain("1.1.0");
   });
 
   it("carries a code cache that this Node's V8 accepts for the bundle it carries", () => {
