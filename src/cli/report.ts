@@ -47,7 +47,7 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
   const problems: string[] = [];
   let node: NodeInfo | null = null;
   try {
-    node = readNode(ipam.nodeFile);
+    node = readNode(ipam.nodeFile, ipam.nodeName);
     if (!node || node.podCIDRs.length === 0) {
       const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
       problems.push(`${e.message}: ${e.details}`);

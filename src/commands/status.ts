@@ -21,7 +21,7 @@ export async function status(req: Request, deps: Deps): Promise<void> {
 
 async function readiness(req: Request, deps: Deps): Promise<void> {
   const ipam = req.conf.ipam;
-  const node = readNode(ipam.nodeFile);
+  const node = readNode(ipam.nodeFile, ipam.nodeName);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
   const store = deps.openStore(ipam, req.log);
   // A podCIDR served by another store (another dataDir) would refuse every ADD with code 7.

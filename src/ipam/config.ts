@@ -11,6 +11,8 @@ export interface Route {
 
 export interface IpamConfig {
   readonly nodeFile: string;
+  /** When set, a node file for another node (metadata.name) is refused: it would hand out that node's addresses. */
+  readonly nodeName: string;
   readonly dataDir: string;
   /** Seconds to wait for the node file / its podCIDRs. */
   readonly waitForPodCIDRs: number;
@@ -40,6 +42,7 @@ export function parseIpamConfig(ipam: unknown): IpamConfig {
   const o = ipam as Record<string, unknown>;
   return Object.freeze({
     nodeFile: absPath(o, "nodeFile", DEFAULTS.nodeFile),
+    nodeName: nodeName(o.nodeName),
     dataDir: absPath(o, "dataDir", DEFAULTS.dataDir),
     waitForPodCIDRs: seconds(o, "waitForPodCIDRs", DEFAULTS.waitForPodCIDRs, 0, 600),
     gateway: bool(o, "gateway", DEFAULTS.gateway),
@@ -66,6 +69,15 @@ function absPath(o: Record<string, unknown>, key: string, dflt: string): string 
     throw invalid(`ipam.${key} must be an absolute path, got ${show(v)}`, `for example "${dflt}"`);
   }
   return v.replace(/\/+$/, "") || "/";
+}
+
+/** A Kubernetes node name: a lowercase RFC 1123 subdomain. */
+function nodeName(v: unknown): string {
+  if (v === undefined) return "";
+  if (typeof v !== "string" || v.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(v)) {
+    throw invalid(`ipam.nodeName must be a Kubernetes node name (lowercase letters, digits, "-" and "."), got ${show(v)}`);
+  }
+  return v;
 }
 
 function seconds(o: Record<string, unknown>, key: string, dflt: number, min: number, max: number): number {

@@ -19,15 +19,15 @@ export type NodeRead =
   | { readonly state: "ok"; readonly node: NodeInfo };
 
 /** Read the node file once. Null when it does not exist; an empty file is code 11, one that is not JSON 102. */
-export function readNode(path: string): NodeInfo | null {
-  const r = readNodeState(path);
+export function readNode(path: string, nodeName = ""): NodeInfo | null {
+  const r = readNodeState(path, nodeName);
   if (r.state === "empty") throw emptyFile(path, "");
   if (r.state === "partial") throw r.error;
   return r.state === "ok" ? r.node : null;
 }
 
 /** Read the node file once, telling a missing, empty or half-written file apart from a bad one (which throws 102). */
-export function readNodeState(path: string): NodeRead {
+export function readNodeState(path: string, nodeName = ""): NodeRead {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -62,7 +62,15 @@ export function readNodeState(path: string): NodeRead {
       if (err instanceof CniError) return { state: "partial", error: err };
       throw err;
     }
-    return { state: "ok", node: nodeFromJson(obj, path) };
+    const node = nodeFromJson(obj, path);
+    if (nodeName && node.name !== nodeName) {
+      throw new CniError(
+        Code.InvalidNodeFile,
+        `node file ${path} is the ${node.kind} of node ${JSON.stringify(node.name)}, not of this node ${JSON.stringify(nodeName)} (ipam.nodeName)`,
+        "a node file copied from another node would hand out that node's addresses; the sync job must write this node's object",
+      );
+    }
+    return { state: "ok", node };
   } catch (err) {
     if (err instanceof CniError) throw err;
     throw new CniError(
@@ -82,7 +90,7 @@ export function readNodeState(path: string): NodeRead {
 export async function loadNode(ipam: IpamConfig, wait: boolean): Promise<NodeInfo> {
   const deadline = Date.now() + (wait ? ipam.waitForPodCIDRs * 1000 : 0);
   for (;;) {
-    const r = readNodeState(ipam.nodeFile);
+    const r = readNodeState(ipam.nodeFile, ipam.nodeName);
     if (r.state === "ok" && r.node.podCIDRs.length > 0) return r.node;
     if (Date.now() >= deadline) {
       const waited = waitedText(ipam);

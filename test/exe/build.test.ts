@@ -25,7 +25,10 @@ function literal(name: string): string {
 
 /** The tool bundle (CLI, agent): deflated, base64, in the function a CNI call never calls. */
 function toolBundle(): string {
-  const m = /\nfunction tool\(\) \{\n {2}return require\("node:zlib"\)\.inflateRawSync\(Buffer\.from\(("[^"]*"), "base64"\)\)\.toString\(\);\n\}\n$/.exec(text);
+  const m =
+    /\nfunction tool\(\) \{\n {2}return require\("node:zlib"\)\.inflateRawSync\(Buffer\.from\(("[^"]*"), "base64"\)\)\.toString\(\);\n\}\n$/.exec(
+      text,
+    );
   if (!m) throw new Error(`no tool bundle in ${BIN}`);
   return inflateRawSync(Buffer.from(JSON.parse(m[1]!) as string, "base64")).toString();
 }

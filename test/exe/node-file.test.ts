@@ -194,6 +194,27 @@ describe("pending CiliumNode", () => {
   });
 });
 
+describe("ipam.nodeName", () => {
+  it("accepts the node file of the node it names, and refuses another node's with 102 naming both (a copied file)", async () => {
+    sandbox();
+    sb.writeNode(ciliumNode(["10.0.2.0/24"]));
+    expect((await addOk(sb, "a", { ipam: { nodeName: "test-node" } })).ips[0].address).toBe("10.0.2.2/24");
+    const before = snapshot(sb.dataDir);
+    const e = await addErr(sb, "b", { ipam: { nodeName: "worker-2" } });
+    expect(e.code).toBe(102);
+    expect(e.msg).toBe(`node file ${sb.nodeFile} is the CiliumNode of node "test-node", not of this node "worker-2" (ipam.nodeName)`);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+  });
+
+  it("must be a node name (7)", async () => {
+    sandbox();
+    sb.writeNode(ciliumNode(["10.0.2.0/24"]));
+    const e = await addErr(sb, "a", { ipam: { nodeName: "Worker_2" } });
+    expect(e.code).toBe(7);
+    expect(e.msg).toContain("ipam.nodeName must be a Kubernetes node name");
+  });
+});
+
 describe("v1 Node", () => {
   it("dual stack: 10.244.2.2/24 and fd00:10:244:2::2/64", async () => {
     sandbox("node-host-scope.json");
