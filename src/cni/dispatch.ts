@@ -12,6 +12,8 @@ export interface Io {
   readStdin(): Promise<Buffer>;
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Told the call's outcome: 0, or the CNI error code answered (for the agent's call counts). */
+  outcome?(code: number): void;
 }
 
 export interface Request {
@@ -69,6 +71,7 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
     const req: Request = { cmd, version: checked, conf, log };
     if (command === "ADD") io.stdout(`${JSON.stringify(formatResult(await handlers.ADD(req), checked))}\n`);
     else await handlers[command](req);
+    io.outcome?.(0);
     return 0;
   } catch (err) {
     const e =
@@ -81,6 +84,7 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
           );
     if (!(err instanceof CniError)) io.stderr(`podcidr-ipam: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(`${JSON.stringify(e.toJSON(version))}\n`);
+    io.outcome?.(e.code);
     return 1;
   }
 }
