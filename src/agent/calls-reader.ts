@@ -77,10 +77,14 @@ export class CallsReader {
     const [, command, code, ms] = line.split(" ");
     if (!command || code === undefined || ms === undefined) return;
     const result = code === "0" ? "ok" : code;
-    this.metrics.counter("podcidr_ipam_plugin_calls_total", "CNI calls of the plugin on this node, by command and result (ok or the CNI error code).", {
-      command,
-      result,
-    });
+    this.metrics.counter(
+      "podcidr_ipam_plugin_calls_total",
+      "CNI calls of the plugin on this node, by command and result (ok or the CNI error code).",
+      {
+        command,
+        result,
+      },
+    );
     const seconds = Number(ms) / 1000;
     if (Number.isFinite(seconds)) this.metrics.observe("podcidr_ipam_plugin_call_duration_seconds", HELP_DURATION, seconds, { command });
   }

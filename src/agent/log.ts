@@ -1,9 +1,7 @@
 // The agent's log: one line per event on stderr, as text or (--log-format json) JSON.
 export type LogFormat = "text" | "json";
 
-export interface Log {
-  (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>): void;
-}
+export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
 export function makeLog(format: LogFormat, write: (line: string) => void, now: () => Date = () => new Date()): Log {
   return (level, msg, fields = {}) => {

@@ -34,7 +34,8 @@ export class Metrics {
 
   /** One observation of a histogram: its _bucket, _sum and _count samples. */
   observe(name: string, help: string, seconds: number, labels: Labels = {}): void {
-    for (const le of CALL_BUCKETS) if (seconds <= le) this.sample(`${name}_bucket`, help, "histogram", { ...labels, le: String(le) }).value++;
+    for (const le of CALL_BUCKETS)
+      if (seconds <= le) this.sample(`${name}_bucket`, help, "histogram", { ...labels, le: String(le) }).value++;
     this.sample(`${name}_bucket`, help, "histogram", { ...labels, le: "+Inf" }).value++;
     this.sample(`${name}_sum`, help, "histogram", labels).value += seconds;
     this.sample(`${name}_count`, help, "histogram", labels).value++;

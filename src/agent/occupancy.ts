@@ -10,7 +10,12 @@ import { FROM_OVERLAP, nodePool, reservedOffsets } from "../ipam/pool.js";
 import { openStore } from "../store/open.js";
 import type { Metrics } from "./metrics.js";
 
-const FAMILIES = ["podcidr_ipam_capacity_addresses", "podcidr_ipam_reserved_addresses", "podcidr_ipam_allocated_addresses", "podcidr_ipam_orphaned_addresses"];
+const FAMILIES = [
+  "podcidr_ipam_capacity_addresses",
+  "podcidr_ipam_reserved_addresses",
+  "podcidr_ipam_allocated_addresses",
+  "podcidr_ipam_orphaned_addresses",
+];
 
 /** Recompute the occupancy gauges from the store and the node file's current object (null: unknown). */
 export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: unknown, log: (msg: string) => void): Promise<void> {
@@ -24,7 +29,8 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
     const stored = tx.storedRanges();
     const byAddress = new Map<string, string>();
     for (const rec of tx.attachments()) for (const h of rec.ips) byAddress.set(`${h.cidr} ${h.address}`, rec.network);
-    const rows: { cidr: string; family: string; capacity: number; reserved: number; orphaned: number; networks: Map<string, number> }[] = [];
+    const rows: { cidr: string; family: string; capacity: number; reserved: number; orphaned: number; networks: Map<string, number> }[] =
+      [];
     const active = new Set((node?.podCIDRs ?? []).map((c) => c.text));
     for (const c of node?.podCIDRs ?? []) if (!stored.some((r) => r.cidr.text === c.text)) stored.push(tx.range(c));
     for (const r of stored) {
@@ -53,7 +59,10 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
     m.gauge("podcidr_ipam_reserved_addresses", "Addresses of a podCIDR never handed out: gateway, router, health, ingress.", r.reserved, l);
     m.gauge("podcidr_ipam_orphaned_addresses", "Addresses still held in a podCIDR the node no longer lists.", r.orphaned, l);
     for (const [network, n] of r.networks) {
-      m.gauge("podcidr_ipam_allocated_addresses", "Addresses held by pods, per network and podCIDR.", n, { ...l, network: network || "(no record)" });
+      m.gauge("podcidr_ipam_allocated_addresses", "Addresses held by pods, per network and podCIDR.", n, {
+        ...l,
+        network: network || "(no record)",
+      });
     }
   }
 }
