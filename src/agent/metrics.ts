@@ -23,6 +23,11 @@ export class Metrics {
     s.value += by;
   }
 
+  /** A counter kept elsewhere (the API client's): its current total. */
+  setCounter(name: string, help: string, value: number, labels: Labels = {}): void {
+    this.sample(name, help, "counter", labels).value = value;
+  }
+
   gauge(name: string, help: string, value: number, labels: Labels = {}): void {
     this.sample(name, help, "gauge", labels).value = value;
   }

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { CniError } from "../errors.js";
 import { DEFAULTS, parseIpamConfig } from "../ipam/config.js";
 import { collectReport, formatReport } from "./report.js";
+import { agent } from "../agent/agent.js";
 import { install } from "./install.js";
 import { formatRepair, repairDisk } from "./repair.js";
 import { NAME_RE } from "../cni/env.js";
@@ -23,6 +24,7 @@ Usage:
   podcidr-ipam status [--all-addresses] [--json] --conf FILE
   podcidr-ipam status [--all-addresses] [--json] [--data-dir DIR] [--node-file FILE] [--network NAME]
   podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR)
+  podcidr-ipam agent [--node-name NAME] [--source ciliumnode|node|auto] ...   (see agent --help)
   podcidr-ipam install [--cni-bin-dir DIR] [--cni-conf FILE] [--cni-conf-dir DIR] [--conf-name NAME] [--uninstall]
 
 status shows, per podCIDR, how many addresses are allocated and (with --all-addresses)
@@ -45,6 +47,7 @@ Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, b
 
 export async function cli(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   if (argv[0] === "install") return install(argv.slice(1), out, err);
+  if (argv[0] === "agent") return agent(argv.slice(1), out, err);
   let parsed: ReturnType<typeof parseOptions>;
   try {
     parsed = parseOptions(argv);

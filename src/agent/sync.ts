@@ -1,0 +1,122 @@
+// Keeping the node file equal to the node's object as the API server holds it:
+// written only when something the plugin reads changed, never replaced by an
+// object the plugin would refuse, kept as it is on a DELETED event or while the
+// API is away. And the readiness that follows from it.
+import { existsSync } from "node:fs";
+import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
+import type { Log } from "./log.js";
+import type { Metrics } from "./metrics.js";
+import { type Source, currentText, judge, kubectlJson, projection, writeNodeFile } from "./node-file.js";
+
+/** How long a watch may be reconnecting before the agent is no longer ready (the file may be going stale). */
+export const RECONNECT_GRACE_MS = 120_000;
+
+export class NodeSync {
+  private last = "";
+  /** The object the node file holds now (parsed), for the occupancy metrics. */
+  current: unknown = null;
+  private synced = false;
+  private cidrs = 0;
+  private problem = "";
+  private state: WatchState | "starting" = "starting";
+  private since = Date.now();
+  private writtenAt = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly source: Source,
+    private readonly nodeName: string,
+    private readonly log: Log,
+    private readonly metrics: Metrics,
+    private readonly now: () => number = Date.now,
+  ) {
+    // A file already there (an agent restart): its content counts as written, so it is not rewritten for nothing.
+    const text = currentText(path);
+    if (text !== "") {
+      const v = judge(text, path, nodeName);
+      if ("node" in v) {
+        const obj = JSON.parse(text) as Record<string, unknown>;
+        this.last = projection(obj);
+        this.current = obj;
+        this.cidrs = v.node.podCIDRs.length;
+      }
+    }
+  }
+
+  /** The watcher's onObject. */
+  onObject(obj: KubeObject | null, info: { reason: ObjectReason; resourceVersion: string }): void {
+    this.metrics.counter(
+      "podcidr_ipam_sync_events_total",
+      "Node object events the agent handled, by reason (list, added, modified, deleted).",
+      {
+        reason: info.reason,
+      },
+    );
+    if (obj === null) {
+      this.synced = false;
+      this.problem =
+        info.reason === "deleted"
+          ? `the ${this.kind()} ${this.nodeName} was deleted; the node file is kept as it was`
+          : `there is no ${this.kind()} ${this.nodeName} yet; the node file is left as it is`;
+      this.log("warn", this.problem, { resourceVersion: info.resourceVersion });
+      return;
+    }
+    const text = kubectlJson(obj as Record<string, unknown>, this.source);
+    const verdict = judge(text, this.path, this.nodeName);
+    if ("error" in verdict) {
+      this.synced = false;
+      this.problem = `the ${this.kind()}'s ${info.reason} object would be refused by the plugin, so the node file is kept: ${verdict.error.message}`;
+      this.metrics.counter("podcidr_ipam_node_objects_refused_total", "Node objects not written because the plugin would refuse them.");
+      this.log("error", this.problem, { resourceVersion: info.resourceVersion, details: verdict.error.details });
+      return;
+    }
+    const proj = projection(JSON.parse(text) as Record<string, unknown>);
+    this.synced = true;
+    this.cidrs = verdict.node.podCIDRs.length;
+    this.problem = this.cidrs === 0 ? `the ${this.kind()} ${this.nodeName} lists no podCIDRs yet` : "";
+    if (proj === this.last && existsSync(this.path)) return;
+    const t0 = this.now();
+    writeNodeFile(this.path, text);
+    this.last = proj;
+    this.current = JSON.parse(text);
+    this.writtenAt = this.now();
+    this.metrics.counter(
+      "podcidr_ipam_node_file_writes_total",
+      "Times the agent wrote the node file (only when something the plugin reads changed).",
+    );
+    this.metrics.gauge(
+      "podcidr_ipam_last_sync_timestamp_seconds",
+      "When the node file was last written from the API, Unix time.",
+      this.writtenAt / 1000,
+    );
+    this.log("info", "node file written", {
+      path: this.path,
+      reason: info.reason,
+      resourceVersion: info.resourceVersion,
+      podCIDRs: verdict.node.podCIDRs.map((c) => c.text).join(","),
+      ms: this.now() - t0,
+    });
+  }
+
+  /** The watcher's onState. */
+  onState(state: WatchState, detail: string): void {
+    if (state !== this.state) this.since = this.now();
+    this.state = state;
+    this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `watch ${state}`, { detail });
+  }
+
+  /** Ready: a good node file from a successful sync, with podCIDRs, and the watch connected (or reconnecting, briefly). */
+  ready(): { ok: boolean; why: string } {
+    if (!this.synced) return { ok: false, why: this.problem || "not synced yet" };
+    if (this.cidrs === 0) return { ok: false, why: this.problem };
+    if (this.state === "error") return { ok: false, why: "the watch fails; see the agent's log" };
+    if (this.state === "reconnecting" && this.now() - this.since > RECONNECT_GRACE_MS) {
+      return { ok: false, why: `the watch has been reconnecting for ${Math.round((this.now() - this.since) / 1000)}s` };
+    }
+    return { ok: true, why: "ok" };
+  }
+
+  private kind(): string {
+    return this.source === "ciliumnode" ? "CiliumNode" : "Node";
+  }
+}
