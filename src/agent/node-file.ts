@@ -40,12 +40,32 @@ export function projection(obj: Record<string, unknown>): string {
   });
 }
 
-/** What kubectl get -o json prints for the object: apiVersion and kind set, managedFields left out, 4 spaces. */
+/**
+ * What kubectl get -o json prints for the object: apiVersion and kind set, managedFields
+ * left out, and written as Go's json.MarshalIndent(obj, "", "    ") writes the unstructured
+ * object kubectl holds: every object's keys sorted by their bytes (integer-like keys
+ * included, which a JS object would put first), <, >, &, U+2028 and U+2029 escaped.
+ */
 export function kubectlJson(obj: Record<string, unknown>, source: Source): string {
   const { apiVersion, kind, ...rest } = obj;
   const metadata = { ...((rest.metadata as Record<string, unknown> | undefined) ?? {}) };
   delete metadata.managedFields;
-  return `${JSON.stringify({ apiVersion: apiVersion ?? KIND[source].apiVersion, kind: kind ?? KIND[source].kind, ...rest, metadata }, null, 4)}\n`;
+  return `${goJson({ ...rest, apiVersion: apiVersion ?? KIND[source].apiVersion, kind: kind ?? KIND[source].kind, metadata }, "")}\n`;
+}
+
+/** Go's encoding/json with indent "    ": sorted keys, HTML-safe strings. */
+function goJson(v: unknown, indent: string): string {
+  if (typeof v === "string")
+    return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  if (typeof v !== "object" || v === null) return JSON.stringify(v) ?? "null";
+  const inner = `${indent}    `;
+  if (Array.isArray(v)) return v.length === 0 ? "[]" : `[\n${v.map((x) => inner + goJson(x, inner)).join(",\n")}\n${indent}]`;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  if (keys.length === 0) return "{}";
+  return `{\n${keys.map((k) => `${inner}${goJson(k, inner)}: ${goJson(o[k], inner)}`).join(",\n")}\n${indent}}`;
 }
 
 /** The plugin's verdict on a node object: its parsed view, or the CniError the plugin would answer with. */
