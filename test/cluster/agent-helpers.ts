@@ -241,8 +241,10 @@ export function fileCIDRs(path: string): string[] | undefined {
 }
 
 /** Wait until the node file lists exactly `cidrs`. */
-export function waitForFileCIDRs(path: string, cidrs: string[], what: string, timeoutMs = 30_000): Promise<true> {
-  return waitFor(() => JSON.stringify(fileCIDRs(path)) === JSON.stringify(cidrs) || undefined, what, timeoutMs, 50);
+export function waitForFileCIDRs(path: string, cidrs: string[], what: string, timeoutMs = 30_000, agent?: Agent): Promise<true> {
+  return waitFor(() => JSON.stringify(fileCIDRs(path)) === JSON.stringify(cidrs) || undefined, what, timeoutMs, 50).catch((e: Error) => {
+    throw new Error(agent ? `${e.message}\n--- agent log:\n${agent.log()}` : e.message);
+  });
 }
 
 /** What `kubectl get KIND NAME -o json` prints now. */
@@ -251,7 +253,13 @@ export function kubectlJson(c: Cluster, kind: "ciliumnode" | "node", name: strin
 }
 
 /** Wait until the node file is byte for byte what kubectl prints for the object. */
-export async function waitForFileEqualsObject(c: Cluster, kind: "ciliumnode" | "node", name: string, path: string, timeoutMs = 30_000) {
+export async function waitForFileEqualsObject(
+  c: Cluster,
+  kind: "ciliumnode" | "node",
+  name: string,
+  path: string,
+  o: { timeoutMs?: number; agent?: Agent } = {},
+) {
   let last = "";
   await waitFor(
     async () => {
@@ -259,10 +267,11 @@ export async function waitForFileEqualsObject(c: Cluster, kind: "ciliumnode" | "
       return readNodeFileText(path) === last;
     },
     `the node file ${path} to equal kubectl get ${kind} ${name} -o json`,
-    timeoutMs,
+    o.timeoutMs ?? 30_000,
     250,
   ).catch((e: Error) => {
-    throw new Error(`${e.message}\n--- kubectl:\n${last}\n--- file:\n${readNodeFileText(path)}`);
+    const log = o.agent ? `\n--- agent log:\n${o.agent.log()}` : "";
+    throw new Error(`${e.message}\n--- kubectl:\n${last}\n--- file:\n${readNodeFileText(path)}${log}`);
   });
   return last;
 }

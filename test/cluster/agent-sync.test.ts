@@ -3,7 +3,7 @@
 // second and serving the next ADD, updates the plugin does not read leaving the file
 // alone, the object deleted and recreated, an object the plugin would refuse, SIGTERM
 // and the JSON log.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -83,7 +83,7 @@ suite("agent: sync from the real API server", () => {
   it("first sync of a CiliumNode (--source auto finds it): the file is what kubectl prints, and /readyz is ready", async () => {
     await createCiliumNode("sync-cn", ["10.30.0.0/24", "fd00:30::/120"]);
     const a = await agent({ nodeName: "sync-cn", source: "auto" });
-    const printed = await waitForFileEqualsObject(c, "ciliumnode", "sync-cn", a.nodeFile);
+    const printed = await waitForFileEqualsObject(c, "ciliumnode", "sync-cn", a.nodeFile, { agent: a });
     expect(JSON.parse(printed).spec.ipam.podCIDRs).toEqual(["10.30.0.0/24", "fd00:30::/120"]);
     expect(a.log()).toMatch(/serves a CiliumNode sync-cn; using it/);
     expect(await ready(a, true, "synced")).toMatch(/^200 ok/);
@@ -98,7 +98,7 @@ suite("agent: sync from the real API server", () => {
     await c.createNode("sync-node");
     const cidrs = await c.waitForPodCIDRs("sync-node");
     const a = await agent({ nodeName: "sync-node", source: "node", logFormat: "json" });
-    const printed = JSON.parse(await waitForFileEqualsObject(c, "node", "sync-node", a.nodeFile));
+    const printed = JSON.parse(await waitForFileEqualsObject(c, "node", "sync-node", a.nodeFile, { agent: a }));
     expect(printed.kind).toBe("Node");
     expect(printed.spec.podCIDRs).toEqual(cidrs);
     await ready(a, true, "synced");
@@ -123,7 +123,7 @@ suite("agent: sync from the real API server", () => {
     const first = "10.40.0.0/29";
     await createCiliumNode("grow", [first]);
     const a = await agent({ nodeName: "grow", source: "ciliumnode" });
-    await waitForFileCIDRs(a.nodeFile, [first], "the first sync");
+    await waitForFileCIDRs(a.nodeFile, [first], "the first sync", 30_000, a);
     const conf = nodeConflist(join(dir, "grow", "cni"), { nodeFile: a.nodeFile, dataDir: join(dir, "grow", "data"), nodeName: "grow" });
 
     // Fill the /29: every ADD from it, until the plugin answers 100 (pool exhausted).
@@ -176,7 +176,7 @@ suite("agent: sync from the real API server", () => {
     );
     for (const ms of samples)
       expect(ms, "the product requirement: a new podCIDR reaches the node file within 1 s").toBeLessThanOrEqual(1000);
-    await waitForFileEqualsObject(c, "ciliumnode", "grow", a.nodeFile);
+    await waitForFileEqualsObject(c, "ciliumnode", "grow", a.nodeFile, { agent: a });
     await stopOk(a);
   });
 
@@ -211,7 +211,7 @@ suite("agent: sync from the real API server", () => {
     ];
     for (const { a, path, status } of cases) {
       const kind = path.startsWith(CN) ? "ciliumnode" : "node";
-      await waitForFileEqualsObject(c, kind, path.split("/").at(-1)!, a.nodeFile);
+      await waitForFileEqualsObject(c, kind, path.split("/").at(-1)!, a.nodeFile, { agent: a });
       const before = fileState(a.nodeFile);
       const rv0 = Number(JSON.parse(before.text).metadata.resourceVersion);
       const writes = await a.metric("podcidr_ipam_node_file_writes_total");
@@ -236,7 +236,7 @@ suite("agent: sync from the real API server", () => {
   it("the object deleted: the file is kept, /readyz is 503 and the log says why; recreated: synced again", async () => {
     await createCiliumNode("gone", ["10.42.0.0/24"]);
     const a = await agent({ nodeName: "gone", source: "ciliumnode" });
-    await waitForFileEqualsObject(c, "ciliumnode", "gone", a.nodeFile);
+    await waitForFileEqualsObject(c, "ciliumnode", "gone", a.nodeFile, { agent: a });
     await ready(a, true, "synced");
     const before = fileState(a.nodeFile);
     const mark = a.log().length;
@@ -248,7 +248,7 @@ suite("agent: sync from the real API server", () => {
     expect(fileState(a.nodeFile)).toEqual(before);
 
     await createCiliumNode("gone", ["10.42.1.0/24"]);
-    const printed = JSON.parse(await waitForFileEqualsObject(c, "ciliumnode", "gone", a.nodeFile));
+    const printed = JSON.parse(await waitForFileEqualsObject(c, "ciliumnode", "gone", a.nodeFile, { agent: a }));
     expect(printed.spec.ipam.podCIDRs).toEqual(["10.42.1.0/24"]);
     expect(printed.metadata.uid).not.toBe(JSON.parse(before.text).metadata.uid);
     await ready(a, true, "recreated");
@@ -259,7 +259,7 @@ suite("agent: sync from the real API server", () => {
   it("an object the plugin would refuse (10.0.0.0/33) keeps the good file, is logged and counted, /readyz 503; the next good one is written", async () => {
     await createCiliumNode("bad", ["10.43.0.0/24"]);
     const a = await agent({ nodeName: "bad", source: "ciliumnode" });
-    await waitForFileEqualsObject(c, "ciliumnode", "bad", a.nodeFile);
+    await waitForFileEqualsObject(c, "ciliumnode", "bad", a.nodeFile, { agent: a });
     const before = fileState(a.nodeFile);
     const refused = await a.metric("podcidr_ipam_node_objects_refused_total");
     const mark = a.log().length;
@@ -274,8 +274,31 @@ suite("agent: sync from the real API server", () => {
     expect(inCidr((await addOk(conf, "bad-1"))[0]!, "10.43.0.0/24")).toBe(true);
 
     await patch(`${CN}/bad`, { spec: { ipam: { podCIDRs: ["10.43.0.0/24", "10.43.1.0/24"] } } });
-    await waitForFileEqualsObject(c, "ciliumnode", "bad", a.nodeFile);
+    await waitForFileEqualsObject(c, "ciliumnode", "bad", a.nodeFile, { agent: a });
     await ready(a, true, "a good object again");
     await stopOk(a);
   });
+
+  it("a node file that cannot be written: /readyz 503, the agent backs off rather than listing in a loop, and writes once it can", async () => {
+    await createCiliumNode("blocked", ["10.44.0.0/24"]);
+    const parent = join(dir, "blocked");
+    writeFileSync(parent, "a file where the node file's folder should be\n");
+    const nodeFile = join(parent, "node.json");
+    const a = await agent({ nodeName: "blocked", source: "ciliumnode", nodeFile, callsLog: join(dir, "blocked-calls.log") });
+    await a.waitLog(/onObject handler failed on list/, "the failed write");
+    const r0 = await a.metric("podcidr_ipam_api_requests_total");
+    const t0 = performance.now();
+    expect(await ready(a, false, "cannot write")).toMatch(/^503 the watch fails/);
+    // An observation window, not a wait for an event: a slower machine makes fewer requests in it,
+    // never more. Backing off (caps 0.25, 0.5, 1, 2, 4, 8 s...) lists about 6 times in 10 s; listing
+    // again after each failed write without backing off is about 80.
+    await waitFor(() => performance.now() - t0 >= 10_000 || undefined, "a 10 s window", 20_000, 250);
+    const lists = (await a.metric("podcidr_ipam_api_requests_total")) - r0;
+    say(`node file unwritable: ${lists} API requests in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    expect(lists).toBeLessThan(30);
+    rmSync(parent);
+    await waitForFileEqualsObject(c, "ciliumnode", "blocked", nodeFile, { agent: a, timeoutMs: 120_000 });
+    await ready(a, true, "written");
+    await stopOk(a);
+  }, 300_000);
 });

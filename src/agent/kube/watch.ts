@@ -117,9 +117,11 @@ export class ObjectWatcher {
     }
     const obj = (items as KubeObject[]).find((i) => i?.metadata?.name === this.opts.name) ?? null;
     this.c.lists++;
+    // Handed over first: a handler that keeps failing (an unwritable node file) must not reset
+    // the backoff with each list, or the agent would list every 250 ms for as long as it fails.
+    this.deliver(obj, "list", rv);
     this.synced(rv);
     this.setState("connected", `listed ${this.what()} at resourceVersion ${rv}${obj ? "" : " (there is none)"}`);
-    this.deliver(obj, "list", rv);
   }
 
   private async watch(): Promise<void> {
