@@ -12,6 +12,7 @@ import {
   type AgentOptions,
   FileWatch,
   addOk,
+  fileCIDRs,
   fileState,
   inCidr,
   ipam,
@@ -231,6 +232,18 @@ suite("agent: sync from the real API server", () => {
       await ready(a, true, `${kind} still ready`);
       await stopOk(a);
     }
+  });
+
+  it("started before its CiliumNode exists: not ready, no file; the object created: synced", async () => {
+    const a = await agent({ nodeName: "late", source: "ciliumnode" });
+    await a.waitLog(/there is no CiliumNode late yet/, "the agent to say there is no object yet");
+    expect(await ready(a, false, "no object")).toMatch(/^503 there is no CiliumNode late yet/);
+    expect(fileCIDRs(a.nodeFile)).toBeUndefined();
+    await createCiliumNode("late", ["10.45.0.0/24"]);
+    await waitForFileEqualsObject(c, "ciliumnode", "late", a.nodeFile, { agent: a });
+    await ready(a, true, "created");
+    expect(await a.metric("podcidr_ipam_sync_events_total", { reason: "added" })).toBe(1);
+    await stopOk(a);
   });
 
   it("the object deleted: the file is kept, /readyz is 503 and the log says why; recreated: synced again", async () => {
