@@ -2,7 +2,7 @@
 // Debian's host-local and against the runtime's own floor, all measured
 // interleaved in one run so machine noise hits every figure alike.
 //
-//   npm run bench -- [--rounds 30] [--sizes 0,1024,4096,65000] [--burst 64] [--quick] [--chart]
+//   npm run bench -- [--rounds 30] [--sizes 0,1024,4096,65000] [--burst 64] [--quick] [--chart] [--baseline FILE]
 //   npm run bench -- --store [--live 4096] [--prefix 19] [--rounds 40] [--quick]
 //
 // Two environments in the same rounds: a clean one (PATH only), as a runtime
@@ -16,6 +16,8 @@
 // bin/podcidr-ipam (npm run build), /usr/lib/cni/host-local (apt-get install
 // containernetworking-plugins) and python3 (peak memory via getrusage); uses
 // bin/podcidr-ipam-standalone too when it has been built (npm run build:standalone).
+// --baseline FILE adds another build (say, the last release's executable) to the
+// same rounds, so "before and after" is one run's ratio, not two runs' guesses.
 import { build } from "esbuild";
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
@@ -37,6 +39,7 @@ const { values: o } = parseArgs({
     store: { type: "boolean" },
     live: { type: "string" },
     prefix: { type: "string" },
+    baseline: { type: "string" },
   },
 });
 const rounds = Number(o.rounds ?? (o.quick ? 5 : 30));
@@ -236,6 +239,8 @@ function prng(seed) {
 async function benchAll() {
   const plugins = [{ name: "podcidr-ipam", bin: join(root, "bin/podcidr-ipam"), kind: "ours" }];
   if (existsSync(standalone)) plugins.push({ name: "podcidr-ipam-standalone", bin: standalone, kind: "ours" });
+  // --baseline FILE: another build of ours (an older commit's bin/podcidr-ipam), measured in the same rounds.
+  if (o.baseline) plugins.push({ name: "podcidr-ipam (baseline)", bin: resolve(o.baseline), kind: "ours" });
   if (existsSync(HOST_LOCAL)) plugins.push({ name: "host-local", bin: HOST_LOCAL, kind: "host-local" });
   else console.error(`${HOST_LOCAL} not found: host-local is left out (apt-get install containernetworking-plugins)`);
   for (const p of plugins) if (!existsSync(p.bin)) throw new Error(`${p.bin} is missing: run npm run build first`);
@@ -385,6 +390,13 @@ async function benchAll() {
         ]);
     }
     const ours0 = m(`cycle podcidr-ipam ${sizes[0]}`);
+    if (o.baseline)
+      for (const n of sizes)
+        targets.push([
+          `ADD+DEL at ${n} live: this build / baseline`,
+          m(`cycle podcidr-ipam ${n}`) / m(`cycle podcidr-ipam (baseline) ${n}`),
+          TARGETS.baseline,
+        ]);
     if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, TARGETS.at4096]);
     targets.push([
       `burst of ${burstN}: parallel / sequential`,

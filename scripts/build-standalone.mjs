@@ -11,7 +11,7 @@ import { arch, homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { bundle, compose, trainCache, wrap } from "./code-cache.mjs";
+import { bundles, compose, trainCache, wrap } from "./code-cache.mjs";
 
 // Node's --build-sea (no postject needed) arrived in v25.5; 26 is the current release.
 const { values } = parseArgs({ options: { node: { type: "string", default: "26.10.0" } } });
@@ -40,8 +40,9 @@ if (!existsSync(nodeBin)) {
 
 // 2. The same bundle npm run build makes, with a code cache trained by this Node: the SEA's own
 // useCodeCache only covers what V8 compiles eagerly, the outer few lines here.
-const wrapped = wrap(await bundle("cni"));
-const toolWrapped = wrap(await bundle("tool"));
+const built = await bundles();
+const wrapped = wrap(built.cni);
+const toolWrapped = wrap(built.tool);
 const trained = trainCache(nodeBin, wrapped);
 const work = join(cache, "sea");
 mkdirSync(work, { recursive: true });

@@ -6,14 +6,15 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { bundle, compose, trainCache, wrap } from "./code-cache.mjs";
+import { bundles, compose, trainCache, wrap } from "./code-cache.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));
 const { values: o } = parseArgs({ options: { quiet: { type: "boolean" }, "no-code-cache": { type: "boolean" }, out: { type: "string" } } });
 const outfile = o.out ?? `${root}bin/podcidr-ipam`;
-const wrapped = wrap(await bundle("cni"));
-const toolWrapped = wrap(await bundle("tool"));
+const built = await bundles();
+const wrapped = wrap(built.cni);
+const toolWrapped = wrap(built.tool);
 // --no-code-cache: the same executable without the cache (npm run bench measures what the cache saves).
 const trained = o["no-code-cache"] ? { cache: Buffer.alloc(0), v8: "none" } : trainCache(process.execPath, wrapped);
 mkdirSync(dirname(outfile), { recursive: true });

@@ -4,7 +4,7 @@
 # (test/cluster/go.mod), etcd from go.etcd.io/etcd/server/v3 (test/cluster/etcd/go.mod),
 # all from the Go module proxy. The binaries go to a cache outside the repo, keyed
 # by version, and a binary already there is not built again:
-#   ${PODCIDR_CACHE:-$HOME/.cache/podcidr-ipam}/k8s-v1.37.2/{kube-apiserver,kube-controller-manager,kubectl}
+#   ${PODCIDR_CACHE:-$HOME/.cache/podcidr-ipam}/k8s-v1.37.2/{kube-apiserver,kube-controller-manager,kubectl,promlint}
 #   ${PODCIDR_CACHE:-$HOME/.cache/podcidr-ipam}/etcd-v3.7.3/etcd
 # Prints the two folders (for PODCIDR_K8S_BIN / PODCIDR_ETCD_BIN, which the harness
 # also derives by itself) and how long it took.
@@ -54,11 +54,19 @@ build etcd "$etcd_dir" etcd go.etcd.io/etcd/server/v3 "-s -w"
 build . "$k8s_dir" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build . "$k8s_dir" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build . "$k8s_dir" kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+# promlint (test/cluster/promlint, our few lines over Prometheus's parser and linter, from
+# the same module graph): rebuilt when its source changes.
+promlint_src=$(cat promlint/*.go | sha256sum | cut -c1-16)
+if [ "$(cat "$k8s_dir/promlint.src" 2>/dev/null)" != "$promlint_src" ]; then
+  rm -f "$k8s_dir/promlint"
+  build . "$k8s_dir" promlint ./promlint "-s -w"
+  echo "$promlint_src" >"$k8s_dir/promlint.src"
+fi
 
 echo "PODCIDR_K8S_BIN=$k8s_dir"
 echo "PODCIDR_ETCD_BIN=$etcd_dir"
 if [ ${#built[@]} -eq 0 ]; then
-  echo "cluster-build: all four binaries were already in $cache ($((SECONDS - start)) s)" >&2
+  echo "cluster-build: all the binaries were already in $cache ($((SECONDS - start)) s)" >&2
 else
   echo "cluster-build: built ${built[*]} in $((SECONDS - start)) s" >&2
 fi

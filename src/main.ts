@@ -1,21 +1,24 @@
-// What a runtime starts: CNI mode (CNI_COMMAND is set). The CLI and the agent are
-// a second bundle in the same executable (src/tool.ts), compiled only when
-// CNI_COMMAND is not set, so a CNI call never parses their code.
+// What a runtime starts: CNI mode (CNI_COMMAND is set). The build's entry calls
+// main() only then; the CLI and the agent are a second bundle in the same
+// executable (src/tool.ts), compiled only when CNI_COMMAND is not set, so a CNI
+// call never parses their code.
 import { CALLS_LOG, recordCall } from "./calls.js";
 import { dispatch } from "./cni/dispatch.js";
 import { handlers } from "./commands/index.js";
 import { readStdin, writeFd } from "./stdio.js";
 
-// CNI mode writes with write(2) on fds 1 and 2: a call never pays for Node's stream objects.
-const stderr = (s: string): void => writeFd(2, s);
-const outcome = (code: number): void =>
-  recordCall(process.env.PODCIDR_IPAM_CALLS_LOG ?? CALLS_LOG, process.env.CNI_COMMAND ?? "", code, performance.now());
-dispatch({ env: process.env, readStdin, stdout: (s) => writeFd(1, s), stderr, outcome }, handlers).then(
-  // Everything is written with write(2) and the store released by now: exit at once rather
-  // than let Node tear its heap down first (about 2 ms of every call).
-  (code) => process.exit(code),
-  (e: unknown) => {
-    stderr(`podcidr-ipam: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+export function main(): void {
+  // CNI mode writes with write(2) on fds 1 and 2: a call never pays for Node's stream objects.
+  const stderr = (s: string): void => writeFd(2, s);
+  const outcome = (code: number): void =>
+    recordCall(process.env.PODCIDR_IPAM_CALLS_LOG ?? CALLS_LOG, process.env.CNI_COMMAND ?? "", code, performance.now());
+  dispatch({ env: process.env, readStdin, stdout: (s) => writeFd(1, s), stderr, outcome }, handlers).then(
+    // Everything is written with write(2) and the store released by now: exit at once rather
+    // than let Node tear its heap down first (about 2 ms of every call).
+    (code) => process.exit(code),
+    (e: unknown) => {
+      stderr(`podcidr-ipam: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exit(1);
+    },
+  );
+}
