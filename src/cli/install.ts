@@ -9,11 +9,13 @@ import { createHash } from "node:crypto";
 import {
   chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
   readFileSync,
+  readSync,
   realpathSync,
   renameSync,
   unlinkSync,
@@ -93,7 +95,7 @@ export function install(
     if (v.uninstall) return uninstall(manifest, out);
     // The conflist is read and checked before anything is written: a bad one leaves the folders as they were.
     const conf = typeof v["cni-conf"] === "string" ? prepareConflist(v["cni-conf"], v["conf-name"], nodeName, out) : undefined;
-    const files: Installed[] = [place(readFileSync(self), join(binDir, "podcidr-ipam"), 0o755, out)];
+    const files: Installed[] = [place({ file: self }, join(binDir, "podcidr-ipam"), 0o755, out)];
     if (conf) files.push(place(Buffer.from(conf.text), join(confDir, conf.name), 0o644, out));
     const before = readManifest(manifest).filter((f) => !files.some((g) => g.path === f.path));
     writeAtomic(manifest, Buffer.from(`${JSON.stringify({ files: [...before, ...files] }, null, 2)}\n`), 0o644);
@@ -117,10 +119,13 @@ function prepareConflist(file: string, confName: unknown, nodeName: string, out:
   return { text: nodeName === "" ? text : withNodeName(text, nodeName, out), name };
 }
 
+/** What to install: bytes, or a file copied as it is (the executable: 117 MB for the standalone build, never read whole). */
+type Content = Buffer | { readonly file: string };
+
 /** Write `content` to `path` unless it is already there, byte for byte. */
-function place(content: Buffer, path: string, mode: number, out: (s: string) => void): Installed {
-  const sha256 = hash(content);
-  if (existsSync(path) && hash(readFileSync(path)) === sha256) {
+function place(content: Content, path: string, mode: number, out: (s: string) => void): Installed {
+  const sha256 = Buffer.isBuffer(content) ? hash(content) : hashFile(content.file);
+  if (existsSync(path) && hashFile(path) === sha256) {
     chmodSync(path, mode);
     out(`${path}: up to date\n`);
   } else {
@@ -130,13 +135,14 @@ function place(content: Buffer, path: string, mode: number, out: (s: string) => 
   return { path, sha256 };
 }
 
-function writeAtomic(path: string, content: Buffer, mode: number): void {
+function writeAtomic(path: string, content: Content, mode: number): void {
   mkdirSync(join(path, ".."), { recursive: true, mode: 0o755 });
   const tmp = join(path, "..", `.${basename(path)}.tmp-${process.pid}`);
-  const fd = openSync(tmp, "w", mode);
+  if (!Buffer.isBuffer(content)) copyFileSync(content.file, tmp);
+  const fd = openSync(tmp, Buffer.isBuffer(content) ? "w" : "r+", mode);
   try {
     let n = 0;
-    while (n < content.length) n += writeSync(fd, content, n);
+    while (Buffer.isBuffer(content) && n < content.length) n += writeSync(fd, content, n);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -154,7 +160,7 @@ function writeAtomic(path: string, content: Buffer, mode: number): void {
 function uninstall(manifest: string, out: (s: string) => void): number {
   for (const f of readManifest(manifest)) {
     if (!existsSync(f.path)) continue;
-    if (hash(readFileSync(f.path)) !== f.sha256) {
+    if (hashFile(f.path) !== f.sha256) {
       out(`${f.path}: changed since it was installed, kept\n`);
       continue;
     }
@@ -202,4 +208,17 @@ function withNodeName(text: string, name: string, out: (s: string) => void): str
 
 function hash(b: Buffer): string {
   return createHash("sha256").update(b).digest("hex");
+}
+
+/** A file's sha256, read 1 MiB at a time. */
+function hashFile(path: string): string {
+  const h = createHash("sha256");
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const fd = openSync(path, "r");
+  try {
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
 }
