@@ -9,7 +9,7 @@ import { CALLS_LOG } from "../calls.js";
 import { CallsReader } from "./calls-reader.js";
 import { KubeClient } from "./kube/client.js";
 import { loadConfig } from "./kube/config.js";
-import { KubeError } from "./kube/errors.js";
+import { KubeError, forbidden } from "./kube/errors.js";
 import { ObjectWatcher, RESOURCES, type SourceKind, isNotServed } from "./kube/watch.js";
 import { type Log, type LogFormat, makeLog } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -163,6 +163,8 @@ async function detect(client: KubeClient, name: string, log: Log): Promise<Sourc
     }
     log("info", `source auto: the cilium.io API serves no CiliumNode ${name}; using the v1 Node`);
   } catch (e) {
+    if (e instanceof KubeError && e.status === 403)
+      throw forbidden(e, RESOURCES.ciliumnode.resource, "--source auto looks for a CiliumNode first");
     if (!(e instanceof KubeError) || !isNotServed(e)) throw e;
     log("info", "source auto: the cilium.io API is not served (no Cilium); using the v1 Node");
   }

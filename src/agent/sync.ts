@@ -19,6 +19,7 @@ export class NodeSync {
   private cidrs = 0;
   private problem = "";
   private state: WatchState | "starting" = "starting";
+  private detail = "";
   private since = Date.now();
   private writtenAt = 0;
 
@@ -102,14 +103,16 @@ export class NodeSync {
   onState(state: WatchState, detail: string): void {
     if (state !== this.state) this.since = this.now();
     this.state = state;
+    this.detail = detail;
     this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `watch ${state}`, { detail });
   }
 
   /** Ready: a good node file from a successful sync, with podCIDRs, and the watch connected (or reconnecting, briefly). */
   ready(): { ok: boolean; why: string } {
-    if (!this.synced) return { ok: false, why: this.problem || "not synced yet" };
+    if (!this.synced)
+      return { ok: false, why: this.problem || (this.state === "error" ? `the watch fails: ${this.detail}` : "not synced yet") };
     if (this.cidrs === 0) return { ok: false, why: this.problem };
-    if (this.state === "error") return { ok: false, why: "the watch fails; see the agent's log" };
+    if (this.state === "error") return { ok: false, why: `the watch fails: ${this.detail}` };
     if (this.state === "reconnecting" && this.now() - this.since > RECONNECT_GRACE_MS) {
       return { ok: false, why: `the watch has been reconnecting for ${Math.round((this.now() - this.since) / 1000)}s` };
     }

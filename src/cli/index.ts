@@ -25,7 +25,7 @@ Usage:
   podcidr-ipam status [--all-addresses] [--json] [--data-dir DIR] [--node-file FILE] [--network NAME]
   podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR)
   podcidr-ipam agent [--node-name NAME] [--source ciliumnode|node|auto] ...   (see agent --help)
-  podcidr-ipam install [--cni-bin-dir DIR] [--cni-conf FILE] [--cni-conf-dir DIR] [--conf-name NAME] [--uninstall]
+  podcidr-ipam install [--cni-bin-dir DIR] [--cni-conf FILE] [--node-name NAME] ...   (see install --help)
 
 status shows, per podCIDR, how many addresses are allocated and (with --all-addresses)
 each address with its owner (network, container, interface, pod), like

@@ -32,3 +32,23 @@ export class KubeError extends Error {
 export function configError(message: string, details = ""): KubeError {
   return new KubeError(message, { reason: "BadConfig", details });
 }
+
+/**
+ * A 403 as a person can act on it: who may not do what (from the API server's Status
+ * message), the RBAC rule that allows it, where the project's manifest has it, and how to
+ * check. `resource` is "nodes" or "ciliumnodes.cilium.io" (plural.group).
+ */
+export function forbidden(err: KubeError, resource: string, context = ""): KubeError {
+  const dot = resource.indexOf(".");
+  const [plural, group] = dot < 0 ? [resource, ""] : [resource.slice(0, dot), resource.slice(dot + 1)];
+  const m = /User "([^"]+)" cannot (\w+) resource/.exec(err.message);
+  const who = m ? `${m[1]} may not ${m[2]} ${resource}` : `the API server does not let these credentials read ${resource}`;
+  const rule = `{apiGroups: [${JSON.stringify(group)}], resources: [${plural}], verbs: [get, list, watch]}`;
+  const check = m ? `; check with: kubectl auth can-i ${m[2]} ${resource} --as=${m[1]}` : "";
+  return new KubeError(
+    `forbidden: ${who}${context ? ` (${context})` : ""}: its ServiceAccount needs a ClusterRole with the rule ${rule} ` +
+      `and a ClusterRoleBinding to it, as deploy/podcidr-ipam.yaml has them (ClusterRole and ClusterRoleBinding podcidr-ipam)${check}. ` +
+      `The API server said: ${err.message}`,
+    { status: err.status, reason: err.reason, cause: err },
+  );
+}

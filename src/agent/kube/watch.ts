@@ -12,7 +12,7 @@
 // Never polls, never gives up: stop() is the only way out.
 import { Backoff, sleep } from "./backoff.js";
 import { type KubeApi, countError } from "./client.js";
-import { KubeError, configError } from "./errors.js";
+import { KubeError, configError, forbidden } from "./errors.js";
 import {
   IDLE_TIMEOUT_MS,
   type KubeObject,
@@ -214,7 +214,7 @@ export class ObjectWatcher {
   private describe(err: KubeError): [WatchState, string] {
     const s = err.status;
     if (s === 401) return ["error", `unauthorized: the API server does not accept the credentials (${err.message})`];
-    if (s === 403) return ["error", `forbidden: the ServiceAccount needs get/list/watch on ${this.res.resource} (${err.message})`];
+    if (s === 403) return ["error", forbidden(err, this.res.resource).message];
     if (s === 404 && this.opts.kind === "ciliumnode") {
       return ["error", `the cilium.io/v2 CiliumNode API is not served (is the ciliumnodes.cilium.io CRD installed?): ${err.message}`];
     }
