@@ -15,6 +15,7 @@ describe("parseIpamConfig", () => {
       reuseCooldown: 0,
       lockTimeout: 60,
       routes: [],
+      nodeName: "",
     });
     expect(DEFAULTS.lockTimeout).toBe(60);
   });
@@ -30,6 +31,7 @@ describe("parseIpamConfig", () => {
       lockTimeout: 0.5,
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"], extra: 1 },
+      nodeName: "node-7.example",
     });
     expect(cfg).toEqual({
       nodeFile: "/run/node.json",
@@ -40,6 +42,7 @@ describe("parseIpamConfig", () => {
       lockTimeout: 0.5,
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"] },
+      nodeName: "node-7.example",
     });
     expect(Object.isFrozen(cfg)).toBe(true);
   });
