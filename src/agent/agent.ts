@@ -30,8 +30,8 @@ export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from t
   --node-file       where the plugin reads the node (default /var/lib/podcidr-ipam/node.json)
   --cni-conf        the installed conflist: its ipam section names the store for the metrics
   --data-dir        the store's dataDir, when there is no conflist (default /var/lib/cni/podcidr-ipam)
-  --health-addr     /healthz and /readyz (default 127.0.0.1:9878)
-  --metrics-addr    /metrics in Prometheus's text format (default 127.0.0.1:9879; "" turns it off)
+  --health-addr     /healthz and /readyz (default 127.0.0.1:9868)
+  --metrics-addr    /metrics in Prometheus's text format (default 127.0.0.1:9869; "" turns it off)
   --metrics-textfile  also write DIR/podcidr_ipam.prom for node_exporter's textfile collector
   --calls-log       where the plugin's calls are counted (default ${CALLS_LOG})
 SIGTERM finishes the write in flight and exits 0.
@@ -69,8 +69,8 @@ const OPTIONS = {
   "node-file": { type: "string", default: "/var/lib/podcidr-ipam/node.json" },
   "cni-conf": { type: "string" },
   "data-dir": { type: "string" },
-  "health-addr": { type: "string", default: "127.0.0.1:9878" },
-  "metrics-addr": { type: "string", default: "127.0.0.1:9879" },
+  "health-addr": { type: "string", default: "127.0.0.1:9868" },
+  "metrics-addr": { type: "string", default: "127.0.0.1:9869" },
   "metrics-textfile": { type: "string" },
   "calls-log": { type: "string", default: CALLS_LOG },
   "log-format": { type: "string", default: "text" },

@@ -44,7 +44,7 @@ export function parseAddr(addr: string): { host: string | undefined; port: numbe
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`${JSON.stringify(addr)} is not host:port (e.g. 127.0.0.1:9879 or :9879)`);
+    throw new Error(`${JSON.stringify(addr)} is not host:port (e.g. 127.0.0.1:9869 or :9869)`);
   const host = m[1] ?? m[2];
   return { host: host === "" ? undefined : host, port };
 }
