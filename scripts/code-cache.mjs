@@ -43,10 +43,6 @@ export async function bundle() {
     minify: true,
     legalComments: "none",
     define: { __VERSION__: JSON.stringify(pkg.version) },
-    // proper-lockfile loads graceful-fs, which patches fs and loads streams at start-up (ms on
-    // every call); the lock gets its own fs object from us, so plain node:fs does the job.
-    // signal-exit: see src/shims/signal-exit.cjs.
-    alias: { "graceful-fs": "node:fs", "signal-exit": join(root, "src/shims/signal-exit.cjs") },
     logLevel: "warning",
   });
   return out.outputFiles[0].text;

@@ -5,6 +5,7 @@ import { CniError } from "./errors.js";
 import { DEFAULTS, parseIpamConfig } from "./ipam/config.js";
 import { collectStatus, formatStatus } from "./commands/report.js";
 import { formatRepair, repair } from "./commands/repair.js";
+import { NAME_RE } from "./cni/env.js";
 import { SUPPORTED_VERSIONS } from "./cni/version.js";
 
 declare const __VERSION__: string;
@@ -19,21 +20,24 @@ As a CNI plugin it is run by a main plugin (bridge, ptp, ...) with CNI_COMMAND s
 Usage:
   podcidr-ipam --help | --version
   podcidr-ipam status [--all-addresses] [--json] --conf FILE
-  podcidr-ipam status [--all-addresses] [--json] --data-dir DIR --network NAME --node-file FILE
-  podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR --network NAME)
+  podcidr-ipam status [--all-addresses] [--json] [--data-dir DIR] [--node-file FILE] [--network NAME]
+  podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR)
 
 status shows, per podCIDR, how many addresses are allocated and (with --all-addresses)
-each address with its owner, like cilium-dbg status --all-addresses.
+each address with its owner (network, container, interface, pod), like
+cilium-dbg status --all-addresses. Every network on the node that uses the same
+dataDir shares one store, so every network's pods are shown.
   --conf FILE       a .conf or .conflist; its plugin whose ipam.type is podcidr-ipam is used
   --data-dir DIR    store root (default ${DEFAULTS.dataDir})
-  --network NAME    network name (the config's "name")
   --node-file FILE  cached node object (default ${DEFAULTS.nodeFile})
+  --network NAME    the network asked about (for the heading)
   --json            machine-readable output
 
 repair rebuilds a store that fails to load (error 103): files that fail their checks
-are moved to <dataDir>/<network>/quarantine/, and every bitmap is rebuilt from the
+are moved to <dataDir>/_store/quarantine/, and every bitmap is rebuilt from the
 attachment records. Addresses set in a bitmap that no record holds are kept (they may
 belong to pods whose records were lost) unless --release-unowned is given.
+--dry-run takes no lock and writes nothing.
 Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, bad store), 2 usage error.
 `;
 
@@ -76,7 +80,7 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
     if (positionals[0] === "repair") {
-      const rep = await repair(target.name, target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) });
+      const rep = await repair(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) });
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
     }
@@ -109,7 +113,7 @@ function fromConf(path: string): { name: string; ipam: ReturnType<typeof parseIp
 }
 
 function fromFlags(dataDir?: string, network?: string, nodeFile?: string): { name: string; ipam: ReturnType<typeof parseIpamConfig> } {
-  if (!network) throw new CniError(7, "status needs --conf FILE, or --network NAME (with --data-dir and --node-file)");
+  if (network !== undefined && !NAME_RE.test(network)) throw new CniError(7, `invalid network name ${JSON.stringify(network)}`);
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : p.startsWith("/") ? p : `${process.cwd()}/${p}`);
-  return { name: network, ipam: parseIpamConfig({ dataDir: abs(dataDir), nodeFile: abs(nodeFile) }) };
+  return { name: network ?? "", ipam: parseIpamConfig({ dataDir: abs(dataDir), nodeFile: abs(nodeFile) }) };
 }

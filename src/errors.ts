@@ -26,6 +26,8 @@ export const Code = {
   CheckFailed: 104,
   /** A filesystem operation on the store failed (ENOSPC, EROFS, EACCES, ...). */
   StoreIOFailure: 105,
+  /** ADD for an attachment that exists in the same netns (its interface is there already). */
+  AttachmentExists: 106,
   Internal: 999,
 } as const;
 

@@ -57,7 +57,7 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
     const cmd = parseEnv(command, io.env);
     if (!obj) throw decodeError;
     const checked = checkVersion(command, obj.cniVersion);
-    const conf = parseNetConf(obj, command);
+    const conf = parseNetConf(obj, command, cmd.args);
     const log = (msg: string): void => io.stderr(`podcidr-ipam ${command} ${cmd.containerID}: ${msg}\n`);
     const result = await handlers[command]({ cmd, version: checked, conf, log });
     if (command === "ADD" && result) io.stdout(`${JSON.stringify(formatResult(result, checked))}\n`);

@@ -16,9 +16,16 @@ export function compareVersions(a: CniVersion, b: CniVersion): number {
 
 const FLOOR: Record<string, CniVersion> = { CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0" };
 
-/** The config's version must be one we speak exactly, and new enough for the command. */
+/**
+ * The config's version must be one we speak exactly, and new enough for the command.
+ * As skel's decoder has it: absent, null and "" are 0.1.0; a value that is not a string
+ * cannot be decoded (code 6).
+ */
 export function checkVersion(command: string, raw: unknown): CniVersion {
-  const v = raw === undefined || raw === "" ? "0.1.0" : raw;
+  if (raw !== undefined && raw !== null && typeof raw !== "string") {
+    throw new CniError(Code.DecodingFailure, `cniVersion must be a version string such as "${CURRENT_VERSION}", got ${brief(raw)}`, `this plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`);
+  }
+  const v = raw === undefined || raw === null || raw === "" ? "0.1.0" : raw;
   if (!isSupported(v)) {
     throw new CniError(
       Code.IncompatibleCNIVersion,

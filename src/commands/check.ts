@@ -4,9 +4,9 @@ import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { isSet } from "../ipam/allocator.js";
 import { type Cidr, contains, parseIp } from "../ipam/cidr.js";
-import { DiskStore } from "../store/disk.js";
 import { readNode } from "./node.js";
-import { heldOffsets } from "./ranges.js";
+import { findAttachment, heldOffsets } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export async function check(req: Request): Promise<void> {
   const { cmd, conf } = req;
@@ -17,10 +17,11 @@ export async function check(req: Request): Promise<void> {
   } catch (err) {
     req.log(`ignoring the node file for CHECK: ${(err as Error).message}`);
   }
-  const store = new DiskStore(conf.ipam.dataDir, conf.name, conf.ipam.lockTimeout * 1000);
+  const store = openStore(conf.ipam, req.log);
+  const key = { network: conf.name, containerID: cmd.containerID, ifname: cmd.ifname };
   await store.transact({ create: false, readOnly: true }, (tx) => {
-    const rec = tx.attachment(cmd.containerID, cmd.ifname);
-    const who = `${cmd.containerID}/${cmd.ifname}`;
+    const rec = findAttachment(tx, key, cmd.netns);
+    const who = `${conf.name}/${cmd.containerID}/${cmd.ifname}`;
     if (!rec) {
       throw new CniError(Code.CheckFailed, `podcidr-ipam holds no address for ${who}`, `the store ${store.dir} has no record of this attachment; it was never added, or was released by DEL or GC`);
     }

@@ -1,17 +1,22 @@
-// DEL: release what (container ID, interface) holds. Needs neither the node
-// file nor the netns; succeeds when there is nothing to release.
+// DEL: release what the attachment (network, container ID, interface) holds.
+// Needs neither the node file nor the netns; succeeds when there is nothing to
+// release, and when another file of the store is damaged.
 import type { Request } from "../cni/dispatch.js";
-import { DiskStore } from "../store/disk.js";
-import { releaseRecord } from "./ranges.js";
+import { findAttachment, releaseRecord } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export async function del(req: Request): Promise<void> {
   const { cmd, conf } = req;
-  const store = new DiskStore(conf.ipam.dataDir, conf.name, conf.ipam.lockTimeout * 1000);
-  const released = await store.transact({ create: false }, (tx) => {
-    const rec = tx.attachment(cmd.containerID, cmd.ifname);
-    if (!rec) return null;
-    releaseRecord(tx, rec, Date.now());
-    return rec.ips.map((h) => h.address);
+  const store = openStore(conf.ipam, req.log);
+  const key = { network: conf.name, containerID: cmd.containerID, ifname: cmd.ifname };
+  const { value, waitedMs } = await store.transact({ create: false, skipDamaged: true, frees: true }, (tx) => {
+    const rec = findAttachment(tx, key, cmd.netns);
+    if (!rec) return { released: null, damaged: tx.corrupt() };
+    releaseRecord(tx, rec, Date.now(), conf.ipam.reuseCooldown * 1000);
+    return { released: rec, damaged: tx.corrupt() };
   });
-  req.log(`${released ? `released ${released.join(", ")}` : "nothing to release"} (waited ${store.lastWaitMs} ms for the lock)`);
+  const rec = value.released;
+  const other = rec && rec.network !== conf.name ? ` (added under network ${rec.network})` : "";
+  req.log(`${rec ? `released ${rec.ips.map((h) => h.address).join(", ")}${other}` : "nothing to release"} (waited ${waitedMs} ms for the lock)`);
+  for (const d of value.damaged) req.log(`skipped a damaged store file, left for \`podcidr-ipam repair\`: ${d.reason}`);
 }

@@ -1,9 +1,12 @@
-// GC (1.1.0): release every attachment the runtime no longer knows, and mark
-// again any address a record holds whose bit is clear.
+// GC (1.1.0): release every attachment of this network that the runtime no
+// longer knows, and mark again any address a record holds whose bit is clear.
+// A damaged file does not stop it (the spec asks GC to complete): it is skipped
+// and reported once everything else is released.
 import type { Request } from "../cni/dispatch.js";
+import { Code, CniError } from "../errors.js";
 import { take } from "../ipam/allocator.js";
-import { DiskStore } from "../store/disk.js";
 import { heldOffsets, releaseRecord } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export async function gc(req: Request): Promise<void> {
   const { conf } = req;
@@ -14,16 +17,16 @@ export async function gc(req: Request): Promise<void> {
     return;
   }
   const keep = new Set(valid.map((a) => `${a.containerID}\u0000${a.ifname}`));
-  const store = new DiskStore(conf.ipam.dataDir, conf.name, conf.ipam.lockTimeout * 1000);
-  const report = await store.transact({ create: false }, (tx) => {
+  const store = openStore(conf.ipam, req.log);
+  const { value: report } = await store.transact({ create: false, skipDamaged: true, frees: true }, (tx) => {
     const now = Date.now();
     let released = 0;
-    for (const rec of tx.attachments()) {
+    for (const rec of tx.attachments(conf.name)) {
       if (keep.has(`${rec.containerID}\u0000${rec.ifname}`)) continue;
-      releaseRecord(tx, rec, now);
+      releaseRecord(tx, rec, now, conf.ipam.reuseCooldown * 1000);
       released++;
     }
-    // The records are the truth of who holds what: an address a record holds is marked taken.
+    // The records are the truth of who holds what: an address any record holds is marked taken.
     // (Bits no record holds are left alone: after a lost record they may be a live pod's; see `repair`.)
     let repaired = 0;
     for (const rec of tx.attachments()) {
@@ -36,7 +39,14 @@ export async function gc(req: Request): Promise<void> {
         }
       }
     }
-    return { released, repaired };
+    return { released, repaired, damaged: tx.corrupt() };
   });
-  req.log(`released ${report.released} attachment(s) not in the valid list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`);
+  req.log(`released ${report.released} attachment(s) of ${conf.name} not in the valid list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`);
+  if (report.damaged.length > 0) {
+    throw new CniError(
+      Code.StoreCorrupt,
+      `GC released ${report.released} attachment(s) but skipped ${report.damaged.length} damaged store file(s): ${report.damaged.map((d) => d.file).join(", ")}`,
+      `${report.damaged[0]!.reason}. Run \`podcidr-ipam repair\` (with --dry-run first).`,
+    );
+  }
 }

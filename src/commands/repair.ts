@@ -1,30 +1,32 @@
-// `podcidr-ipam repair`: rebuild a network's store around files that fail to
-// load. The attachment records are the truth of who holds what: every range is
-// rebuilt from them. Files that fail to load are moved to quarantine/. A bit that
-// no record holds ("unowned": its record was lost, or the bitmap damaged) stays
-// taken, because it may be a running pod's, unless --release-unowned says the
-// operator has checked that it is not.
-import { NAME_RE } from "../cni/env.js";
-import { Code, CniError } from "../errors.js";
+// `podcidr-ipam repair`: rebuild a store around files that fail to load. The
+// attachment records (of every network sharing the store) are the truth of who
+// holds what: every range is rebuilt from them. Files that fail to load are moved
+// to quarantine/. A bit that no record holds ("unowned": its record was lost, or
+// it was read from a damaged bitmap) stays taken, because it may be a running
+// pod's, unless --release-unowned says the operator has checked that it is not.
 import { isSet, take } from "../ipam/allocator.js";
-import { type Cidr, addressAt, parseCidr } from "../ipam/cidr.js";
+import { type Cidr, addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
-import { DiskStore } from "../store/disk.js";
+import * as codec from "../store/codec.js";
+import { findLegacy } from "../store/migrate.js";
 import { heldOffsets } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export interface RepairReport {
   readonly store: string;
   readonly dryRun: boolean;
   /** Files that failed to load, with why; moved to quarantine/ unless dry-run. */
   readonly quarantined: readonly { readonly file: string; readonly reason: string }[];
-  /** Attachments whose record was lost (container ID/ifname from the file name): their addresses are unknown. */
+  /** Attachments whose record was lost (network/container ID/ifname from the file name): their addresses are unknown. */
   readonly lostRecords: readonly string[];
+  /** Dry run: older per-network stores that the next real call moves into the shared store. */
+  readonly pendingMigration: readonly string[];
   readonly ranges: readonly {
     readonly cidr: string;
     readonly records: number;
     /** Addresses a record holds whose bit was clear (now marked). */
     readonly marked: readonly string[];
-    /** Bits set that no record holds: kept, or released with --release-unowned. */
+    /** Bits set that no record holds (some read from a damaged bitmap): kept, or released with --release-unowned. */
     readonly unowned: readonly string[];
     readonly released: number;
     /** Addresses that two records claim: both kept; one of the pods must be recreated. */
@@ -32,10 +34,10 @@ export interface RepairReport {
   }[];
 }
 
-export async function repair(network: string, ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }): Promise<RepairReport> {
-  if (!NAME_RE.test(network)) throw new CniError(Code.InvalidNetworkConfig, `invalid network name ${JSON.stringify(network)}`);
-  const store = new DiskStore(ipam.dataDir, network, ipam.lockTimeout * 1000);
-  return store.transact({ create: false, salvage: true, dryRun: opts.dryRun }, (tx) => {
+export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }): Promise<RepairReport> {
+  const store = openStore(ipam, () => {});
+  const pendingMigration = opts.dryRun ? findLegacy(ipam.dataDir).map((l) => l.path) : [];
+  const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
     const cidrs = new Map<string, Cidr>();
     for (const r of tx.storedRanges()) cidrs.set(r.cidr.text, r.cidr);
@@ -49,48 +51,54 @@ export async function repair(network: string, ipam: IpamConfig, opts: { releaseU
         held.set(h.cidr.text, m);
       }
     }
-    // A range file that failed to load still names its CIDR.
+    // A range file that failed to load still names its CIDR, and may still say which bits were set.
+    const salvaged = new Map<string, readonly number[]>();
     for (const c of tx.corrupt()) {
-      const m = /range-(.+)_(\d+)\.json$/.exec(c.file);
-      const p = m ? parseCidr(`${m[1]!.replace(/-/g, ":")}/${m[2]}`) : null;
-      if (p?.ok) cidrs.set(p.cidr.text, p.cidr);
+      const cidr = c.salvaged?.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
+      if (!cidr) continue;
+      cidrs.set(cidr.text, cidr);
+      if (c.salvaged) salvaged.set(cidr.text, c.salvaged.offsets);
     }
     const ranges = [...cidrs.values()].map((cidr) => {
       const range = tx.range(cidr);
       const mine = held.get(cidr.text) ?? new Map<number, number>();
       const marked: string[] = [];
-      const unowned: number[] = [];
+      const unowned = new Set<number>();
       for (let o = 0; o < cidr.size; o++) {
         if (mine.has(o) && !isSet(range, o)) marked.push(addressAt(cidr, o));
-        if (!mine.has(o) && isSet(range, o)) unowned.push(o);
+        if (!mine.has(o) && isSet(range, o)) unowned.add(o);
       }
-      if (marked.length > 0 || (opts.releaseUnowned && unowned.length > 0)) {
-        const keep = opts.releaseUnowned ? [] : unowned;
+      for (const o of salvaged.get(cidr.text) ?? []) if (!mine.has(o)) unowned.add(o);
+      const rebuild = marked.length > 0 || salvaged.has(cidr.text) || (opts.releaseUnowned && unowned.size > 0);
+      if (rebuild) {
         range.bits.fill(0);
         range.allocated = 0;
-        for (const o of [...mine.keys(), ...keep]) take(range, o);
+        for (const o of [...mine.keys(), ...(opts.releaseUnowned ? [] : unowned)]) take(range, o);
         tx.touch(range);
       }
       return {
         cidr: cidr.text,
         records: mine.size,
         marked,
-        unowned: unowned.map((o) => addressAt(cidr, o)),
-        released: opts.releaseUnowned ? unowned.length : 0,
+        unowned: [...unowned].sort((a, b) => a - b).map((o) => addressAt(cidr, o)),
+        released: opts.releaseUnowned ? unowned.size : 0,
         conflicts: [...mine].filter(([, n]) => n > 1).map(([o]) => addressAt(cidr, o)),
       };
     });
     const lostRecords = tx
       .corrupt()
-      .map((c) => /attachments\/(.+)@(.+)\.json$/.exec(c.file))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => `${m[1]}/${m[2]}`);
-    return { store: store.dir, dryRun: opts.dryRun, quarantined: tx.corrupt(), lostRecords, ranges };
+      .map((c) => /attachments\/([^/]+)\/([^/]+)$/.exec(c.file))
+      .map((m) => (m ? { network: m[1]!, id: codec.parseAttachmentName(m[2]!) } : null))
+      .filter((m): m is { network: string; id: { containerID: string; ifname: string } } => m?.id != null)
+      .map((m) => `${m.network}/${m.id.containerID}/${m.id.ifname}`);
+    return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
   });
+  return { store: store.dir, dryRun: opts.dryRun, pendingMigration, ...value };
 }
 
 export function formatRepair(rep: RepairReport): string {
-  const lines = [`Store ${rep.store}${rep.dryRun ? " (dry run: nothing written)" : ""}`];
+  const lines = [`Store ${rep.store}${rep.dryRun ? " (dry run: nothing written, no lock taken)" : ""}`];
+  for (const p of rep.pendingMigration) lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
   if (rep.lostRecords.length) {
     lines.push(
@@ -110,6 +118,7 @@ export function formatRepair(rep: RepairReport): string {
     }
     if (r.conflicts.length) lines.push(`  CONFLICT, held by two records (recreate one of the pods): ${r.conflicts.join(", ")}`);
   }
-  if (rep.quarantined.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length)) lines.push("Nothing to repair.");
+  const clean = rep.quarantined.length === 0 && rep.pendingMigration.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
+  if (clean) lines.push("Nothing to repair.");
   return `${lines.join("\n")}\n`;
 }

@@ -1,15 +1,16 @@
-// What `podcidr-ipam status` shows: per podCIDR (and per range the node file no
-// longer lists) how many addresses are in use, and who holds each one.
-import { NAME_RE } from "../cni/env.js";
-import { Code, CniError } from "../errors.js";
+// What `podcidr-ipam status` shows: per podCIDR (and per range no node file
+// lists any more) how many addresses are in use, and which attachment (of any
+// network sharing the store) holds each one.
+import type { CniError } from "../errors.js";
 import { type RangeState, freeCount, isSet } from "../ipam/allocator.js";
 import { addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import type { NodeInfo } from "../ipam/node-file.js";
-import { DiskStore } from "../store/disk.js";
+import { Claims } from "../store/claims.js";
 import type { AttachmentRecord } from "../store/store.js";
 import { readNode, notReady } from "./node.js";
-import { reservedOffsets } from "./ranges.js";
+import { gatewayHeld, reservedOffsets } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export interface AddressLine {
   readonly ip: string;
@@ -20,10 +21,10 @@ export interface AddressLine {
 export interface RangeReport {
   readonly cidr: string;
   readonly family: 4 | 6;
-  /** The node file no longer lists it: no new allocations, existing ones still work. */
+  /** The node file no longer lists it: no new allocations, existing ones still work. False when the node file is unusable. */
   readonly orphaned: boolean;
   readonly size: number;
-  /** Pod allocations plus reserved addresses (gateway, router, health, ingress). */
+  /** Pod allocations plus this range's own reserved addresses (gateway, router, health, ingress). */
   readonly used: number;
   readonly allocated: number;
   readonly free: number;
@@ -33,6 +34,7 @@ export interface RangeReport {
 }
 
 export interface StatusReport {
+  /** The network asked about ("" when none): every network's attachments are shown, the store being shared. */
   readonly network: string;
   readonly store: string;
   readonly nodeFile: string;
@@ -42,7 +44,6 @@ export interface StatusReport {
 }
 
 export async function collectStatus(network: string, ipam: IpamConfig): Promise<StatusReport> {
-  if (!NAME_RE.test(network)) throw new CniError(Code.InvalidNetworkConfig, `invalid network name ${JSON.stringify(network)}`);
   const problems: string[] = [];
   let node: NodeInfo | null = null;
   try {
@@ -54,27 +55,42 @@ export async function collectStatus(network: string, ipam: IpamConfig): Promise<
   } catch (e) {
     problems.push(`${(e as CniError).message}: ${(e as CniError).details ?? ""}`);
   }
-  const store = new DiskStore(ipam.dataDir, network, ipam.lockTimeout * 1000);
-  const ranges = await store.transact({ create: false, readOnly: true }, (tx) => {
+  const known = node !== null;
+  const store = openStore(ipam, () => {});
+  const claims = new Claims(ipam.nodeFile, store.dir, () => {});
+  const { value } = await store.transact({ create: false, readOnly: true, skipDamaged: true }, (tx) => {
     const stored = tx.storedRanges();
     const owners = new Map<string, AttachmentRecord>();
     for (const rec of tx.attachments()) for (const h of rec.ips) owners.set(h.address, rec);
     const active = (node?.podCIDRs ?? []).map((c) => ({ range: tx.range(c), orphaned: false }));
-    const orphans = stored.filter((r) => !active.some((a) => a.range.cidr.text === r.cidr.text)).map((range) => ({ range, orphaned: true }));
-    return [...active, ...orphans].map(({ range, orphaned }) => report(range, orphaned, node, ipam, stored, owners));
+    const rest = stored.filter((r) => !active.some((a) => a.range.cidr.text === r.cidr.text)).map((range) => ({ range, orphaned: known }));
+    const ranges = [...active, ...rest].map(({ range, orphaned }) => report(range, orphaned, node, ipam, stored, owners));
+    for (const { range } of active) {
+      const gw = gatewayHeld(range.cidr, ipam, stored);
+      if (gw) problems.push(`the gateway of ${range.cidr.text}, ${gw.address}, is a pod's address in ${gw.range}: no new pod gets an address of ${range.cidr.text} until that pod is deleted`);
+      try {
+        claims.check(range.cidr);
+      } catch (e) {
+        problems.push((e as CniError).message);
+      }
+    }
+    return { ranges, damaged: tx.corrupt() };
   });
+  for (const d of value.damaged) problems.push(`${d.reason} (run \`podcidr-ipam repair\`)`);
+  const ranges = value.ranges;
   for (const r of ranges) {
     if (r.orphaned && r.allocated > 0) problems.push(`${r.cidr} is no longer in the node file but ${r.allocated} address(es) in it are still held`);
   }
+  if (!known && ranges.length > 0) problems.push("the node file is unusable, so the stored ranges cannot be told active or orphaned");
   for (const fam of [4, 6] as const) {
-    const act = ranges.filter((r) => r.family === fam && !r.orphaned);
+    const act = ranges.filter((r) => r.family === fam && !r.orphaned && node?.podCIDRs.some((c) => c.text === r.cidr));
     if (act.length > 0 && act.every((r) => r.free <= 0)) problems.push(`every IPv${fam} podCIDR is full`);
   }
   return { network, store: store.dir, nodeFile: ipam.nodeFile, node: node ? { kind: node.kind, name: node.name, field: node.field } : null, ranges, problems };
 }
 
 export function formatStatus(rep: StatusReport, all: boolean): string {
-  const lines = [`Network ${rep.network}, store ${rep.store}`];
+  const lines = [`Store ${rep.store}${rep.network ? ` (network ${rep.network} and every network sharing it)` : ""}`];
   lines.push(rep.node ? `Node file ${rep.nodeFile}: ${rep.node.kind} ${rep.node.name || "(unnamed)"}, ${rep.node.field}` : `Node file ${rep.nodeFile}: not usable`);
   for (const r of rep.ranges) {
     const tag = r.orphaned ? " (orphaned: no longer in the node file)" : r.truncated ? ` (first ${r.size} addresses used)` : "";
@@ -92,8 +108,11 @@ function addressLabel(a: AddressLine): string {
   if (a.reserved) return `(${a.reserved})`;
   if (!a.owner) return "(no owner record: see `podcidr-ipam repair`)";
   const o = a.owner;
-  return `(${o.pod ? `${o.namespace}/${o.pod}` : "no pod name"}) ${o.containerID}/${o.ifname} since ${o.createdAt}`;
+  return `(${o.pod ? `${o.namespace}/${o.pod}` : "no pod name"}) ${o.network} ${o.containerID}/${o.ifname} since ${o.createdAt}`;
 }
+
+/** Reasons that come from another, overlapping range: shown there, not counted here. */
+const FROM_OTHER = /^(held in |network address of |gateway of |broadcast address of )/;
 
 function report(
   range: RangeState,
@@ -104,24 +123,27 @@ function report(
   owners: Map<string, AttachmentRecord>,
 ): RangeReport {
   const cidr = range.cidr;
-  const reserved = node && !orphaned ? reservedOffsets(cidr, node, ipam, stored) : new Map<number, string>();
-  const lines: { offset: number; line: AddressLine }[] = [];
-  for (const [o, why] of reserved) if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why } });
+  const active = node !== null && !orphaned && node.podCIDRs.some((c) => c.text === cidr.text);
+  const reserved = active ? reservedOffsets(cidr, node, ipam, stored) : new Map<number, string>();
+  const lines: { offset: number; line: AddressLine; counted: boolean }[] = [];
+  for (const [o, why] of reserved) if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why }, counted: !FROM_OTHER.test(why) });
   for (let o = 0; o < cidr.size; o++) {
     if (!isSet(range, o)) continue;
     const ip = addressAt(cidr, o);
     const rec = owners.get(ip);
-    const owner = rec ? { containerID: rec.containerID, ifname: rec.ifname, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt } : undefined;
-    lines.push({ offset: o, line: owner ? { ip, owner } : { ip } });
+    const owner = rec
+      ? { network: rec.network, containerID: rec.containerID, ifname: rec.ifname, netns: rec.netns, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt }
+      : undefined;
+    lines.push({ offset: o, line: owner ? { ip, owner } : { ip }, counted: true });
   }
   lines.sort((a, b) => a.offset - b.offset);
-  const free = orphaned ? 0 : freeCount({ range, excluded: new Set(reserved.keys()) });
+  const free = active ? freeCount({ range, excluded: new Set(reserved.keys()) }) : 0;
   return {
     cidr: cidr.text,
     family: cidr.family,
     orphaned,
     size: cidr.size,
-    used: lines.length,
+    used: lines.filter((l) => l.counted).length,
     allocated: range.allocated,
     free,
     truncated: cidr.truncated,

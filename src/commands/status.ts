@@ -1,27 +1,29 @@
 // STATUS (1.1.0): ready when the node file lists usable podCIDRs with a free
-// address in every family; code 50 otherwise, saying why.
+// address in every family; code 50 otherwise, saying why. It reads the store
+// without the lock (the runtime asks often, and an approximate count is enough).
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { freeCount } from "../ipam/allocator.js";
-import { DiskStore } from "../store/disk.js";
 import { readNode, notReady } from "./node.js";
 import { candidates, families } from "./ranges.js";
+import { openStore } from "./store.js";
 
 export async function status(req: Request): Promise<void> {
-  const ipam = req.conf.ipam;
-  let node;
   try {
-    node = readNode(ipam.nodeFile);
+    await readiness(req);
   } catch (err) {
-    const e = err as CniError;
-    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
+    // Any reason ADD would fail (a damaged store 103, a busy lock 11, ...) is "cannot serve ADD".
+    if (!(err instanceof CniError) || err.code === Code.PluginNotAvailable || err.code === Code.LimitedConnectivity) throw err;
+    throw new CniError(Code.PluginNotAvailable, err.message, `code ${err.code}${err.details ? `: ${err.details}` : ""}`, { cause: err });
   }
-  if (!node || node.podCIDRs.length === 0) {
-    const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
-    throw new CniError(Code.PluginNotAvailable, e.message, e.details);
-  }
-  const store = new DiskStore(ipam.dataDir, req.conf.name, ipam.lockTimeout * 1000);
-  const full = await store.transact({ create: false, readOnly: true }, (tx) => {
+}
+
+async function readiness(req: Request): Promise<void> {
+  const ipam = req.conf.ipam;
+  const node = readNode(ipam.nodeFile);
+  if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
+  const store = openStore(ipam, req.log);
+  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => {
     const stored = tx.storedRanges();
     return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));
   });

@@ -100,6 +100,19 @@ function routes(v: unknown): Route[] {
     if (rt.gw !== undefined && (typeof rt.gw !== "string" || !parseIp(rt.gw))) {
       throw invalid(`ipam.routes[${i}].gw must be an IP address, got ${show(rt.gw)}`);
     }
+    // CNI 1.1.0 route fields: Go's types.Route decodes MTU, AdvMSS, Priority as int and
+    // Table, Scope as *int, so a bad value would fail the main plugin, not this config.
+    for (const key of ["mtu", "advmss", "priority", "table", "scope"] as const) {
+      const n = rt[key];
+      if (n === undefined) continue;
+      const max = key === "scope" ? 255 : Number.MAX_SAFE_INTEGER;
+      if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0 || n > max) {
+        throw invalid(
+          `ipam.routes[${i}].${key} must be ${key === "scope" ? "an integer from 0 to 255" : "a non-negative integer"}, got ${show(n)}`,
+          "the main plugin reads a route's mtu, advmss, priority and table as integers and its scope as 0-255 (0 universe, 253 link, 254 host)",
+        );
+      }
+    }
     return Object.freeze({ ...rt, dst: dst as string }) as Route;
   });
 }

@@ -28,18 +28,27 @@ const ANNOTATIONS: Record<string, ReservedRole> = {
 };
 
 export function parseNodeFile(text: string, path: string): NodeInfo {
-  const bad = (msg: string, details: string): CniError =>
-    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
-  let obj: unknown;
+  return nodeFromJson(decodeNodeJson(text, path), path);
+}
+
+/** The file's text as JSON, or 102 "is not JSON" (a half-written file, or YAML: then the details say so). */
+export function decodeNodeJson(text: string, path: string): unknown {
   try {
-    obj = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     const yamlish = /^\s*(apiVersion|kind|metadata|---)/.test(text);
-    throw bad(
-      "is not JSON",
+    throw new CniError(
+      Code.InvalidNodeFile,
+      `node file ${path}: is not JSON`,
       `${(err as Error).message}.${yamlish ? " It looks like YAML:" : ""} write it with \`kubectl get ciliumnode NODE -o json\` (or \`kubectl get node NODE -o json\`), not -o yaml.`,
     );
   }
+}
+
+/** A decoded node file to a frozen NodeInfo, or 102 saying what is wrong. */
+export function nodeFromJson(obj: unknown, path: string): NodeInfo {
+  const bad = (msg: string, details: string): CniError =>
+    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
   if (!isObject(obj)) throw bad("is not a JSON object", "expected a CiliumNode or a v1 Node object as printed by kubectl -o json");
   const kind = obj.kind;
   const apiVersion = obj.apiVersion;
@@ -50,11 +59,13 @@ export function parseNodeFile(text: string, path: string): NodeInfo {
     const ipam = isObject(spec.ipam) ? spec.ipam : {};
     const reserved: NodeInfo["reserved"][number][] = [];
     if (Array.isArray(spec.addresses)) {
-      for (const a of spec.addresses) if (isObject(a) && a.type === "CiliumInternalIP") pushReserved(reserved, a.ip, "router");
+      for (const [i, a] of spec.addresses.entries()) {
+        if (isObject(a) && a.type === "CiliumInternalIP") pushReserved(reserved, a.ip, "router", `spec.addresses[${i}].ip`, null, bad);
+      }
     }
     for (const role of ["health", "ingress"] as const) {
       const o = spec[role];
-      if (isObject(o)) for (const fam of ["ipv4", "ipv6"]) pushReserved(reserved, o[fam], role);
+      if (isObject(o)) for (const fam of [4, 6] as const) pushReserved(reserved, o[`ipv${fam}`], role, `spec.${role}.ipv${fam}`, fam, bad);
     }
     const status = isObject(obj.status) && isObject(obj.status.ipam) ? obj.status.ipam : {};
     const opStatus = isObject(status["operator-status"]) ? status["operator-status"] : {};
@@ -70,7 +81,8 @@ export function parseNodeFile(text: string, path: string): NodeInfo {
   if (kind === "Node" && apiVersion === "v1") {
     let field = "spec.podCIDRs";
     let list = spec.podCIDRs;
-    if (list === undefined || (Array.isArray(list) && list.length === 0)) {
+    // Absent, null (jq and hand-written copies print it) or empty: the legacy single field.
+    if (list === undefined || list === null || (Array.isArray(list) && list.length === 0)) {
       if (spec.podCIDR !== undefined && spec.podCIDR !== "") {
         field = "spec.podCIDR";
         list = [spec.podCIDR];
@@ -78,7 +90,9 @@ export function parseNodeFile(text: string, path: string): NodeInfo {
     }
     const reserved: NodeInfo["reserved"][number][] = [];
     const ann = isObject(metadata.annotations) ? metadata.annotations : {};
-    for (const [key, role] of Object.entries(ANNOTATIONS)) pushReserved(reserved, ann[key], role);
+    for (const [key, role] of Object.entries(ANNOTATIONS)) {
+      pushReserved(reserved, ann[key], role, `metadata.annotations[${JSON.stringify(key)}]`, key.includes(".ipv6-") ? 6 : 4, bad);
+    }
     return freeze({ kind: "Node", name, field, podCIDRs: cidrList(list, field, bad), reserved, operatorError: "" });
   }
   throw bad(
@@ -93,10 +107,28 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function pushReserved(out: NodeInfo["reserved"][number][], ip: unknown, role: ReservedRole): void {
-  if (typeof ip !== "string" || ip === "") return;
-  const p = parseIp(ip);
-  if (p) out.push({ ip, family: p.family, value: p.value, role });
+/**
+ * Add a router/health/ingress address. Absent, null or "" means none. Anything else
+ * must be an address (of `family` when the field names one): one that does not parse
+ * would not be reserved and so could be handed to a pod.
+ */
+function pushReserved(
+  out: NodeInfo["reserved"][number][],
+  ip: unknown,
+  role: ReservedRole,
+  field: string,
+  family: Family | null,
+  bad: (m: string, d: string) => CniError,
+): void {
+  if (ip === undefined || ip === null || ip === "") return;
+  const p = typeof ip === "string" ? parseIp(ip) : null;
+  const fix = `the ${role} address is never handed out, so one that does not parse could be handed to a pod; fix it on the node object (or in the file's sync job) and try again`;
+  if (!p) throw bad(`${field} ${brief(ip)} is not an IP address`, fix);
+  // An IPv4-mapped IPv6 text parses as IPv4: it is neither a plain IPv4 nor an IPv6 address.
+  if (family !== null && (p.family !== family || (family === 4 && (ip as string).includes(":")))) {
+    throw bad(`${field} ${brief(ip)} is not an IPv${family} address`, fix);
+  }
+  out.push({ ip: ip as string, family: p.family, value: p.value, role });
 }
 
 function cidrList(list: unknown, field: string, bad: (m: string, d: string) => CniError): Cidr[] {

@@ -3,10 +3,13 @@
 // refused (StoreCorrupt), never reset: a reset would hand out addresses in use.
 import { Code, CniError } from "../errors.js";
 import { type RangeState, countBits } from "../ipam/allocator.js";
-import { parseCidr } from "../ipam/cidr.js";
-import type { AttachmentRecord } from "./store.js";
+import { type Cidr, parseCidr } from "../ipam/cidr.js";
+import type { AttachmentKey, AttachmentRecord } from "./store.js";
 
+/** Range and journal files. */
 export const VERSION = 1;
+/** Attachment records gained `network` and `netns` in version 2 (version 1: the per-network stores before issue #9). */
+export const ATTACHMENT_VERSION = 2;
 const RANGE = "podcidr-ipam/range";
 const ATTACHMENT = "podcidr-ipam/attachment";
 const JOURNAL = "podcidr-ipam/journal";
@@ -25,6 +28,24 @@ export function rangeFileName(cidrText: string): string {
 export function attachmentFileName(containerID: string, ifname: string): string {
   // '@' cannot occur in a container ID, so the name is unambiguous.
   return `${containerID}@${ifname}.json`;
+}
+
+/** Path of an attachment's record relative to the store folder: attachments/<network>/<containerID>@<ifname>.json. */
+export function attachmentPath(key: AttachmentKey): string {
+  return `attachments/${key.network}/${attachmentFileName(key.containerID, key.ifname)}`;
+}
+
+/** The (container ID, ifname) a record's file name says, or null for a name the store never writes. */
+export function parseAttachmentName(name: string): { containerID: string; ifname: string } | null {
+  const m = /^([^@/]+)@([^/]+)\.json$/.exec(name);
+  return m ? { containerID: m[1]!, ifname: m[2]! } : null;
+}
+
+/** The CIDR a range file's name says, or null. */
+export function parseRangeName(name: string): Cidr | null {
+  const m = /^range-(.+)_(\d+)\.json$/.exec(name);
+  const p = m ? parseCidr(`${m[1]!.replace(/-/g, ":")}/${m[2]}`) : null;
+  return p?.ok && rangeFileName(p.cidr.text) === name ? p.cidr : null;
 }
 
 export function encodeRange(r: RangeState): string {
@@ -69,21 +90,30 @@ export function decodeRange(text: string, file: string): RangeState {
 }
 
 export function encodeAttachment(rec: AttachmentRecord): string {
-  return seal({ format: ATTACHMENT, version: VERSION, ...rec });
+  const { network, containerID, ifname, netns, namespace, pod, createdAt, ips } = rec;
+  return seal({ format: ATTACHMENT, version: ATTACHMENT_VERSION, network, containerID, ifname, netns, namespace, pod, createdAt, ips });
 }
 
-export function decodeAttachment(text: string, file: string): AttachmentRecord {
-  const o = unseal(text, file, ATTACHMENT);
-  const str = (v: unknown): v is string => typeof v === "string";
-  if (!str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
-    throw corrupt(file, "a field is missing or of the wrong type");
+/**
+ * Decode an attachment record read from the file named for `key`. A record whose
+ * content names another attachment is refused: releasing it would free someone
+ * else's address (a file copied or restored by hand).
+ */
+export function decodeAttachment(text: string, file: string, key: AttachmentKey): AttachmentRecord {
+  const rec = decodeRecord(unseal(text, file, ATTACHMENT, ATTACHMENT_VERSION), file, key.network);
+  if (rec.network !== key.network || rec.containerID !== key.containerID || rec.ifname !== key.ifname) {
+    throw corrupt(file, `it holds the record of ${rec.network}/${rec.containerID}/${rec.ifname}, not of the attachment its name says`);
   }
-  const ips = o.ips.map((ip: unknown) => {
-    const e = ip as { cidr?: unknown; address?: unknown };
-    if (!str(e.cidr) || !str(e.address)) throw corrupt(file, "an entry of ips is malformed");
-    return { cidr: e.cidr, address: e.address };
-  });
-  return { containerID: o.containerID, ifname: o.ifname, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
+  return rec;
+}
+
+/** A version-1 record of a per-network store (before issue #9): the network comes from its folder. */
+export function decodeLegacyAttachment(text: string, file: string, key: AttachmentKey): AttachmentRecord {
+  const rec = decodeRecord(unseal(text, file, ATTACHMENT, 1), file, key.network);
+  if (rec.containerID !== key.containerID || rec.ifname !== key.ifname) {
+    throw corrupt(file, `it holds the record of ${rec.containerID}/${rec.ifname}, not of the attachment its name says`);
+  }
+  return rec;
 }
 
 export function encodeJournal(writes: readonly JournalWrite[]): string {
@@ -102,6 +132,27 @@ export function decodeJournal(text: string, file: string): JournalWrite[] {
   });
 }
 
+/**
+ * The offsets a damaged range file still marks taken, if it parses far enough to
+ * tell (JSON, a bitmap of the right size for the CIDR its name says): repair keeps
+ * them taken, since some may be live pods whose records were lost. Null otherwise.
+ */
+export function salvageRange(text: string, cidr: Cidr): number[] | null {
+  let o: { bits?: unknown };
+  try {
+    o = JSON.parse(text) as { bits?: unknown };
+  } catch {
+    return null;
+  }
+  if (typeof o !== "object" || o === null || typeof o.bits !== "string") return null;
+  // A character damaged out of the base64 alphabet stands for six unknown bits: read them as taken.
+  const bits = Buffer.from(o.bits.replace(/[^A-Za-z0-9+/=]/g, "/"), "base64");
+  if (bits.length !== Math.ceil(cidr.size / 8)) return null;
+  const out: number[] = [];
+  for (let i = 0; i < cidr.size; i++) if (bits[i >> 3]! & (1 << (i & 7))) out.push(i);
+  return out;
+}
+
 export function corrupt(file: string, why: string): CniError {
   return new CniError(
     Code.StoreCorrupt,
@@ -118,7 +169,22 @@ function seal(o: Record<string, unknown>): string {
   return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
 }
 
-function unseal(text: string, file: string, format: string): Record<string, unknown> & { [k: string]: any } {
+function decodeRecord(o: Record<string, any>, file: string, network: string): AttachmentRecord {
+  const str = (v: unknown): v is string => typeof v === "string";
+  const net = o.version === 1 ? network : o.network;
+  const netns = o.version === 1 ? "" : o.netns;
+  if (!str(net) || !str(netns) || !str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
+    throw corrupt(file, "a field is missing or of the wrong type");
+  }
+  const ips = o.ips.map((ip: unknown) => {
+    const e = ip as { cidr?: unknown; address?: unknown };
+    if (!str(e.cidr) || !str(e.address)) throw corrupt(file, "an entry of ips is malformed");
+    return { cidr: e.cidr, address: e.address };
+  });
+  return { network: net, containerID: o.containerID, ifname: o.ifname, netns, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
+}
+
+function unseal(text: string, file: string, format: string, version = VERSION): Record<string, unknown> & { [k: string]: any } {
   let o: unknown;
   try {
     o = JSON.parse(text);
@@ -128,8 +194,8 @@ function unseal(text: string, file: string, format: string): Record<string, unkn
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw corrupt(file, "it is not a JSON object");
   const rec = o as Record<string, unknown>;
   if (rec.format !== format) throw corrupt(file, `format is ${JSON.stringify(rec.format)}, expected ${format}`);
-  if (rec.version !== VERSION) {
-    throw corrupt(file, `version ${JSON.stringify(rec.version)} is not one this build reads (${VERSION}); use the podcidr-ipam that wrote it`);
+  if (rec.version !== version) {
+    throw corrupt(file, `version ${JSON.stringify(rec.version)} is not one this build reads here (${version}); use the podcidr-ipam that wrote it`);
   }
   const { crc32: sum, ...rest } = rec;
   if (sum !== crc32(JSON.stringify(rest))) throw corrupt(file, "its checksum does not match its content");

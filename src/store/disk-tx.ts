@@ -1,65 +1,71 @@
-// One transaction's view of a network's store: loads files on demand, keeps
-// what the handler changes, and hands the commit the new content of each file.
-import { readdirSync } from "node:fs";
+// One transaction's view of the store: loads files on demand, keeps what the
+// handler changes, and hands the commit the new content of each file.
+import { lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import { type RangeState, emptyRange } from "../ipam/allocator.js";
 import type { Cidr } from "../ipam/cidr.js";
 import * as codec from "./codec.js";
 import { ioError, readFileNoFollow } from "./io.js";
-import type { AttachmentRecord, Tx } from "./store.js";
+import type { AttachmentKey, AttachmentRecord, Damaged, Tx } from "./store.js";
 
 export const ATTACHMENTS = "attachments";
-const MAX_FILE = 8 << 20;
+export const MAX_FILE = 8 << 20;
+
+export interface TxMode {
+  /** False: the store does not exist; everything reads as empty and nothing may be written. */
+  readonly writable: boolean;
+  /** Repair: a file that fails to load is noted (and later quarantined), and its range may be rewritten. */
+  readonly salvage?: boolean;
+  /** DEL, GC, status: a file that fails to load is noted and skipped; a damaged range is never rewritten. */
+  readonly skipDamaged?: boolean;
+  /** Files found broken before the transaction began (a journal that failed to load). */
+  readonly broken?: readonly Damaged[];
+  /** Pending journal writes seen without the lock: file (relative) -> new content, or null if deleted. */
+  readonly overlay?: ReadonlyMap<string, string | null>;
+}
 
 export class DiskTx implements Tx {
   private readonly ranges = new Map<string, RangeState>();
   private readonly dirty = new Set<RangeState>();
+  /** relative path -> record (null: absent or deleted) */
   private readonly records = new Map<string, AttachmentRecord | null>();
   private readonly changed = new Set<string>();
-  private readonly broken: { file: string; reason: string }[];
+  private readonly broken: Damaged[];
+  private readonly brokenRanges = new Set<string>();
+  private readonly overlay: ReadonlyMap<string, string | null>;
+  private readonly checked = new Set<string>();
 
   constructor(
     private readonly dir: string,
-    private readonly writable: boolean,
-    /** Repair: a file that fails to load is noted (and later quarantined) instead of failing the call. */
-    private readonly salvage = false,
-    /** Files found broken before the transaction began (a journal that failed to load). */
-    broken: { file: string; reason: string }[] = [],
-    /** A pending journal seen without the lock: file (relative) -> new content, or null if deleted. */
-    private readonly overlay: ReadonlyMap<string, string | null> = new Map(),
+    private readonly mode: TxMode,
   ) {
-    this.broken = [...broken];
+    this.broken = [...(mode.broken ?? [])];
+    this.overlay = mode.overlay ?? new Map();
   }
 
   range(cidr: Cidr): RangeState {
     let r = this.ranges.get(cidr.text);
     if (!r) {
-      const file = join(this.dir, codec.rangeFileName(cidr.text));
-      r = (this.writable ? this.load(file, codec.decodeRange) : null) ?? emptyRange(cidr);
+      const name = codec.rangeFileName(cidr.text);
+      r = (this.mode.writable ? this.load(name, (t, f) => codec.decodeRange(t, f), cidr) : null) ?? emptyRange(cidr);
       this.ranges.set(cidr.text, r);
     }
     return r;
   }
 
   storedRanges(): RangeState[] {
-    if (!this.writable) return [];
+    if (!this.mode.writable) return [];
     const out: RangeState[] = [];
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (err) {
-      if (errno(err) !== "ENOENT") throw ioError(err, `cannot list ${this.dir}`);
-      names = [];
-    }
-    for (const name of this.list(names, "")) {
+    for (const name of this.list("")) {
       if (!name.startsWith("range-") || !name.endsWith(".json")) continue;
-      const cached = [...this.ranges.values()].find((r) => codec.rangeFileName(r.cidr.text) === name);
+      const cidr = codec.parseRangeName(name);
+      const cached = cidr ? this.ranges.get(cidr.text) : undefined;
       if (cached) {
         out.push(cached);
         continue;
       }
-      const r = this.load(join(this.dir, name), codec.decodeRange);
+      const r = this.load(name, (t, f) => codec.decodeRange(t, f), cidr ?? undefined);
       if (!r) continue;
       this.ranges.set(r.cidr.text, r);
       out.push(r);
@@ -69,85 +75,140 @@ export class DiskTx implements Tx {
 
   touch(range: RangeState): void {
     this.mustWrite();
+    // A damaged range file is never overwritten from a partial view (DEL, GC): only repair rebuilds it.
+    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return;
     this.dirty.add(range);
   }
 
-  attachment(containerID: string, ifname: string): AttachmentRecord | null {
-    const name = codec.attachmentFileName(containerID, ifname);
-    if (this.records.has(name)) return this.records.get(name)!;
-    const rec = this.writable ? this.load(join(this.dir, ATTACHMENTS, name), codec.decodeAttachment) : null;
-    this.records.set(name, rec);
+  attachment(key: AttachmentKey): AttachmentRecord | null {
+    const rel = codec.attachmentPath(key);
+    if (this.records.has(rel)) return this.records.get(rel)!;
+    const rec = this.mode.writable ? this.load(rel, (t, f) => codec.decodeAttachment(t, f, key)) : null;
+    this.records.set(rel, rec);
     return rec;
   }
 
-  attachments(): AttachmentRecord[] {
-    if (!this.writable) return [];
-    let names: string[];
-    try {
-      names = readdirSync(join(this.dir, ATTACHMENTS));
-    } catch (err) {
-      if (errno(err) === "ENOENT") names = [];
-      else throw ioError(err, `cannot list ${join(this.dir, ATTACHMENTS)}`);
+  networks(): string[] {
+    return this.mode.writable ? this.list(`${ATTACHMENTS}/`).filter((n) => !n.startsWith(".")) : [];
+  }
+
+  attachments(network?: string): AttachmentRecord[] {
+    if (this.mode.writable) {
+      const networks = network !== undefined ? [network] : this.networks();
+      for (const net of networks) {
+        for (const name of this.list(`${ATTACHMENTS}/${net}/`)) {
+          const id = codec.parseAttachmentName(name);
+          if (!id) continue;
+          this.attachment({ network: net, ...id });
+        }
+      }
     }
-    for (const name of this.list(names, `${ATTACHMENTS}/`)) {
-      if (!name.endsWith(".json") || this.records.has(name)) continue;
-      this.records.set(name, this.load(join(this.dir, ATTACHMENTS, name), codec.decodeAttachment));
-    }
-    // Records put in this transaction are included; deleted ones (null) are not.
-    return [...this.records.values()].filter((rec): rec is AttachmentRecord => rec !== null);
+    // Records put in this transaction are included; deleted ones (null) are not. In path order.
+    return [...this.records.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, rec]) => rec)
+      .filter((rec): rec is AttachmentRecord => rec !== null && (network === undefined || rec.network === network));
   }
 
   putAttachment(rec: AttachmentRecord): void {
     this.mustWrite();
-    const name = codec.attachmentFileName(rec.containerID, rec.ifname);
-    this.records.set(name, rec);
-    this.changed.add(name);
+    const rel = codec.attachmentPath(rec);
+    this.records.set(rel, rec);
+    this.changed.add(rel);
   }
 
-  deleteAttachment(containerID: string, ifname: string): void {
+  deleteAttachment(key: AttachmentKey): void {
     this.mustWrite();
-    const name = codec.attachmentFileName(containerID, ifname);
-    this.records.set(name, null);
-    this.changed.add(name);
+    const rel = codec.attachmentPath(key);
+    this.records.set(rel, null);
+    this.changed.add(rel);
   }
 
   changes(): codec.JournalWrite[] {
     const writes: codec.JournalWrite[] = [];
-    for (const name of this.changed) {
-      const rec = this.records.get(name);
-      writes.push({ file: `${ATTACHMENTS}/${name}`, content: rec ? codec.encodeAttachment(rec) : null });
+    for (const rel of this.changed) {
+      const rec = this.records.get(rel);
+      writes.push({ file: rel, content: rec ? codec.encodeAttachment(rec) : null });
     }
     for (const r of this.dirty) writes.push({ file: codec.rangeFileName(r.cidr.text), content: codec.encodeRange(r) });
     return writes;
   }
 
-  corrupt(): readonly { file: string; reason: string }[] {
+  corrupt(): readonly Damaged[] {
     return this.broken;
   }
 
   // --- internal ---
 
-  /** A folder's names plus those a pending journal (read without the lock) adds. */
-  private list(names: string[], prefix: string): string[] {
-    const extra = [...this.overlay.keys()].filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes("/")).map((k) => k.slice(prefix.length));
-    return [...new Set([...names, ...extra])];
+  /** The names in a folder of the store (relative prefix "" or "attachments/..."), plus those a pending journal adds. */
+  private list(prefix: string): string[] {
+    if (prefix) this.checkFolders(prefix.slice(0, -1));
+    let names: string[];
+    try {
+      names = readdirSync(join(this.dir, prefix));
+    } catch (err) {
+      if (errno(err) !== "ENOENT" && errno(err) !== "ENOTDIR") throw ioError(err, `cannot list ${join(this.dir, prefix)}`);
+      names = [];
+    }
+    const extra: string[] = [];
+    for (const k of this.overlay.keys()) {
+      if (!k.startsWith(prefix)) continue;
+      const rest = k.slice(prefix.length);
+      extra.push(rest.includes("/") ? rest.slice(0, rest.indexOf("/")) : rest);
+    }
+    return [...new Set([...names, ...extra])].sort();
   }
 
-  /** Read and decode one store file; null when absent (or, salvaging, when it fails to load). */
-  private load<T>(file: string, decode: (text: string, file: string) => T): T | null {
+  /** Read and decode one store file; null when absent (or, tolerating damage, when it fails to load). */
+  private load<T>(rel: string, decode: (text: string, file: string) => T, rangeCidr?: Cidr): T | null {
+    const file = join(this.dir, rel);
     if (this.broken.some((b) => b.file === file)) return null;
+    if (rel.includes("/")) this.checkFolders(rel.slice(0, rel.lastIndexOf("/")));
+    let text: string | null = null;
     try {
-      const rel = file.slice(this.dir.length + 1);
-      const text = this.overlay.has(rel) ? this.overlay.get(rel)! : readFileNoFollow(file, MAX_FILE);
+      text = this.overlay.has(rel) ? this.overlay.get(rel)! : readFileNoFollow(file, MAX_FILE);
       return text === null ? null : decode(text, file);
     } catch (err) {
-      if (!this.salvage || !(err instanceof CniError) || (err.code !== Code.StoreCorrupt && err.code !== Code.StoreIOFailure)) throw err;
-      this.broken.push({ file, reason: err.message });
+      const tolerate = this.mode.salvage || this.mode.skipDamaged;
+      if (!tolerate || !(err instanceof CniError) || (err.code !== Code.StoreCorrupt && err.code !== Code.StoreIOFailure)) throw err;
+      const offsets = rangeCidr && text !== null ? codec.salvageRange(text, rangeCidr) : null;
+      this.broken.push({ file, reason: err.message, ...(rangeCidr && offsets ? { salvaged: { cidr: rangeCidr, offsets } } : {}) });
+      if (rangeCidr) this.brokenRanges.add(rangeCidr.text);
       return null;
     }
   }
 
+  /** Every folder on the way to a store file must be a real folder: a planted symlink would send reads elsewhere. */
+  private checkFolders(rel: string): void {
+    let sub = "";
+    for (const part of rel.split("/")) {
+      sub = sub ? `${sub}/${part}` : part;
+      if (this.checked.has(sub)) continue;
+      checkFolder(join(this.dir, sub));
+      this.checked.add(sub);
+    }
+  }
+
   private mustWrite(): void {
-    if (!this.writable) throw new CniError(Code.Internal, "internal: write to a store that was opened without create", "");
+    if (!this.mode.writable) throw new CniError(Code.Internal, "internal: write to a store that was opened without create", "");
+  }
+}
+
+/** A folder of the store must be a real folder (or absent), never a symlink or a file. */
+export function checkFolder(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if (errno(err) === "ENOENT") return;
+    throw ioError(err, `cannot inspect ${path}`);
+  }
+  if (!st.isDirectory()) {
+    throw new CniError(
+      Code.StoreCorrupt,
+      `store folder ${path} is not a folder`,
+      `it is a ${st.isSymbolicLink() ? "symbolic link" : "file"}; podcidr-ipam only uses folders it made itself. If you moved the store and left a link, ` +
+        "move the real folder back in its place (mv), or point ipam.dataDir at the new place; never delete it while pods run: their addresses would be handed out again",
+    );
   }
 }

@@ -1,210 +1,186 @@
-// The store on disk, one folder per network:
+// The store on disk: one per dataDir, shared by every network on the node.
 //
-//   <dataDir>/<network>/                  0700
-//     lock/  lock.owner  lock.reap/       the lock (see lock.ts)
-//     journal.json                        present only while a commit is applied
-//     range-10.0.2.0_24.json              bitmap of one podCIDR (codec.ts)
-//     range-fd00--200_120.json
-//     attachments/<containerID>@<ifname>.json   who holds which addresses
+//   <dataDir>/_store/                        0700 ("_": no network name starts so)
+//     lock/  lock.owner  lock.reap/          the lock (lock.ts)
+//     queue/                                 tickets of waiting calls (lock-wait.ts)
+//     journal-<token>.json                   only while a commit is applied
+//     range-10.0.2.0_24.json                 bitmap of one podCIDR (codec.ts)
+//     attachments/<network>/<containerID>@<ifname>.json   who holds which addresses
+//     reserve                                space a DEL on a full disk may free to finish
 //
 // A commit is write-ahead: the new content of every file it changes goes into
-// journal.json (temp file, fsync, rename, fsync folder); then each file is
-// replaced the same way; then the journal is removed. A call that finds a
-// journal replays it before anything else, so a SIGKILL at any instant leaves
-// either the old store or the new one. Cost per call: the files of the podCIDRs
-// and the one attachment involved, never all allocations.
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync } from "node:fs";
+// the committer's journal (temp file, fsync, rename, fsync folder); then each file
+// is replaced the same way; then the journal is removed. Before every step the
+// committer checks, and renews, its hold on the lock. A call that finds a journal
+// replays it before anything else, so a SIGKILL at any instant leaves either the
+// old store or the new one. Per call: the files of the podCIDRs and the one
+// attachment involved, never all allocations.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import * as codec from "./codec.js";
+import { ATTACHMENTS, DiskTx, MAX_FILE, type TxMode, checkFolder } from "./disk-tx.js";
 import { fsyncDir, ioError, readFileNoFollow, writeAtomic } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
-import { writeFd } from "../stdio.js";
-import { ATTACHMENTS, DiskTx } from "./disk-tx.js";
-import type { Store, TransactOptions, Tx } from "./store.js";
+import { sweepQueue } from "./lock-wait.js";
+import { findLegacy, migrate } from "./migrate.js";
+import type { Damaged, Store, TransactOptions, Tx } from "./store.js";
 
-const JOURNAL = "journal.json";
-const MAX_FILE = 8 << 20;
+export const STORE = "_store";
+const JOURNAL_RE = /^journal-[0-9a-z-]+\.json$/;
+const RESERVE = "reserve";
+const RESERVE_BYTES = 64 * 1024;
 
 export class DiskStore implements Store {
+  /** The store folder, <dataDir>/_store. */
   readonly dir: string;
-  /** Milliseconds the last transact waited for the lock. */
-  lastWaitMs = 0;
 
   constructor(
     readonly dataDir: string,
-    readonly network: string,
     private readonly lockTimeoutMs: number,
-    /** Where the store says what it did on its own (a replayed journal, an unlocked read). */
-    private readonly log: (line: string) => void = (line) => writeFd(2, line),
+    /** Where the store says what it did on its own (a replayed journal, a migration, an unlocked read). */
+    private readonly log: (line: string) => void,
   ) {
-    this.dir = join(dataDir, network);
+    this.dir = join(dataDir, STORE);
   }
 
-  async transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<T> {
-    if (!this.exists()) {
-      if (!opts.create) return fn(new DiskTx(this.dir, false));
-      // Nothing is created for a call that fails anyway (a refused requested address,
-      // a full first podCIDR): try fn against the empty store first; it runs again under the lock.
-      fn(new DiskTx(this.dir, true));
-      try {
-        mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
-        mkdirSync(this.dir, { mode: 0o700 });
-      } catch (err) {
-        if (errno(err) !== "EEXIST") throw ioError(err, `cannot create the store folder ${this.dir}`);
-      }
-      this.exists();
-    }
-    let lock: HeldLock;
+  async transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }> {
+    if (opts.unlocked) return { value: this.readUnlocked(opts, fn), waitedMs: 0 };
     try {
-      lock = await acquire(this.dir, this.lockTimeoutMs);
+      return await this.attempt(opts, fn);
     } catch (err) {
-      if (opts.readOnly && cannotWrite(err)) return this.readUnlocked(err as CniError, fn);
-      throw err;
-    }
-    this.lastWaitMs = lock.waitedMs;
-    try {
-      this.checkFolder(join(this.dir, ATTACHMENTS));
-      const salvage = opts.salvage === true;
-      let broken: { file: string; reason: string }[];
-      try {
-        broken = this.recover(lock, salvage);
-      } catch (err) {
-        if (opts.readOnly && cannotWrite(err)) return this.readUnlocked(err as CniError, fn);
-        throw err;
-      }
-      const tx = new DiskTx(this.dir, true, salvage, broken);
-      const result = fn(tx);
-      if (salvage && !opts.dryRun) this.quarantine(tx.corrupt().map((c) => c.file));
-      const writes = tx.changes();
-      if (writes.length > 0 && !opts.dryRun) this.commit(writes, lock);
-      return result;
-    } finally {
-      await lock.release();
+      // A DEL or GC on a full disk frees the reserve and tries once more: pod teardown must not stall.
+      if (!opts.frees || !full(err) || !this.freeReserve()) throw err;
+      return this.attempt(opts, fn);
     }
   }
 
   // --- internal ---
 
-  /** True when the network folder exists; throws if something other than a real folder is there. */
-  private exists(): boolean {
-    this.checkFolder(this.dir);
-    return existsSync(this.dir);
-  }
-
-  /**
-   * A read-only look (status, CHECK) at a store that cannot be written now (read-only
-   * or full filesystem): read it without the lock, seeing a pending journal's changes
-   * as if they were applied.
-   */
-  private readUnlocked<T>(err: CniError, fn: (tx: Tx) => T): T {
-    this.log(`podcidr-ipam: ${err.message}; reading the store without the lock\n`);
-    const path = join(this.dir, JOURNAL);
-    const text = readFileNoFollow(path, MAX_FILE * 4);
-    const pending = text === null ? [] : codec.decodeJournal(text, path);
-    return fn(new DiskTx(this.dir, true, false, [], new Map(pending.map((w) => [w.file, w.content]))));
-  }
-
-  /** A folder of ours must be a real folder, never a symlink planted to send writes elsewhere. */
-  private checkFolder(path: string): void {
-    let st;
+  private async attempt<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }> {
+    checkFolder(this.dir);
+    const legacy = findLegacy(this.dataDir);
+    if (!existsSync(this.dir) && legacy.length === 0) {
+      if (!opts.create) return { value: fn(new DiskTx(this.dir, { writable: false })), waitedMs: 0 };
+      // Nothing is created for a call that fails anyway (a refused requested address,
+      // a full first podCIDR): try fn against the empty store first; it runs again under the lock.
+      fn(new DiskTx(this.dir, { writable: true }));
+    }
+    if (!existsSync(this.dir)) this.create();
+    let lock: HeldLock;
     try {
-      st = lstatSync(path);
+      lock = await acquire(this.dir, this.lockTimeoutMs);
     } catch (err) {
-      if (errno(err) === "ENOENT") return;
-      throw ioError(err, `cannot inspect ${path}`);
+      if (opts.readOnly && cannotWrite(err)) return { value: this.readUnlocked(opts, fn, err as CniError), waitedMs: 0 };
+      throw err;
     }
-    if (!st.isDirectory()) {
-      throw new CniError(Code.StoreCorrupt, `store folder ${path} is not a folder`, "it is a symbolic link or a file; podcidr-ipam only uses folders it created itself. Remove it.");
+    try {
+      checkFolder(join(this.dir, ATTACHMENTS));
+      let broken: Damaged[];
+      try {
+        broken = this.recover(lock, opts.salvage === true);
+        if (legacy.length > 0) broken.push(...(await migrate(this, legacy, lock, this.lockTimeoutMs, this.log, opts.salvage === true)));
+      } catch (err) {
+        if (opts.readOnly && cannotWrite(err)) return { value: this.readUnlocked(opts, fn, err as CniError), waitedMs: lock.waitedMs };
+        throw err;
+      }
+      const tx = new DiskTx(this.dir, { writable: true, salvage: opts.salvage, skipDamaged: opts.skipDamaged, broken });
+      const value = fn(tx);
+      if (opts.salvage) this.quarantine(tx.corrupt().map((c) => c.file));
+      this.commit(tx.changes(), lock);
+      return { value, waitedMs: lock.waitedMs };
+    } finally {
+      lock.release();
     }
   }
 
-  private commit(writes: codec.JournalWrite[], lock: HeldLock): void {
-    lock.assertHeld();
-    writeAtomic(join(this.dir, JOURNAL), codec.encodeJournal(writes));
-    fsyncDir(this.dir);
+  /** Commit a transaction's writes durably (see the header). Exported to the migration. */
+  commit(writes: codec.JournalWrite[], lock: HeldLock): void {
+    if (writes.length === 0) return;
+    const journal = `journal-${lock.token}.json`;
+    let journaled = false;
     try {
+      lock.assertHeld();
+      writeAtomic(join(this.dir, journal), codec.encodeJournal(writes), this.dir, () => lock.assertHeld());
+      journaled = true;
+      lock.assertHeld();
+      fsyncDir(this.dir);
       this.apply(writes, lock);
+      // The journal's removal needs no fsync of its own: every write it holds is durable by now,
+      // so a journal that a power cut brings back is replayed onto the very content it holds
+      // (replay is idempotent), and the next commit's fsync of this folder makes the removal
+      // durable before any newer change can be lost behind it.
+      lock.assertHeld();
+      unlinkIfThere(join(this.dir, journal));
     } catch (err) {
-      if (!(err instanceof CniError) || err.code !== Code.StoreIOFailure) throw err;
-      // The journal is durable: the change is decided, only not yet in place. Say so.
-      throw new CniError(
-        err.code,
-        err.message,
-        `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${JOURNAL} and the next call completes it ` +
-          "(an ADD that failed here is released by the runtime's DEL as usual).",
-        { cause: err },
-      );
+      throw commitFailure(err, journaled, journal, lock);
     }
+    this.ensureReserve();
   }
 
-  /** Put every write of a journal in place, then drop the journal. Idempotent. */
+  /** Put every write of a journal in place. Idempotent. */
   private apply(writes: readonly codec.JournalWrite[], lock: HeldLock): void {
-    let attachmentsTouched = false;
+    const folders = new Set<string>([this.dir]);
     for (const w of writes) {
       lock.assertHeld();
       const path = join(this.dir, w.file);
-      if (w.file.startsWith(`${ATTACHMENTS}/`)) {
-        attachmentsTouched = true;
-        this.ensureAttachmentsDir();
+      if (w.file.includes("/")) {
+        for (const f of this.ensureFolders(w.file.slice(0, w.file.lastIndexOf("/")))) folders.add(f);
       }
-      if (w.content === null) {
-        try {
-          unlinkSync(path);
-        } catch (err) {
-          if (errno(err) !== "ENOENT") throw ioError(err, `cannot remove ${path}`);
-        }
-      } else writeAtomic(path, w.content, this.dir);
+      if (w.content === null) unlinkIfThere(path);
+      else writeAtomic(path, w.content, this.dir, () => lock.assertHeld());
     }
-    if (attachmentsTouched) fsyncDir(join(this.dir, ATTACHMENTS));
-    fsyncDir(this.dir);
-    // The journal's removal needs no fsync of its own: every write it holds is durable by now,
-    // so a journal that a power cut brings back is replayed onto the very content it holds
-    // (replay is idempotent), and the next commit's fsync of this folder makes the removal
-    // durable before any newer change can be lost behind it.
-    try {
-      unlinkSync(join(this.dir, JOURNAL));
-    } catch (err) {
-      if (errno(err) !== "ENOENT") throw ioError(err, `cannot remove ${join(this.dir, JOURNAL)}`);
+    // Deepest first: a new network folder's entry lands in attachments/ after its own content.
+    for (const f of [...folders].sort((a, b) => b.length - a.length)) {
+      lock.assertHeld();
+      fsyncDir(f);
     }
   }
 
-  /** Move files that failed to load to quarantine/<time>/, so a repair can rebuild around them. */
-  private quarantine(files: string[]): void {
-    if (files.length === 0) return;
-    const dest = join(this.dir, "quarantine", new Date().toISOString().replace(/[:.]/g, "-"));
-    try {
-      mkdirSync(dest, { recursive: true, mode: 0o700 });
-      for (const f of files) renameSync(f, join(dest, f.slice(this.dir.length + 1).replace(/\//g, "_")));
-    } catch (err) {
-      throw ioError(err, `cannot move corrupt files to ${dest}`);
+  /** Make the folders on the way to a store file; returns every folder whose entries changed. */
+  private ensureFolders(rel: string): string[] {
+    const out: string[] = [];
+    let sub = this.dir;
+    for (const part of rel.split("/")) {
+      out.push(sub);
+      sub = join(sub, part);
+      checkFolder(sub);
+      try {
+        mkdirSync(sub, { mode: 0o700 });
+      } catch (err) {
+        if (errno(err) !== "EEXIST") throw ioError(err, `cannot create ${sub}`);
+      }
     }
-    fsyncDir(dest);
-    fsyncDir(this.dir);
+    out.push(sub);
+    return out;
   }
 
   /**
-   * Replay a journal left by a call that died mid-commit, and sweep its temp files.
-   * Salvaging, a journal that fails to load is returned for quarantine instead of failing.
+   * Replay a journal left by a call that died mid-commit, and sweep its temp files
+   * and the queue tickets of waiters that are gone. Salvaging, a journal that fails
+   * to load (or more than one journal) is returned for quarantine instead of failing.
    */
-  private recover(lock: HeldLock, salvage = false): { file: string; reason: string }[] {
+  private recover(lock: HeldLock, salvage: boolean): Damaged[] {
     let names: string[];
     try {
       names = readdirSync(this.dir);
     } catch (err) {
       throw ioError(err, `cannot list ${this.dir}`);
     }
-    for (const n of names) {
-      if (n.startsWith(".tmp-")) {
-        try {
-          unlinkSync(join(this.dir, n));
-        } catch {
-          /* gone */
-        }
-      }
+    for (const n of names) if (n.startsWith(".tmp-")) unlinkIfThere(join(this.dir, n), true);
+    sweepQueue(this.dir);
+    const journals = names.filter((n) => JOURNAL_RE.test(n));
+    if (journals.length === 0) return [];
+    if (journals.length > 1) {
+      const files = journals.map((n) => join(this.dir, n));
+      if (salvage) return files.map((file) => ({ file, reason: `one of ${journals.length} interrupted commits: none is replayed` }));
+      throw new CniError(
+        Code.StoreCorrupt,
+        `store ${this.dir} has ${journals.length} interrupted commits (${journals.join(", ")})`,
+        "only one call commits at a time, so one of them was written by a call that had lost the lock; run `podcidr-ipam repair` (it replays neither and rebuilds the bitmaps from the records)",
+      );
     }
-    if (!names.includes(JOURNAL)) return [];
-    const path = join(this.dir, JOURNAL);
+    const path = join(this.dir, journals[0]!);
     let writes: codec.JournalWrite[];
     try {
       const text = readFileNoFollow(path, MAX_FILE * 4);
@@ -216,19 +192,150 @@ export class DiskStore implements Store {
     }
     this.log(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
     this.apply(writes, lock);
+    lock.assertHeld();
+    unlinkIfThere(path);
     return [];
   }
 
-  private ensureAttachmentsDir(): void {
+  /**
+   * A read-only look (status, CHECK, repair --dry-run) without the lock: the store
+   * cannot be locked now (read-only or full filesystem), or the caller must not write.
+   * A pending journal's changes are seen as if they were applied.
+   */
+  private readUnlocked<T>(opts: TransactOptions, fn: (tx: Tx) => T, why?: CniError): T {
+    if (why) this.log(`podcidr-ipam: ${why.message}; reading the store without the lock\n`);
+    checkFolder(this.dir);
+    if (!existsSync(this.dir)) return fn(new DiskTx(this.dir, { writable: false }));
+    let names: string[] = [];
     try {
-      mkdirSync(join(this.dir, ATTACHMENTS), { mode: 0o700 });
+      names = readdirSync(this.dir).filter((n) => JOURNAL_RE.test(n));
     } catch (err) {
-      if (errno(err) !== "EEXIST") throw ioError(err, `cannot create ${join(this.dir, ATTACHMENTS)}`);
+      throw ioError(err, `cannot list ${this.dir}`);
+    }
+    const overlay = new Map<string, string | null>();
+    const broken: Damaged[] = [];
+    for (const n of names.length === 1 ? names : []) {
+      const path = join(this.dir, n);
+      try {
+        const text = readFileNoFollow(path, MAX_FILE * 4);
+        for (const w of text === null ? [] : codec.decodeJournal(text, path)) overlay.set(w.file, w.content);
+      } catch (err) {
+        if (!opts.salvage) throw err;
+        broken.push({ file: path, reason: (err as Error).message });
+      }
+    }
+    const mode: TxMode = { writable: true, salvage: opts.salvage, skipDamaged: opts.skipDamaged, broken, overlay };
+    return fn(new DiskTx(this.dir, mode));
+  }
+
+  /** Make the store folder (and dataDir), durably: its entry in dataDir must survive a power cut. */
+  private create(): void {
+    try {
+      mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+      mkdirSync(this.dir, { mode: 0o700 });
+    } catch (err) {
+      if (errno(err) !== "EEXIST") throw ioError(err, `cannot create the store folder ${this.dir}`);
+      return;
+    }
+    fsyncDir(this.dataDir);
+  }
+
+  /** The reserve: space written once, which a DEL on a full disk can give back to finish. */
+  private ensureReserve(): void {
+    const path = join(this.dir, RESERVE);
+    if (existsSync(path)) return;
+    const tmp = join(this.dir, `.tmp-${RESERVE}-${process.pid}`);
+    let fd: number | undefined;
+    try {
+      fd = openSync(tmp, "wx", 0o600);
+      writeSync(fd, Buffer.alloc(RESERVE_BYTES));
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = undefined;
+      renameSync(tmp, path);
+    } catch {
+      if (fd !== undefined) closeSync(fd);
+      unlinkIfThere(tmp, true); // no space for it now: made again after a later commit
     }
   }
+
+  private freeReserve(): boolean {
+    const path = join(this.dir, RESERVE);
+    try {
+      unlinkSync(path);
+    } catch {
+      return false;
+    }
+    this.log(`podcidr-ipam: the filesystem of ${this.dir} is full; freed the store's ${RESERVE_BYTES / 1024} KiB reserve to finish\n`);
+    return true;
+  }
+
+  /** Move files that failed to load to quarantine/<time>/, so a repair can rebuild around them. */
+  private quarantine(files: string[]): void {
+    if (files.length === 0) return;
+    const dest = join(this.dir, "quarantine", new Date().toISOString().replace(/[:.]/g, "-"));
+    try {
+      mkdirSync(dest, { recursive: true, mode: 0o700 });
+      for (const f of files) {
+        if (existsSync(f)) renameSync(f, join(dest, f.slice(this.dataDir.length + 1).replace(/\//g, "_")));
+      }
+    } catch (err) {
+      throw ioError(err, `cannot move corrupt files to ${dest}`);
+    }
+    fsyncDir(dest);
+    fsyncDir(this.dir);
+  }
+}
+
+// --- internal ---
+
+function unlinkIfThere(path: string, quiet = false): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (errno(err) !== "ENOENT" && !quiet) throw ioError(err, `cannot remove ${path}`);
+  }
+}
+
+/** Say truly what a failed commit left behind. */
+function commitFailure(err: unknown, journaled: boolean, journal: string, lock: HeldLock): unknown {
+  const lost = (err instanceof CniError && err.code === Code.TryAgainLater) || !lock.stillHeld();
+  if (lost) {
+    return new CniError(
+      Code.TryAgainLater,
+      journaled ? "lost the store lock while committing" : "lost the store lock before committing; nothing was written",
+      journaled
+        ? `the change is recorded in ${journal}, and whichever call holds the lock next completes it; ${err instanceof CniError ? err.details : String(err)}`
+        : err instanceof CniError ? err.details : String(err),
+      { cause: err },
+    );
+  }
+  if (journaled && err instanceof CniError && err.code === Code.StoreIOFailure) {
+    return new CniError(
+      err.code,
+      err.message,
+      `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${journal} and the next call completes it ` +
+        "(an ADD that failed here is released by the runtime's DEL as usual).",
+      { cause: err },
+    );
+  }
+  return err;
 }
 
 /** A fault that only stops writing: a read-only look at the store can still go ahead. */
 function cannotWrite(err: unknown): boolean {
   return err instanceof CniError && err.code === Code.StoreIOFailure && /EROFS|EACCES|ENOSPC|EDQUOT/.test(err.message);
+}
+
+function full(err: unknown): boolean {
+  return err instanceof CniError && err.code === Code.StoreIOFailure && /ENOSPC|EDQUOT/.test(err.message);
+}
+
+/** For status: is there a store (or an older per-network store to migrate) at all? */
+export function storeExists(dataDir: string): boolean {
+  try {
+    return statSync(join(dataDir, STORE)).isDirectory() || findLegacy(dataDir).length > 0;
+  } catch {
+    return findLegacy(dataDir).length > 0;
+  }
 }

@@ -13,7 +13,7 @@ export function ioError(err: unknown, what: string): CniError {
     ENOSPC: "the filesystem is full; free space and retry (the store was left as it was)",
     EDQUOT: "the disk quota is exhausted; free space and retry (the store was left as it was)",
     EROFS: "the filesystem is read-only; set ipam.dataDir to a writable folder",
-    EACCES: "permission denied; the plugin runs as root from the container runtime, check the folder's owner and mode",
+    EACCES: `permission denied for uid ${typeof process.getuid === "function" ? process.getuid() : "?"}; check the owner and mode of the folder (the runtime normally runs the plugin as root)`,
     EPERM: "permission denied; check the folder's owner and mode",
     ELOOP: "a symbolic link was found where the store keeps its own files; remove it",
     ENOTDIR: "a path component is not a folder",
@@ -60,8 +60,12 @@ export function uniqueSuffix(): string {
   return `${process.hrtime.bigint().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
 }
 
-/** Write a file atomically: a new temp file in `tmpDir`, fsync, rename over `path`. The caller fsyncs the folder. */
-export function writeAtomic(path: string, content: string, tmpDir = dirname(path)): void {
+/**
+ * Write a file atomically: a new temp file in `tmpDir`, fsync, rename over `path`.
+ * The caller fsyncs the folder. `beforeRename` (the lock's fence) may throw to stop
+ * before the file is replaced.
+ */
+export function writeAtomic(path: string, content: string, tmpDir = dirname(path), beforeRename?: () => void): void {
   const tmp = join(tmpDir, `.tmp-${basename(path)}-${process.pid}-${uniqueSuffix()}`);
   let fd: number | undefined;
   try {
@@ -72,6 +76,7 @@ export function writeAtomic(path: string, content: string, tmpDir = dirname(path
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
+    beforeRename?.();
     renameSync(tmp, path);
   } catch (err) {
     if (fd !== undefined) closeSync(fd);

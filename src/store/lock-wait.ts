@@ -1,6 +1,8 @@
 // How a call waits for the store lock without a thundering herd. Waiters queue
-// as ticket files in <net>/queue/ (named by CLOCK_MONOTONIC time, so they sort
-// by arrival). Each sleeps on inotify for its predecessor's ticket only; the
+// as ticket files in <store>/queue/, named <boot>-<CLOCK_MONOTONIC ns>-<pid>-<start>
+// so they sort by arrival within a boot, and a ticket of another boot, of a
+// process that is gone (or whose pid now names another process), or older than
+// MAX_TICKET_AGE_MS is removed by whoever finds it. Each sleeps on inotify for its predecessor's ticket only; the
 // head of the queue sleeps until inotify reports the lock folder's removal. So
 // a release wakes one process, not all of them. The queue is only a hint: every
 // sleep is bounded by a short timer, after which the waiter tries the lock anyway,
@@ -8,9 +10,14 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { errno } from "../errors.js";
+import { procInfo, selfInfo } from "./proc.js";
 
 const HEAD_FALLBACK_MS = 40;
 const QUEUED_FALLBACK_MS = 200;
+/** Without inotify (its instances are shared by every process of the user): poll at this pace. */
+const NO_INOTIFY_MS = 25;
+/** No call waits longer than lockTimeout (at most an hour): an older ticket is a leftover. */
+const MAX_TICKET_AGE_MS = 2 * 3600 * 1000;
 
 export class Waiter {
   private readonly queue: string;
@@ -54,7 +61,8 @@ export class Waiter {
     try {
       // Only a real folder of ours: never write a ticket through a planted symlink.
       if (!fs.lstatSync(this.queue).isDirectory()) return null;
-      const name = `${process.hrtime.bigint().toString().padStart(20, "0")}-${process.pid}`;
+      const me = selfInfo();
+      const name = `${bootPrefix()}-${process.hrtime.bigint().toString().padStart(20, "0")}-${process.pid}-${me.start}`;
       fs.closeSync(fs.openSync(join(this.queue, name), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600));
       return name;
     } catch {
@@ -62,7 +70,7 @@ export class Waiter {
     }
   }
 
-  /** The live ticket just before ours, dropping tickets of processes that are gone. */
+  /** The live ticket just before ours, removing leftovers on the way. */
   private predecessor(mine: string): string | null {
     let names: string[];
     try {
@@ -71,18 +79,9 @@ export class Waiter {
       return null;
     }
     for (let i = names.length - 1; i >= 0; i--) {
-      const pid = Number(names[i]!.slice(names[i]!.lastIndexOf("-") + 1));
-      try {
-        process.kill(pid, 0);
-        return names[i]!;
-      } catch (err) {
-        if (errno(err) !== "ESRCH") return names[i]!;
-        try {
-          fs.unlinkSync(join(this.queue, names[i]!));
-        } catch {
-          /* someone else removed it */
-        }
-      }
+      const n = names[i]!;
+      if (ticketLive(n)) return n;
+      unlinkQuiet(join(this.queue, n));
     }
     return null;
   }
@@ -101,7 +100,7 @@ export class Waiter {
         this.headWatch = null; // no inotify: the timer alone
       }
     }
-    const ms = this.headWatch ? HEAD_FALLBACK_MS : 4;
+    const ms = this.headWatch ? HEAD_FALLBACK_MS : NO_INOTIFY_MS;
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -111,6 +110,46 @@ export class Waiter {
       const timer = setTimeout(done, ms * (0.5 + Math.random()));
       this.wakeHead = done;
     });
+  }
+}
+
+/** Remove every leftover ticket (the lock holder does this, so a killed waiter's ticket never lingers). */
+export function sweepQueue(storeDir: string): void {
+  const queue = join(storeDir, "queue");
+  let names: string[];
+  try {
+    names = fs.readdirSync(queue);
+  } catch {
+    return;
+  }
+  for (const n of names) if (!ticketLive(n)) unlinkQuiet(join(queue, n));
+}
+
+// --- internal ---
+
+let prefix: string | undefined;
+
+function bootPrefix(): string {
+  prefix ??= (selfInfo().boot.replace(/[^0-9a-f]/g, "").slice(0, 12) || "noboot").padEnd(12, "0");
+  return prefix;
+}
+
+/** A ticket of this boot whose process is the one that queued it, and not absurdly old. */
+function ticketLive(name: string): boolean {
+  const m = /^([0-9a-z]+)-(\d{20})-(\d+)-(-?\d+)$/.exec(name);
+  if (!m || m[1] !== bootPrefix()) return false;
+  if (Number(process.hrtime.bigint() - BigInt(m[2]!)) / 1e6 > MAX_TICKET_AGE_MS) return false;
+  const info = procInfo(Number(m[3]));
+  if (!info || info.state === "Z") return false;
+  const start = Number(m[4]);
+  return start < 0 || info.start < 0 || info.start === start;
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch {
+    /* someone else removed it */
   }
 }
 
@@ -127,8 +166,9 @@ function sleepUntilGone(path: string, ms: number): Promise<void> {
     try {
       watcher = fs.watch(path, { persistent: false }, done);
       watcher.on("error", done);
-    } catch {
-      done(); // already gone
+    } catch (err) {
+      // Gone already: our turn now. No inotify instance left (EMFILE, ENOSPC): the timer alone.
+      if (errno(err) === "ENOENT") done();
     }
   });
 }

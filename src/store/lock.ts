@@ -1,233 +1,214 @@
-// The network's lock: a proper-lockfile lock directory `<net>/lock`, plus
-// `<net>/lock.owner` naming the holder (pid, pid namespace, the lock's inode).
+// The store's lock: a folder `lock/` made with mkdir, and `lock.owner` naming the
+// holder (pid, pid namespace, process start time, boot ID, the lock's inode, a token).
 //
-// proper-lockfile alone only notices a dead holder once the lock's mtime is
-// `STALE_MS` old. A holder killed by SIGKILL is recovered much sooner here: a
-// waiter that finds the holder's pid gone (or a zombie) removes the lock under a
-// second guard directory, `lock.reap`, so two waiters never both remove it.
-// A holder that was paused past STALE_MS may have lost the lock; `assertHeld`
-// (called before every write of a commit) makes it stop instead of writing.
+// A holder is judged by what its process is, never by a timer alone:
+//   gone, a zombie, or its pid reused (start time differs)  -> the lock is removed at once
+//   alive: running, sleeping, in I/O (a slow fsync), or
+//     stopped by a tracer (strace, gdb)                      -> it keeps the lock; waiters wait
+//   stopped by a signal (SIGSTOP) and its lease expired      -> killed (SIGKILL), then removed as dead
+//   in another pid namespace (its pid means nothing here)    -> the lease: removed once expired
+// The lease is the lock folder's mtime, renewed by `assertHeld` before every step of
+// a commit; it expires STALE_MS after the last renewal (or when it lies more than
+// STALE_MS in the future: a clock stepped back). So a holder never acts after losing
+// the lock in its own pid namespace (it is dead by then), and elsewhere it stops at
+// the next step's fence.
 import * as fs from "node:fs";
-import { readFileSync, readlinkSync, rmdirSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import lockfile from "proper-lockfile";
 import { Code, CniError, errno } from "../errors.js";
 import { ioError, readFileNoFollow, uniqueSuffix } from "./io.js";
 import { Waiter } from "./lock-wait.js";
+import { procInfo, selfInfo } from "./proc.js";
 
-/** proper-lockfile's mtime threshold: a lock not refreshed for this long is stale. */
+/** A lease not renewed for this long has expired. */
 export const STALE_MS = 5000;
-const UPDATE_MS = 1000;
-/** A lock directory with no owner file (holder killed between mkdir and writing it) is taken over after this. */
+/** A lock folder with no owner file (its holder died between two system calls) is removed after this. */
 const ORPHAN_MS = 2000;
 const REAP_GUARD_STALE_MS = 2000;
+const REAP_EVERY_MS = 50;
 
 export interface HeldLock {
-  /** Throws TryAgainLater if the lock was lost (this process was paused too long). */
+  /** Renew the lease; throws TryAgainLater (11) if the lock is no longer this call's. */
   assertHeld(): void;
-  release(): Promise<void>;
+  /** True while the lock is still this call's (no renewal, no throw). */
+  stillHeld(): boolean;
+  release(): void;
+  /** Names this holder's own files (its journal). */
+  readonly token: string;
   /** Milliseconds spent waiting for the lock. */
   readonly waitedMs: number;
 }
 
-interface Owner {
+export interface Owner {
   pid: number;
   pidns: string;
+  start: number;
+  boot: string;
   ino: number;
   token: string;
 }
 
-export async function acquire(netdir: string, timeoutMs: number): Promise<HeldLock> {
-  const lockPath = join(netdir, "lock");
-  const ownerPath = join(netdir, "lock.owner");
+export async function acquire(dir: string, timeoutMs: number): Promise<HeldLock> {
+  const lockPath = join(dir, "lock");
+  const ownerPath = join(dir, "lock.owner");
   const started = Date.now();
-  let compromised: Error | null = null;
-  const waiter = new Waiter(netdir);
-  let lastReap = 0;
+  const waiter = new Waiter(dir);
+  let lastLook = 0;
   try {
-  for (;;) {
-    let release: () => void;
-    const owner: Owner = { pid: process.pid, pidns: pidNamespace(), ino: 0, token: `${process.pid}-${uniqueSuffix()}` };
-    try {
-      // Synchronous from mkdir to release: the holder never yields to its event loop
-      // inside the critical section, so a busy machine stretches it as little as possible.
-      release = lockfile.lockSync(netdir, {
-        lockfilePath: lockPath,
-        fs: lockFsWritingOwner(ownerPath, owner),
-        realpath: false,
-        stale: STALE_MS,
-        update: UPDATE_MS,
-        retries: 0,
-        onCompromised: (err) => {
-          compromised = err;
-        },
-      });
-    } catch (err) {
-      // ENOENT: our fresh lock folder vanished before proper-lockfile finished taking it
-      // (this process was paused, its lock went stale and was removed). Nothing was read yet: try again.
-      if (errno(err) !== "ELOCKED" && errno(err) !== "ENOENT") throw ioError(err, `cannot take the store lock ${lockPath}`);
-      // Looking for a dead holder reads files and /proc: a few times a second is enough.
-      if (Date.now() - lastReap >= REAP_EVERY_MS) {
-        lastReap = Date.now();
-        reapIfDead(netdir);
+    for (;;) {
+      const owner = tryTake(dir);
+      if (owner) return held(lockPath, ownerPath, owner, Date.now() - started);
+      if (Date.now() - lastLook >= REAP_EVERY_MS) {
+        lastLook = Date.now();
+        recoverIfAbandoned(dir);
       }
-      if (Date.now() - started >= timeoutMs) {
-        const holder = readOwner(ownerPath);
-        throw new CniError(
-          Code.TryAgainLater,
-          `timed out after ${timeoutMs / 1000}s waiting for the store lock ${lockPath}`,
-          holder ? `held by pid ${holder.pid}; if that process is stuck, stop it and the next call recovers the lock` : "the holder is unknown",
-        );
-      }
+      if (Date.now() - started >= timeoutMs) throw timedOut(dir, timeoutMs);
       await waiter.next();
-      continue;
     }
-    waiter.close();
-    const waitedMs = Date.now() - started;
-    return {
-      waitedMs,
-      assertHeld() {
-        const now = readOwner(ownerPath);
-        if (compromised || !now || now.token !== owner.token) {
-          throw new CniError(
-            Code.TryAgainLater,
-            "lost the store lock before committing; nothing was written",
-            `this call was paused for more than ${STALE_MS / 1000}s while holding ${lockPath} and another call took it over`,
-          );
-        }
-      },
-      async release() {
-        // A lock we lost now belongs to someone else: removing it would let a third call in beside them.
-        const now = readOwner(ownerPath);
-        if (compromised || !now || now.token !== owner.token) return;
-        unlinkQuiet(ownerPath);
-        try {
-          release();
-        } catch {
-          /* already gone */
-        }
-      },
-    };
-  }
   } finally {
     waiter.close();
   }
 }
 
+/** Judge the current holder without waiting: why it keeps the lock, for messages (status, timeouts). */
+export function describeHolder(dir: string): string {
+  const v = judge(join(dir, "lock"), join(dir, "lock.owner"));
+  return v.why;
+}
+
 // --- internal ---
 
-const REAP_EVERY_MS = 100;
-
-/**
- * node:fs for proper-lockfile whose mkdir makes the lock folder (0700, like every
- * store folder) and writes lock.owner in the same synchronous step, so that a
- * lock folder without its owner file exists only between two system calls.
- */
-function lockFsWritingOwner(ownerPath: string, owner: Owner): typeof fs {
-  const mkdirSync = (path: string): void => {
-    fs.mkdirSync(path, { mode: 0o700 });
-    try {
-      owner.ino = fs.statSync(path).ino;
-      // The lock is ours, so is lock.owner: remove whatever is there (a planted FIFO or
-      // symlink is removed itself, never followed) and create the file afresh.
-      try {
-        fs.unlinkSync(ownerPath);
-      } catch (err) {
-        if (errno(err) !== "ENOENT") throw err;
-      }
-      const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-      try {
-        fs.writeSync(fd, JSON.stringify(owner));
-      } finally {
-        fs.closeSync(fd);
-      }
-    } catch (err) {
-      fs.rmdirSync(path);
-      throw err;
-    }
-  };
-  // Only what lockSync uses: spreading all of node:fs would load its streams (ms per call).
-  return { mkdirSync, statSync: fs.statSync, rmdirSync: fs.rmdirSync, utimesSync: fs.utimesSync, realpathSync: fs.realpathSync } as unknown as typeof fs;
-}
-
-let pidns: string | undefined;
-
-function pidNamespace(): string {
-  if (pidns === undefined) {
-    try {
-      pidns = readlinkSync("/proc/self/ns/pid");
-    } catch {
-      pidns = "";
-    }
-  }
-  return pidns;
-}
-
-function readOwner(path: string): Owner | null {
+/** mkdir the lock and write the owner file in one synchronous step. Null when someone holds it. */
+function tryTake(dir: string): Owner | null {
+  const lockPath = join(dir, "lock");
   try {
-    const text = readFileNoFollow(path, 4096);
-    if (text === null) return null;
-    const o = JSON.parse(text) as Owner;
-    return typeof o.pid === "number" && typeof o.ino === "number" && typeof o.token === "string" ? o : null;
-  } catch {
-    return null;
-  }
-}
-
-function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    /* already gone */
-  }
-}
-
-/** True when the process is gone or a zombie (killed, not yet reaped by its parent). */
-function pidDead(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
+    fs.mkdirSync(lockPath, { mode: 0o700 });
   } catch (err) {
-    return errno(err) === "ESRCH";
+    if (errno(err) === "EEXIST") return null;
+    if (errno(err) === "ENOENT") {
+      throw new CniError(Code.StoreIOFailure, `store folder ${dir} disappeared while this call waited for its lock`, "it was moved or removed; put it back (never delete it while pods hold addresses)");
+    }
+    throw ioError(err, `cannot take the store lock ${lockPath}`);
   }
+  const me = selfInfo();
+  const owner: Owner = { pid: process.pid, pidns: me.pidns, start: me.start, boot: me.boot, ino: 0, token: `${process.pid}-${uniqueSuffix()}` };
+  const ownerPath = join(dir, "lock.owner");
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
-  } catch {
-    return false;
+    owner.ino = fs.statSync(lockPath).ino;
+    // The lock is ours, so is lock.owner: remove whatever is there (a planted FIFO or
+    // symlink is removed, never followed) and create the file afresh.
+    removeEntry(ownerPath);
+    const fd = fs.openSync(ownerPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(owner));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    try {
+      fs.rmdirSync(lockPath);
+    } catch {
+      /* leave it to the orphan rule */
+    }
+    throw ioError(err, `cannot take the store lock ${lockPath}`);
   }
+  return owner;
 }
 
-/** Is the current lock held by a process that is certainly dead? */
-function holderDead(lockPath: string, ownerPath: string): boolean {
+function held(lockPath: string, ownerPath: string, owner: Owner, waitedMs: number): HeldLock {
+  const mine = (): boolean => {
+    const now = readOwner(ownerPath);
+    return now !== null && now.token === owner.token;
+  };
+  return {
+    token: owner.token,
+    waitedMs,
+    stillHeld: mine,
+    assertHeld() {
+      if (mine()) {
+        try {
+          const t = Date.now() / 1000;
+          fs.utimesSync(lockPath, t, t);
+          return;
+        } catch {
+          /* the lock folder is gone: lost */
+        }
+      }
+      throw new CniError(
+        Code.TryAgainLater,
+        "lost the store lock",
+        `another call took ${lockPath} over (this call ran in another pid namespace, or was stopped for more than ${STALE_MS / 1000}s)`,
+      );
+    },
+    release() {
+      // A lock we lost now belongs to someone else: removing it would let a third call in beside them.
+      if (!mine()) return;
+      removeEntry(ownerPath);
+      removeLockFolder(lockPath);
+    },
+  };
+}
+
+type Verdict = { act: "wait" | "remove" | "kill"; why: string; owner: Owner | null; pid?: number };
+
+/** What to do about the current holder of the lock. */
+function judge(lockPath: string, ownerPath: string): Verdict {
   let st: fs.Stats;
   try {
     st = fs.lstatSync(lockPath);
   } catch {
-    return false; // released meanwhile
+    return { act: "wait", why: "released", owner: null };
   }
   if (!st.isDirectory()) {
-    throw new CniError(Code.StoreCorrupt, `store lock ${lockPath} is not a folder`, "something other than podcidr-ipam put a file or symbolic link there; remove it");
+    throw new CniError(Code.StoreCorrupt, `store lock ${lockPath} is not a folder`, "something other than podcidr-ipam put a file or symbolic link there; remove it (no call can hold the lock meanwhile)");
   }
-  const { ino, mtimeMs } = st;
+  const age = Date.now() - st.mtimeMs;
+  const leaseOver = age > STALE_MS || age < -STALE_MS;
   const owner = readOwner(ownerPath);
-  if (owner && owner.ino === ino) {
-    // A pid from another pid namespace says nothing here; leave it to the stale timer.
-    return owner.pidns === pidNamespace() && owner.pid !== process.pid && pidDead(owner.pid);
+  if (!owner || owner.ino !== st.ino) {
+    // No owner file for this lock folder: its holder died between mkdir and writing it.
+    const orphan = age > ORPHAN_MS || age < -ORPHAN_MS;
+    return { act: orphan ? "remove" : "wait", why: "held by a call that has not written lock.owner yet", owner: null };
   }
-  return Date.now() - mtimeMs > ORPHAN_MS;
+  const me = selfInfo();
+  if (!owner.pidns || owner.pidns !== me.pidns) {
+    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} in another pid namespace (${owner.pidns || "unknown"})`, owner };
+  }
+  const info = procInfo(owner.pid);
+  if (!info || info.state === "Z" || info.state === "X" || (owner.start >= 0 && info.start !== owner.start)) {
+    return { act: "remove", why: `held by pid ${owner.pid}, which has exited`, owner };
+  }
+  if (info.state === "?") {
+    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} (its state is hidden from this user)`, owner };
+  }
+  if (info.state === "T") {
+    return { act: leaseOver ? "kill" : "wait", why: `held by pid ${owner.pid}, which is stopped (SIGSTOP); it is killed once stopped for ${STALE_MS / 1000}s`, owner, pid: owner.pid };
+  }
+  const doing = info.state === "D" ? "in disk I/O" : info.state === "t" ? "stopped by a tracer" : "running";
+  return { act: "wait", why: `held by pid ${owner.pid} (${doing})`, owner };
 }
 
-function reapIfDead(netdir: string): void {
-  const lockPath = join(netdir, "lock");
-  const ownerPath = join(netdir, "lock.owner");
-  if (!holderDead(lockPath, ownerPath)) return;
-  const guard = join(netdir, "lock.reap");
+/** Remove the lock of a holder that is dead (or kill one that is stopped past its lease), under a guard. */
+function recoverIfAbandoned(dir: string): void {
+  const lockPath = join(dir, "lock");
+  const ownerPath = join(dir, "lock.owner");
+  const first = judge(lockPath, ownerPath);
+  if (first.act === "wait") return;
+  if (first.act === "kill" && first.pid !== undefined) {
+    try {
+      process.kill(first.pid, "SIGKILL");
+    } catch {
+      /* gone already, or not ours to kill: judged again next time */
+    }
+    return; // removed once it is dead, on a later look
+  }
+  const guard = join(dir, "lock.reap");
   try {
-    mkdirSync(guard, { mode: 0o700 });
+    fs.mkdirSync(guard, { mode: 0o700 });
   } catch (err) {
     if (errno(err) !== "EEXIST") return;
     try {
-      if (Date.now() - statSync(guard).mtimeMs > REAP_GUARD_STALE_MS) rmdirSync(guard);
+      const age = Date.now() - fs.statSync(guard).mtimeMs;
+      if (age > REAP_GUARD_STALE_MS || age < -REAP_GUARD_STALE_MS) fs.rmdirSync(guard); // a reaper killed mid-way
     } catch {
       /* someone else cleaned it */
     }
@@ -235,19 +216,76 @@ function reapIfDead(netdir: string): void {
   }
   try {
     // Look again under the guard: another waiter may have reaped and a live call taken the lock.
-    if (holderDead(lockPath, ownerPath)) {
-      unlinkQuiet(ownerPath);
-      try {
-        rmdirSync(lockPath);
-      } catch {
-        /* gone already */
-      }
+    const again = judge(lockPath, ownerPath);
+    if (again.act === "remove" && again.owner?.token === first.owner?.token) {
+      if (again.owner) removeEntry(ownerPath);
+      removeLockFolder(lockPath);
     }
   } finally {
     try {
-      rmdirSync(guard);
+      fs.rmdirSync(guard);
     } catch {
       /* nothing to do */
+    }
+  }
+}
+
+function timedOut(dir: string, timeoutMs: number): CniError {
+  let why: string;
+  try {
+    why = describeHolder(dir);
+  } catch (err) {
+    why = (err as Error).message;
+  }
+  return new CniError(
+    Code.TryAgainLater,
+    `timed out after ${timeoutMs / 1000}s waiting for the store lock ${join(dir, "lock")}`,
+    `${why}; a call holds the lock only while it allocates or releases: if that process is stuck, stop it and the next call recovers the lock`,
+  );
+}
+
+function readOwner(path: string): Owner | null {
+  try {
+    const text = readFileNoFollow(path, 4096);
+    if (text === null) return null;
+    const o = JSON.parse(text) as Partial<Owner>;
+    if (typeof o.pid !== "number" || typeof o.ino !== "number" || typeof o.token !== "string") return null;
+    return { pid: o.pid, ino: o.ino, token: o.token, pidns: String(o.pidns ?? ""), start: typeof o.start === "number" ? o.start : -1, boot: String(o.boot ?? "") };
+  } catch {
+    return null;
+  }
+}
+
+/** Remove a file, symlink or FIFO at path; an empty folder there too (a damaged lock.owner). */
+function removeEntry(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch (err) {
+    const code = errno(err);
+    if (code === "ENOENT") return;
+    if (code === "EISDIR" || code === "EPERM") {
+      try {
+        fs.rmdirSync(path);
+        return;
+      } catch (e) {
+        throw new CniError(Code.StoreCorrupt, `${path} is a folder, not the lock's owner file`, `something other than podcidr-ipam made it; remove it (rm -r ${path})`, { cause: e });
+      }
+    }
+    throw err;
+  }
+}
+
+/** rmdir the lock folder; files someone put inside it are removed first (they would block every call). */
+function removeLockFolder(lockPath: string): void {
+  try {
+    fs.rmdirSync(lockPath);
+  } catch (err) {
+    if (errno(err) !== "ENOTEMPTY" && errno(err) !== "EEXIST") return;
+    try {
+      for (const n of fs.readdirSync(lockPath)) removeEntry(join(lockPath, n));
+      fs.rmdirSync(lockPath);
+    } catch {
+      /* left for repair, which names it */
     }
   }
 }

@@ -1,12 +1,23 @@
 // What the command handlers need from persistence, and nothing more.
 // One implementation lives in disk.ts; tests may bring an in-memory one.
+//
+// One store per dataDir, shared by every network on the node: the podCIDR's
+// bitmap belongs to the node, an attachment to (network, container ID, interface).
 import type { RangeState } from "../ipam/allocator.js";
 import type { Cidr } from "../ipam/cidr.js";
 
-/** Who holds an address: one (container ID, interface) attachment. */
-export interface AttachmentRecord {
+/** Names one attachment: a network's interface in one container. */
+export interface AttachmentKey {
+  /** The network config's "name". */
+  readonly network: string;
   readonly containerID: string;
   readonly ifname: string;
+}
+
+/** Who holds an address: one attachment. */
+export interface AttachmentRecord extends AttachmentKey {
+  /** CNI_NETNS of the ADD that made it ("" for records migrated from an older store). */
+  readonly netns: string;
   /** K8S_POD_NAMESPACE / K8S_POD_NAME from CNI_ARGS, "" when not given. */
   readonly namespace: string;
   readonly pod: string;
@@ -16,34 +27,52 @@ export interface AttachmentRecord {
   readonly ips: readonly { readonly cidr: string; readonly address: string }[];
 }
 
-/** A view of one network's store inside the lock. Changes are written on commit. */
+/** A file that failed to load, and why. */
+export interface Damaged {
+  readonly file: string;
+  readonly reason: string;
+  /** A damaged range file that still parses: the offsets its bitmap marks (kept taken by repair). */
+  readonly salvaged?: { readonly cidr: Cidr; readonly offsets: readonly number[] };
+}
+
+/** A view of the store inside the lock. Changes are written on commit. */
 export interface Tx {
   /** The bitmap of a podCIDR (an empty one if none is stored yet). Changes must be marked with `touch`. */
   range(cidr: Cidr): RangeState;
-  /** Every range stored for this network, including ones for CIDRs the node file no longer lists. */
+  /** Every range stored, including ones for CIDRs no node file lists any more. */
   storedRanges(): RangeState[];
   touch(range: RangeState): void;
-  attachment(containerID: string, ifname: string): AttachmentRecord | null;
-  /** Every attachment (reads them all: for GC and status, not for ADD/DEL). */
-  attachments(): AttachmentRecord[];
+  attachment(key: AttachmentKey): AttachmentRecord | null;
+  /** The networks that hold attachments (one readdir). */
+  networks(): string[];
+  /** Every attachment of one network, or of all of them (reads them all: for GC, status and repair). */
+  attachments(network?: string): AttachmentRecord[];
   putAttachment(rec: AttachmentRecord): void;
-  deleteAttachment(containerID: string, ifname: string): void;
-  /** Files that failed to load (only in salvage mode; empty otherwise). */
-  corrupt(): readonly { readonly file: string; readonly reason: string }[];
+  deleteAttachment(key: AttachmentKey): void;
+  /** Files that failed to load (when tolerated: salvage or skipDamaged; empty otherwise). */
+  corrupt(): readonly Damaged[];
 }
 
 export interface TransactOptions {
-  /** Create the network's folder if missing. Otherwise a missing store reads as empty and cannot be written. */
+  /** Create the store if missing. Otherwise a missing store reads as empty and cannot be written. */
   readonly create: boolean;
-  /** The caller only reads: on a read-only filesystem, read without the lock rather than fail. */
+  /** The caller only reads: on a read-only or full filesystem, read without the lock rather than fail. */
   readonly readOnly?: boolean;
   /** Repair: files that fail to load are noted (Tx.corrupt) and moved to quarantine/ on commit. */
   readonly salvage?: boolean;
-  /** Run fn but write nothing (repair --dry-run). */
-  readonly dryRun?: boolean;
+  /** GC, DEL, status: a file that fails to load is noted (Tx.corrupt) and skipped, never moved. */
+  readonly skipDamaged?: boolean;
+  /** The call frees space (DEL, GC): on a full disk it may use the store's reserve to finish. */
+  readonly frees?: boolean;
+  /** Take no lock and write nothing (repair --dry-run, STATUS): a pending journal is read as if applied. */
+  readonly unlocked?: boolean;
 }
 
 export interface Store {
-  /** Run fn under the network's lock; commit what it changed atomically and durably before resolving. */
-  transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<T>;
+  /**
+   * Run fn under the store's lock; commit what it changed atomically and durably before resolving.
+   * fn must have no effect outside tx: it may run twice (once against the empty store before a
+   * store is created, so that a call that fails anyway creates nothing).
+   */
+  transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }>;
 }

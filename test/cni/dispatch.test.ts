@@ -59,6 +59,9 @@ describe("dispatch: VERSION", () => {
     { name: "an unknown version asked for", stdin: '{"cniVersion":"9.9.9"}', expected: "1.1.0" },
     { name: "stdin that is not JSON", stdin: "{nope", expected: "1.1.0" },
     { name: "stdin that cannot be read", stdin: new Error("EIO"), expected: "1.1.0" },
+    { name: "a null cniVersion", stdin: '{"cniVersion":null}', expected: "1.1.0" },
+    { name: "a numeric cniVersion", stdin: '{"cniVersion":1}', expected: "1.1.0" },
+    { name: "an object cniVersion", stdin: '{"cniVersion":{}}', expected: "1.1.0" },
   ])("answers $name with cniVersion $expected", async ({ stdin, expected }) => {
     const r = await drive({ CNI_COMMAND: "VERSION" }, stdin);
     expect(r.code).toBe(0);
@@ -93,6 +96,12 @@ describe("dispatch: routing", () => {
     expect(r.json.ips[0].address).toBe("10.0.2.5/24");
   });
 
+  it("treats a config with \"cniVersion\": null as 0.1.0, as skel does", async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, JSON.stringify({ cniVersion: null, name: "podnet", ipam: {} }), { ADD: async () => RESULT });
+    expect(r.code).toBe(0);
+    expect(r.json).toEqual({ cniVersion: "0.1.0", ip4: { ip: "10.0.2.5/24", gateway: "10.0.2.1", routes: [{ dst: "0.0.0.0/0" }] } });
+  });
+
   it("treats a config without cniVersion as 0.1.0", async () => {
     const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, JSON.stringify({ name: "podnet", ipam: {} }), { ADD: async () => RESULT });
     expect(r.json).toEqual({ cniVersion: "0.1.0", ip4: { ip: "10.0.2.5/24", gateway: "10.0.2.1", routes: [{ dst: "0.0.0.0/0" }] } });
@@ -113,13 +122,22 @@ describe("dispatch: routing", () => {
     expect(r.stdout).toBe("");
   });
 
-  it("reads the requested addresses and CNI_ARGS into the request", async () => {
-    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0" }, conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }), {
+  it("reads the requested addresses, IP= in CNI_ARGS included, and CNI_ARGS into the request", async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0;IP=fd00::250" }, conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }), {
       ADD: async () => RESULT,
     });
     const req = r.calls[0]!.req;
-    expect(req.conf.requestedIps).toEqual(["10.0.2.50/24"]);
+    expect(req.conf.requested).toEqual([
+      { family: 6, value: 0xfd000000000000000000000000000250n, text: "fd00::250" },
+      { family: 4, value: 0x0a000232n, text: "10.0.2.50/24" },
+    ]);
     expect(req.cmd.args.get("K8S_POD_NAME")).toBe("web-0");
+  });
+
+  it("refuses a mistyped IP key in CNI_ARGS with 4 before calling the handler", async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "IgnoreUnknown=1;ip=10.0.2.50" }, conf("1.1.0"));
+    expect(r.json).toMatchObject({ code: Code.InvalidEnvironmentVariables, msg: 'CNI_ARGS key "ip" is not IP: write IP=<address>, in upper case with no spaces' });
+    expect(r.calls).toEqual([]);
   });
 });
 
@@ -174,6 +192,9 @@ describe("dispatch: errors", () => {
     { name: "stdin that is not JSON", stdin: "{", code: Code.DecodingFailure, msg: "network config on stdin is not valid JSON", version: "1.1.0" },
     { name: "a JSON array", stdin: "[]", code: Code.DecodingFailure, msg: "network config on stdin must be a JSON object", version: "1.1.0" },
     { name: "an unknown cniVersion", stdin: conf("2.0.0"), code: Code.IncompatibleCNIVersion, msg: "incompatible CNI versions", version: "1.1.0" },
+    { name: "a numeric cniVersion", stdin: conf(1), code: Code.DecodingFailure, msg: 'cniVersion must be a version string such as "1.1.0", got 1', version: "1.1.0" },
+    { name: "an object cniVersion", stdin: conf({}), code: Code.DecodingFailure, msg: 'cniVersion must be a version string such as "1.1.0", got {}', version: "1.1.0" },
+    { name: "stdin over 1 MiB", stdin: conf("1.1.0", { padding: "p".repeat(1 << 20) }), code: Code.DecodingFailure, msg: "network config on stdin is more than 1048576 bytes", version: "1.1.0" },
     { name: "a missing network name", stdin: JSON.stringify({ cniVersion: "0.3.1", ipam: {} }), code: Code.InvalidNetworkConfig, msg: "missing network name", version: "0.3.1" },
     { name: "a bad ipam key", stdin: conf("1.0.0", { ipam: { gateway: "yes" } }), code: Code.InvalidNetworkConfig, msg: 'ipam.gateway must be true or false, got "yes"', version: "1.0.0" },
   ])("reports $name before calling the handler", async ({ stdin, code, msg, version }) => {

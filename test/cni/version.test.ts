@@ -34,6 +34,7 @@ describe("checkVersion", () => {
     { name: "ADD at 0.2.0", command: "ADD", raw: "0.2.0", expected: "0.2.0" },
     { name: "ADD without a version (0.1.0)", command: "ADD", raw: undefined, expected: "0.1.0" },
     { name: "DEL with an empty version (0.1.0)", command: "DEL", raw: "", expected: "0.1.0" },
+    { name: "ADD with a null version (read as \"\", so 0.1.0, as skel's decoder does)", command: "ADD", raw: null, expected: "0.1.0" },
     { name: "CHECK at its floor 0.4.0", command: "CHECK", raw: "0.4.0", expected: "0.4.0" },
     { name: "GC at 1.1.0", command: "GC", raw: "1.1.0", expected: "1.1.0" },
     { name: "STATUS at 1.1.0", command: "STATUS", raw: "1.1.0", expected: "1.1.0" },
@@ -43,13 +44,24 @@ describe("checkVersion", () => {
 
   it.each([
     { name: "an unknown version", raw: "1.2.0", shown: '"1.2.0"' },
-    { name: "a numeric version", raw: 1, shown: "1" },
     { name: "a two-part version", raw: "1.0", shown: '"1.0"' },
   ])("rejects $name with code 1", ({ raw, shown }) => {
     const err = failure(() => checkVersion("ADD", raw));
     expect(err.code).toBe(Code.IncompatibleCNIVersion);
     expect(err.message).toBe("incompatible CNI versions");
     expect(err.details).toBe(`config is ${shown}, plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`);
+  });
+
+  // skel decodes cniVersion into a Go string: anything else is a decoding failure.
+  it.each([
+    { name: "a number", raw: 1, shown: "1" },
+    { name: "an object", raw: {}, shown: "{}" },
+    { name: "a boolean", raw: true, shown: "true" },
+    { name: "a list", raw: ["1.1.0"], shown: '["1.1.0"]' },
+  ])("rejects $name with code 6", ({ raw, shown }) => {
+    const err = failure(() => checkVersion("DEL", raw));
+    expect(err.code).toBe(Code.DecodingFailure);
+    expect(err.message).toBe(`cniVersion must be a version string such as "1.1.0", got ${shown}`);
   });
 
   it.each([

@@ -251,7 +251,7 @@ describe("requested addresses", () => {
     sandbox("ciliumnode-cluster-pool.json");
     const e = await addErr(sb, "a", { args: "IP=10.0.2.300" });
     expect(e.code).toBe(7);
-    expect(e.msg).toBe('requested address "10.0.2.300" is not an IP address');
+    expect(e.msg).toBe('requested address "10.0.2.300" (CNI_ARGS IP=) is not an IP address');
   });
 });
 

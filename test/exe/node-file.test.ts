@@ -27,7 +27,7 @@ describe("missing or late node file", () => {
     writeFileSync(sb.nodeFile, "");
     const e = await addErr(sb, "a");
     expect(e.code).toBe(11);
-    expect(e.msg).toBe(`node file ${sb.nodeFile} does not exist`);
+    expect(e.msg).toBe(`node file ${sb.nodeFile} is empty: the sync job may be writing it in place; write a temp file and mv it`);
     const pending = run({ command: "ADD", containerID: "b", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 3 }) });
     setTimeout(() => writeFileSync(sb.nodeFile, JSON.stringify(ciliumNode(["10.0.2.0/24"]))), 300);
     const r = await pending;

@@ -694,7 +694,8 @@ const FAMILIES: Family[] = [
         () => deepObj(depth(r)),
       ]);
       s.conf.cniVersion = v;
-      return { variant: v instanceof Raw ? "deeply nested" : typeof v === "string" ? "unsupported string" : "wrong type", codes: [1], mentions: ["version"] };
+      // An unsupported string is code 1; anything but a string (or null) cannot be decoded: 6, as skel gives.
+      return { variant: v instanceof Raw ? "deeply nested" : typeof v === "string" ? "unsupported string" : "wrong type", codes: [typeof v === "string" ? 1 : 6], mentions: ["version"] };
     },
   },
   {
@@ -1335,7 +1336,7 @@ const TARGETED: Targeted[] = [
   { name: "stdin not UTF-8", ctx: "store", target: "ADD-new", stdin: Buffer.from([0xff, 0xfe, 0x7b, 0x7d]), codes: [6], mentions: ["stdin"] },
   { name: "ipam.gateway deeply nested", ctx: "store", target: "ADD-new", conf: (_c, i) => (i.gateway = deepArr(50_000)), codes: [7], mentions: ["ipam.gateway"] },
   { name: "ipam.routes[0].dst deeply nested", ctx: "store", target: "ADD-new", conf: (_c, i) => (i.routes = [{ dst: deepArr(50_000) }]), codes: [7], mentions: ["ipam.routes[0].dst"] },
-  { name: "cniVersion deeply nested", ctx: "store", target: "DEL", conf: (c) => (c.cniVersion = deepArr(50_000)), codes: [1], mentions: ["version"] },
+  { name: "cniVersion deeply nested", ctx: "store", target: "DEL", conf: (c) => (c.cniVersion = deepArr(50_000)), codes: [6], mentions: ["version"] },
   { name: "runtimeConfig a number", ctx: "store", target: "ADD-new", conf: (c) => (c.runtimeConfig = 5), codes: [7], mentions: ["runtimeConfig"] },
   { name: "args a list", ctx: "store", target: "ADD-new", conf: (c) => (c.args = ["IP=10.0.2.50"]), codes: [7], mentions: ["args"] },
   { name: "CHECK with prevResult a number", ctx: "store", target: "CHECK", conf: (c) => (c.prevResult = 5), codes: [7], mentions: ["prevResult"] },

@@ -81,6 +81,16 @@ describe("parseIpamConfig", () => {
     { name: "a route dst without prefix", ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "10.0.0.0" }] }, msg: 'ipam.routes[1].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0"' },
     { name: "a route dst with prefix /33", ipam: { routes: [{ dst: "10.0.0.0/33" }] }, msg: 'ipam.routes[0].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0/33"' },
     { name: "a route with a bad gw", ipam: { routes: [{ dst: "::/0", gw: "fd00::zz" }] }, msg: 'ipam.routes[0].gw must be an IP address, got "fd00::zz"' },
+    // CNI 1.1.0 route fields, as Go's types.Route decodes them (MTU, AdvMSS, Priority int; Table, Scope *int).
+    { name: "a route mtu given as text", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: "1400" }] }, msg: 'ipam.routes[0].mtu must be a non-negative integer, got "1400"' },
+    { name: "a negative route table", ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", table: -1 }] }, msg: "ipam.routes[1].table must be a non-negative integer, got -1" },
+    { name: "a fractional route advmss", ipam: { routes: [{ dst: "0.0.0.0/0", advmss: 1460.5 }] }, msg: "ipam.routes[0].advmss must be a non-negative integer, got 1460.5" },
+    { name: "a route priority given as a boolean", ipam: { routes: [{ dst: "0.0.0.0/0", priority: true }] }, msg: "ipam.routes[0].priority must be a non-negative integer, got true" },
+    { name: "a null route mtu", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: null }] }, msg: "ipam.routes[0].mtu must be a non-negative integer, got null" },
+    { name: "a route mtu past 2^53", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: 2 ** 53 }] }, msg: "ipam.routes[0].mtu must be a non-negative integer, got 9007199254740992" },
+    { name: "a route scope given by name", ipam: { routes: [{ dst: "0.0.0.0/0", scope: "link" }] }, msg: 'ipam.routes[0].scope must be an integer from 0 to 255, got "link"' },
+    { name: "a route scope over 255", ipam: { routes: [{ dst: "0.0.0.0/0", scope: 256 }] }, msg: "ipam.routes[0].scope must be an integer from 0 to 255, got 256" },
+    { name: "a negative route scope", ipam: { routes: [{ dst: "0.0.0.0/0", scope: -1 }] }, msg: "ipam.routes[0].scope must be an integer from 0 to 255, got -1" },
     { name: "dns as a list", ipam: { dns: [] }, msg: "ipam.dns must be an object, got []" },
     { name: "dns nameservers as a string", ipam: { dns: { nameservers: "10.96.0.10" } }, msg: 'ipam.dns.nameservers must be a list of strings, got "10.96.0.10"' },
     { name: "a numeric dns domain", ipam: { dns: { domain: 1 } }, msg: "ipam.dns.domain must be a string, got 1" },
@@ -88,6 +98,19 @@ describe("parseIpamConfig", () => {
     const err = failure(ipam);
     expect(err.code).toBe(Code.InvalidNetworkConfig);
     expect(err.message).toBe(msg);
+  });
+
+  it("keeps valid CNI 1.1.0 route fields as they are", () => {
+    const route = { dst: "10.96.0.0/12", gw: "10.0.2.1", mtu: 1400, advmss: 0, priority: 100, table: 4294967295, scope: 253 };
+    expect(parseIpamConfig({ routes: [route, { dst: "::/0", scope: 0 }, { dst: "0.0.0.0/0", scope: 255, table: 0 }] }).routes).toEqual([
+      route,
+      { dst: "::/0", scope: 0 },
+      { dst: "0.0.0.0/0", scope: 255, table: 0 },
+    ]);
+  });
+
+  it("says in the details how the main plugin reads the route fields", () => {
+    expect(failure({ routes: [{ dst: "0.0.0.0/0", table: "main" }] }).details).toContain("the main plugin reads");
   });
 
   it("shortens a long bad value in the message", () => {

@@ -71,16 +71,33 @@ describe("parseNodeFile: CiliumNode", () => {
     ]);
   });
 
-  it("ignores reserved entries that are empty or not addresses", () => {
+  it("reads an empty or absent reserved address as none", () => {
     const info = parse(
       ciliumNode({
-        addresses: [{ ip: "", type: "CiliumInternalIP" }, { ip: "nonsense", type: "CiliumInternalIP" }, "junk"],
-        health: { ipv4: 7 },
+        addresses: [{ ip: "", type: "CiliumInternalIP" }, { type: "CiliumInternalIP" }, { ip: null, type: "CiliumInternalIP" }, "junk", { ip: "nonsense", type: "InternalIP" }],
+        health: { ipv4: "", ipv6: null },
         ingress: "10.0.2.3",
         ipam: { podCIDRs: ["10.0.2.0/24"] },
       }),
     );
     expect(info.reserved).toEqual([]);
+  });
+
+  // A reserved address that does not parse would otherwise be handed to a pod.
+  it.each([
+    { name: "a router IP with a trailing space", spec: { addresses: [{ ip: "172.18.0.9", type: "InternalIP" }, { ip: "10.0.2.2 ", type: "CiliumInternalIP" }] }, fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address' },
+    { name: "a router IP with a leading zero", spec: { addresses: [{ ip: "010.0.2.3", type: "CiliumInternalIP" }] }, fragment: 'spec.addresses[0].ip "010.0.2.3" is not an IP address' },
+    { name: "a router IP that is a number", spec: { addresses: [{ ip: 7, type: "CiliumInternalIP" }] }, fragment: "spec.addresses[0].ip 7 is not an IP address" },
+    { name: "an IPv6 health address under ipv4", spec: { health: { ipv4: "fd00::202" } }, fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address' },
+    { name: "an IPv4 health address under ipv6", spec: { health: { ipv6: "10.0.2.48" } }, fragment: 'spec.health.ipv6 "10.0.2.48" is not an IPv6 address' },
+    { name: "an IPv4-mapped health address under ipv6", spec: { health: { ipv6: "::ffff:10.0.2.48" } }, fragment: 'spec.health.ipv6 "::ffff:10.0.2.48" is not an IPv6 address' },
+    { name: "an ingress address that does not parse", spec: { ingress: { ipv4: "10.0.2.300" } }, fragment: 'spec.ingress.ipv4 "10.0.2.300" is not an IP address' },
+    { name: "an ingress IPv6 address with a zone", spec: { ingress: { ipv6: "fd00::203%eth0" } }, fragment: 'spec.ingress.ipv6 "fd00::203%eth0" is not an IP address' },
+  ])("refuses $name with 102 naming the field and the value", ({ spec, fragment }) => {
+    const err = failure(ciliumNode({ ...spec, ipam: { podCIDRs: ["10.0.2.0/24", "fd00::200/120"] } }));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: ${fragment}`);
+    expect(err.details).toContain("could be handed to a pod");
   });
 
   it("lists the podCIDRs an expanded node gained, in order", () => {
@@ -116,6 +133,7 @@ describe("parseNodeFile: v1 Node", () => {
   it.each([
     { name: "podCIDRs is missing", spec: { podCIDR: "10.244.2.0/24" } },
     { name: "podCIDRs is empty", spec: { podCIDR: "10.244.2.0/24", podCIDRs: [] } },
+    { name: "podCIDRs is null (as jq or a hand-written copy prints it)", spec: { podCIDR: "10.244.2.0/24", podCIDRs: null } },
   ])("falls back to spec.podCIDR when $name", ({ spec }) => {
     const info = parse(v1Node(spec));
     expect(info.field).toBe("spec.podCIDR");
@@ -160,6 +178,24 @@ describe("parseNodeFile: v1 Node", () => {
       { ip: "10.244.2.3", family: 4, role: "ingress" },
       { ip: "fd00::3", family: 6, role: "ingress" },
     ]);
+  });
+});
+
+describe("parseNodeFile: v1 Node annotations that do not parse", () => {
+  const key = (k: string) => `metadata.annotations["io.cilium.network.${k}"]`;
+  it.each<{ name: string; ann: Record<string, string>; fragment: string }>([
+    { name: "a cilium-host address with a trailing space", ann: { "io.cilium.network.ipv4-cilium-host": "10.244.2.1 " }, fragment: `${key("ipv4-cilium-host")} "10.244.2.1 " is not an IP address` },
+    { name: "a health address with a leading zero", ann: { "io.cilium.network.ipv4-health-ip": "010.244.2.2" }, fragment: `${key("ipv4-health-ip")} "010.244.2.2" is not an IP address` },
+    { name: "an IPv6 address under an ipv4- key", ann: { "io.cilium.network.ipv4-ingress-ip": "fd00::3" }, fragment: `${key("ipv4-ingress-ip")} "fd00::3" is not an IPv4 address` },
+    { name: "an IPv4 address under an ipv6- key", ann: { "io.cilium.network.ipv6-cilium-host": "10.244.2.1" }, fragment: `${key("ipv6-cilium-host")} "10.244.2.1" is not an IPv6 address` },
+  ])("refuses $name with 102", ({ ann, fragment }) => {
+    const err = failure(v1Node({ podCIDRs: ["10.244.2.0/24", "fd00::/112"] }, ann));
+    expect(err.code).toBe(Code.InvalidNodeFile);
+    expect(err.message).toBe(`node file ${PATH}: ${fragment}`);
+  });
+
+  it("reads an empty annotation as none", () => {
+    expect(parse(v1Node({ podCIDRs: ["10.244.2.0/24"] }, { "io.cilium.network.ipv4-health-ip": "" })).reserved).toEqual([]);
   });
 });
 

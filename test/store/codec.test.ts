@@ -23,8 +23,10 @@ function sample(): RangeState {
 const FILE = `/data/podnet/${codec.rangeFileName("10.0.2.0/24")}`;
 
 const REC: AttachmentRecord = {
+  network: "podnet",
   containerID: "ctr1",
   ifname: "eth0",
+  netns: "/var/run/netns/cni-1",
   namespace: "default",
   pod: "web-0",
   createdAt: "2024-05-01T12:00:00.000Z",
@@ -33,6 +35,9 @@ const REC: AttachmentRecord = {
     { cidr: "fd00::200/120", address: "fd00::205" },
   ],
 };
+
+const KEY_ = { network: "podnet", containerID: "ctr1", ifname: "eth0" };
+const KEY = KEY_;
 
 /** Change keys of a sealed record and seal it again with a valid checksum: a file a bug (not the disk) got wrong. */
 function resealed(text: string, patch: Record<string, unknown>): string {
@@ -68,6 +73,16 @@ describe("file names", () => {
 
   it("names an attachment file by container ID and interface", () => {
     expect(codec.attachmentFileName("ctr1", "eth0")).toBe("ctr1@eth0.json");
+    expect(codec.attachmentPath(KEY)).toBe("attachments/podnet/ctr1@eth0.json");
+    expect(codec.parseAttachmentName("ctr1@et@h0.json")).toEqual({ containerID: "ctr1", ifname: "et@h0" });
+    expect(codec.parseAttachmentName("noat.json")).toBeNull();
+  });
+
+  it("reads the CIDR back from a range file's name, and nothing from a name the store never writes", () => {
+    expect(codec.parseRangeName("range-fd00--200_120.json")?.text).toBe("fd00::200/120");
+    expect(codec.parseRangeName("range-10.0.2.0_24.json")?.text).toBe("10.0.2.0/24");
+    expect(codec.parseRangeName("range-notes.json")).toBeNull();
+    expect(codec.parseRangeName("range-10.0.2.5_24.json")).toBeNull();
   });
 });
 
@@ -114,7 +129,7 @@ describe("range records", () => {
     { name: "a truncated file", mutate: (t: string) => t.slice(0, t.length / 2), why: "it is not JSON" },
     { name: "a JSON array", mutate: () => "[]", why: "it is not a JSON object" },
     { name: "another format", mutate: (t: string) => t.replace('"podcidr-ipam/range"', '"podcidr-ipam/journal"'), why: 'format is "podcidr-ipam/journal", expected podcidr-ipam/range' },
-    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":2'), why: "version 2 is not one this build reads (1); use the podcidr-ipam that wrote it" },
+    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":2'), why: "version 2 is not one this build reads here (1); use the podcidr-ipam that wrote it" },
     { name: "a flipped byte in the bitmap", mutate: (t: string) => flipByte(t, "bits", 5), why: "its checksum does not match its content" },
     { name: "a changed cursor", mutate: (t: string) => t.replace('"next":10', '"next":11'), why: "its checksum does not match its content" },
     { name: "no checksum", mutate: (t: string) => t.replace(/,"crc32":"[0-9a-f]+"/, ""), why: "its checksum does not match its content" },
@@ -158,8 +173,29 @@ describe("range records", () => {
 describe("attachment records", () => {
   it("round-trips every field", () => {
     const text = codec.encodeAttachment(REC);
-    expect(JSON.parse(text)).toMatchObject({ format: "podcidr-ipam/attachment", version: 1, containerID: "ctr1" });
-    expect(codec.decodeAttachment(text, "/d/attachments/ctr1@eth0.json")).toEqual(REC);
+    expect(JSON.parse(text)).toMatchObject({ format: "podcidr-ipam/attachment", version: 2, network: "podnet", containerID: "ctr1", netns: "/var/run/netns/cni-1" });
+    expect(codec.decodeAttachment(text, "/d/attachments/podnet/ctr1@eth0.json", KEY)).toEqual(REC);
+  });
+
+  it.each([
+    { name: "another container", key: { ...KEY_, containerID: "ctr9" } },
+    { name: "another interface", key: { ...KEY_, ifname: "net1" } },
+    { name: "another network", key: { ...KEY_, network: "other" } },
+  ])("refuses a record read from the file of $name (a file copied by hand)", ({ key }) => {
+    const err = failure(() => codec.decodeAttachment(codec.encodeAttachment(REC), "/d/x.json", key));
+    expect(err.code).toBe(Code.StoreCorrupt);
+    expect(err.message).toBe("store file /d/x.json is corrupt: it holds the record of podnet/ctr1/eth0, not of the attachment its name says");
+  });
+
+  it("reads a version-1 record of a per-network store, the network given by its folder", () => {
+    const { network: _n, netns: _ns, ...v1 } = REC;
+    const text = resealed(codec.encodeAttachment(REC), { version: 1, network: undefined, netns: undefined });
+    expect(JSON.parse(text).network).toBeUndefined();
+    expect(codec.decodeLegacyAttachment(text, "/d/a.json", { ...KEY, network: "legacy" })).toEqual({ ...v1, network: "legacy", netns: "" });
+    // A version-1 record is not read where version 2 is expected (and a newer one nowhere).
+    expect(failure(() => codec.decodeAttachment(text, "/d/a.json", KEY)).message).toContain("version 1 is not one this build reads here (2)");
+    const future = resealed(codec.encodeAttachment(REC), { version: 3 });
+    expect(failure(() => codec.decodeAttachment(future, "/d/a.json", KEY)).message).toContain("version 3 is not one this build reads here (2)");
   });
 
   it.each([
@@ -168,13 +204,13 @@ describe("attachment records", () => {
     { name: "an ips entry without address", patch: { ips: [{ cidr: "10.0.2.0/24" }] }, why: "an entry of ips is malformed" },
   ])("refuses $name with code 103", ({ patch, why }) => {
     const bad = resealed(codec.encodeAttachment(REC), patch);
-    const err = failure(() => codec.decodeAttachment(bad, "/d/a.json"));
+    const err = failure(() => codec.decodeAttachment(bad, "/d/a.json", KEY));
     expect(err.code).toBe(Code.StoreCorrupt);
     expect(err.message).toBe(`store file /d/a.json is corrupt: ${why}`);
   });
 
   it("refuses a range record read as an attachment", () => {
-    const err = failure(() => codec.decodeAttachment(codec.encodeRange(sample()), "/d/a.json"));
+    const err = failure(() => codec.decodeAttachment(codec.encodeRange(sample()), "/d/a.json", KEY));
     expect(err.code).toBe(Code.StoreCorrupt);
     expect(err.message).toBe("store file /d/a.json is corrupt: format is \"podcidr-ipam/range\", expected podcidr-ipam/attachment");
   });
@@ -206,5 +242,30 @@ describe("journals", () => {
     const err = failure(() => codec.decodeJournal(bad, "/d/journal.json"));
     expect(err.code).toBe(Code.StoreCorrupt);
     expect(err.message).toBe("store file /d/journal.json is corrupt: writes is not a list");
+  });
+});
+
+describe("salvaging a damaged bitmap (repair)", () => {
+  it("reads the offsets a bitmap with a bad checksum still marks", () => {
+    const text = flipByte(codec.encodeRange(sample()), "crc32", 0);
+    expect(failure(() => codec.decodeRange(text, FILE)).code).toBe(Code.StoreCorrupt);
+    expect(codec.salvageRange(text, sample().cidr)).toEqual([0, 1, 9, 253]);
+  });
+
+  it("reads a character damaged out of the base64 alphabet as six taken bits, never as free ones", () => {
+    const good = codec.encodeRange(sample());
+    const at = good.indexOf('"bits":"') + 8;
+    const text = `${good.slice(0, at)}!${good.slice(at + 1)}`;
+    const got = codec.salvageRange(text, sample().cidr)!;
+    expect(got.slice(0, 6)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(got).toContain(253);
+  });
+
+  it.each([
+    { name: "not JSON", text: "{\"bits\":" },
+    { name: "no bitmap", text: "{}" },
+    { name: "a bitmap of another size", text: JSON.stringify({ bits: Buffer.alloc(3).toString("base64") }) },
+  ])("gives nothing for $name", ({ text }) => {
+    expect(codec.salvageRange(text, sample().cidr)).toBeNull();
   });
 });

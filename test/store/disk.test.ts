@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,7 +9,7 @@ import { type Cidr, parseCidr } from "../../src/ipam/cidr.js";
 import * as codec from "../../src/store/codec.js";
 import { DiskStore } from "../../src/store/disk.js";
 import { STALE_MS } from "../../src/store/lock.js";
-import type { AttachmentRecord, Tx } from "../../src/store/store.js";
+import type { AttachmentKey, AttachmentRecord, Tx } from "../../src/store/store.js";
 
 function cidr(text: string): Cidr {
   const p = parseCidr(text);
@@ -21,23 +21,31 @@ const V4 = cidr("10.0.2.0/24");
 const V6 = cidr("fd00::200/120");
 const RANGE_FILE = codec.rangeFileName(V4.text);
 
-const rec = (containerID: string, address = "10.0.2.5"): AttachmentRecord => ({
+const rec = (containerID: string, address = "10.0.2.5", network = "podnet"): AttachmentRecord => ({
+  network,
   containerID,
   ifname: "eth0",
+  netns: `/var/run/netns/${containerID}`,
   namespace: "default",
   pod: `pod-${containerID}`,
   createdAt: "2024-05-01T12:00:00.000Z",
   ips: [{ cidr: V4.text, address }],
 });
 
+const key = (containerID: string, network = "podnet"): AttachmentKey => ({ network, containerID, ifname: "eth0" });
+
 let root: string;
 let dataDir: string;
+/** The store folder, shared by every network. */
 let netDir: string;
+/** Where one network's records live inside it. */
+let attDir: string;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "podcidr-ipam-disk-"));
   dataDir = join(root, "data");
-  netDir = join(dataDir, "podnet");
+  netDir = join(dataDir, "_store");
+  attDir = join(netDir, "attachments", "podnet");
 });
 
 afterEach(() => {
@@ -47,11 +55,13 @@ afterEach(() => {
 
 /** What the store logs (a replayed journal...), per test. */
 let logged = vi.fn();
-const store = (lockTimeoutMs = 2000): DiskStore => new DiskStore(dataDir, "podnet", lockTimeoutMs, logged);
+const store = (lockTimeoutMs = 2000): DiskStore => new DiskStore(dataDir, lockTimeoutMs, (l) => logged(l));
+/** transact's value alone. */
+const value = async <T>(p: Promise<{ value: T }>): Promise<T> => (await p).value;
 const mode = (path: string): number => statSync(path).mode & 0o777;
 
 /** Take `offsets` in V4 and record an attachment, in one transaction. */
-async function allocate(s: DiskStore, id: string, offsets: number[]): Promise<void> {
+async function allocate(s: DiskStore, id: string, offsets: number[]): Promise<unknown> {
   await s.transact({ create: true }, (tx) => {
     const r = tx.range(V4);
     for (const o of offsets) take(r, o);
@@ -82,17 +92,21 @@ function quiet(): typeof logged {
   return logged;
 }
 
+const RESERVE = "reserve";
+
 describe("DiskStore: commit", () => {
   it("creates the folders 0700 and writes the range and attachment files 0600", async () => {
     await allocate(store(), "ctr1", [0, 4]);
     expect(mode(dataDir)).toBe(0o700);
     expect(mode(netDir)).toBe(0o700);
     expect(mode(join(netDir, "attachments"))).toBe(0o700);
+    expect(mode(attDir)).toBe(0o700);
     expect(mode(join(netDir, RANGE_FILE))).toBe(0o600);
-    expect(mode(join(netDir, "attachments", "ctr1@eth0.json"))).toBe(0o600);
-    // No journal, no temp files, no lock left behind.
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
-    expect(readdirSync(join(netDir, "attachments"))).toEqual(["ctr1@eth0.json"]);
+    expect(mode(join(attDir, "ctr1@eth0.json"))).toBe(0o600);
+    // No journal, no temp files, no lock left behind; the reserve a DEL on a full disk may free.
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
+    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
+    expect(statSync(join(netDir, RESERVE)).size).toBe(64 * 1024);
   });
 
   it("writes exactly the codec's bytes", async () => {
@@ -101,36 +115,52 @@ describe("DiskStore: commit", () => {
     take(expected, 0);
     take(expected, 4);
     expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(codec.encodeRange(expected));
-    expect(readFileSync(join(netDir, "attachments", "ctr1@eth0.json"), "utf8")).toBe(codec.encodeAttachment(rec("ctr1")));
+    expect(readFileSync(join(attDir, "ctr1@eth0.json"), "utf8")).toBe(codec.encodeAttachment(rec("ctr1")));
   });
 
-  it("reads back what it committed in the next transaction", async () => {
+  it("reads back what it committed in the next transaction, per network and for all of them", async () => {
     await allocate(store(), "ctr1", [0, 4]);
-    const seen = await store().transact({ create: true }, (tx) => ({
-      allocated: tx.range(V4).allocated,
-      v6: tx.range(V6).allocated,
-      stored: tx.storedRanges().map((r) => r.cidr.text),
-      one: tx.attachment("ctr1", "eth0"),
-      missing: tx.attachment("ctr2", "eth0"),
-      all: tx.attachments(),
-    }));
-    expect(seen).toEqual({ allocated: 2, v6: 0, stored: [V4.text], one: rec("ctr1"), missing: null, all: [rec("ctr1")] });
+    await store().transact({ create: true }, (tx) => tx.putAttachment(rec("ctr9", "10.0.2.9", "other")));
+    const seen = await value(
+      store().transact({ create: true }, (tx) => ({
+        allocated: tx.range(V4).allocated,
+        v6: tx.range(V6).allocated,
+        stored: tx.storedRanges().map((r) => r.cidr.text),
+        one: tx.attachment(key("ctr1")),
+        missing: tx.attachment(key("ctr2")),
+        otherNet: tx.attachment(key("ctr1", "other")),
+        mine: tx.attachments("podnet"),
+        networks: tx.networks(),
+        all: tx.attachments().map((a) => `${a.network}/${a.containerID}`),
+      })),
+    );
+    expect(seen).toEqual({
+      allocated: 2,
+      v6: 0,
+      stored: [V4.text],
+      one: rec("ctr1"),
+      missing: null,
+      otherNet: null,
+      mine: [rec("ctr1")],
+      networks: ["other", "podnet"],
+      all: ["other/ctr9", "podnet/ctr1"],
+    });
   });
 
   it("deletes an attachment file and keeps the attachments folder", async () => {
     await allocate(store(), "ctr1", [0]);
-    await store().transact({ create: true }, (tx) => tx.deleteAttachment("ctr1", "eth0"));
-    expect(readdirSync(join(netDir, "attachments"))).toEqual([]);
-    expect(await store().transact({ create: true }, (tx) => tx.attachment("ctr1", "eth0"))).toBeNull();
+    await store().transact({ create: true }, (tx) => tx.deleteAttachment(key("ctr1")));
+    expect(readdirSync(attDir)).toEqual([]);
+    expect(await value(store().transact({ create: true }, (tx) => tx.attachment(key("ctr1"))))).toBeNull();
   });
 
   it("writes nothing for a transaction that changes nothing", async () => {
     await allocate(store(), "ctr1", [0]);
     const before = statSync(join(netDir, RANGE_FILE)).mtimeMs;
-    const got = await store().transact({ create: true }, (tx) => tx.range(V4).allocated);
+    const got = await value(store().transact({ create: true }, (tx) => tx.range(V4).allocated));
     expect(got).toBe(1);
     expect(statSync(join(netDir, RANGE_FILE)).mtimeMs).toBe(before);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
   });
 
   it("writes nothing when fn throws, and rejects with fn's error", async () => {
@@ -144,8 +174,8 @@ describe("DiskStore: commit", () => {
         throw boom;
       }),
     ).rejects.toBe(boom);
-    // The network's folder is not even created for a transaction that fails.
-    expect(existsSync(netDir)).toBe(false);
+    // The store folder is not even created for a transaction that fails.
+    expect(existsSync(dataDir)).toBe(false);
   });
 
   it("leaves an existing store byte for byte as it was when fn throws", async () => {
@@ -156,35 +186,54 @@ describe("DiskStore: commit", () => {
         const r = tx.range(V4);
         take(r, 1);
         tx.touch(r);
-        tx.deleteAttachment("ctr1", "eth0");
+        tx.deleteAttachment(key("ctr1"));
         throw new CniError(Code.PoolExhausted, "no free address");
       }),
     ).rejects.toMatchObject({ code: Code.PoolExhausted });
     expect(readFileSync(join(netDir, RANGE_FILE))).toEqual(range);
-    expect(readdirSync(join(netDir, "attachments"))).toEqual(["ctr1@eth0.json"]);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
+    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
   });
 
   it("serialises concurrent transactions in one process under the lock", async () => {
     const s = store(10_000);
     const picks = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
-        s.transact({ create: true }, (tx: Tx) => {
-          const r = tx.range(V4);
-          let o = 0;
-          while (!take(r, o)) o++;
-          tx.touch(r);
-          tx.putAttachment(rec(`ctr${i}`));
-          return o;
-        }),
+        value(
+          s.transact({ create: true }, (tx: Tx) => {
+            const r = tx.range(V4);
+            let o = 0;
+            while (!take(r, o)) o++;
+            tx.touch(r);
+            tx.putAttachment(rec(`ctr${i}`));
+            return o;
+          }),
+        ),
       ),
     );
     expect([...picks].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    expect(await s.transact({ create: true }, (tx) => [tx.range(V4).allocated, tx.attachments().length])).toEqual([8, 8]);
+    expect(await value(s.transact({ create: true }, (tx) => [tx.range(V4).allocated, tx.attachments().length]))).toEqual([8, 8]);
+  });
+
+  it("renews the lease before every step of a commit: the lock folder's mtime moves while it is held", async () => {
+    await allocate(store(), "ctr1", [0]);
+    const lock = join(netDir, "lock");
+    const stamps: number[] = [];
+    await store().transact({ create: true }, (tx) => {
+      const past = new Date(Date.now() - 60_000);
+      utimesSync(lock, past, past);
+      stamps.push(statSync(lock).mtimeMs);
+      tx.putAttachment(rec("ctr2"));
+    });
+    expect(stamps[0]).toBeLessThan(Date.now() - 50_000);
+    // The commit renewed it (and released it): a waiter never saw a lease 60 s old while it wrote.
+    expect(existsSync(lock)).toBe(false);
   });
 });
 
 describe("DiskStore: journal", () => {
+  const journalOf = (token: string): string => join(netDir, `journal-${token}.json`);
+
   it("replays a journal left behind before running the next transaction", async () => {
     await allocate(store(), "old", [7]);
     const r = emptyRange(V4);
@@ -192,40 +241,52 @@ describe("DiskStore: journal", () => {
     take(r, 1);
     const journal = [
       { file: RANGE_FILE, content: codec.encodeRange(r) },
-      { file: "attachments/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) },
-      { file: "attachments/old@eth0.json", content: null },
+      { file: "attachments/podnet/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) },
+      { file: "attachments/podnet/old@eth0.json", content: null },
     ];
-    writeFileSync(join(netDir, "journal.json"), codec.encodeJournal(journal));
+    writeFileSync(journalOf("123-dead"), codec.encodeJournal(journal));
     writeFileSync(join(netDir, `.tmp-${RANGE_FILE}-1-abcd`), "half a file");
     const stderr = quiet();
 
-    const seen = await store().transact({ create: true }, (tx) => ({ allocated: tx.range(V4).allocated, ids: tx.attachments().map((a) => a.containerID) }));
+    const seen = await value(store().transact({ create: true }, (tx) => ({ allocated: tx.range(V4).allocated, ids: tx.attachments().map((a) => a.containerID) })));
 
     expect(seen).toEqual({ allocated: 2, ids: ["ctr1"] });
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
     expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(journal[0]!.content);
-    expect(readdirSync(join(netDir, "attachments"))).toEqual(["ctr1@eth0.json"]);
+    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
     expect(stderr).toHaveBeenCalledWith(`podcidr-ipam: replaying the journal of an interrupted commit in ${netDir}\n`);
   });
 
-  it("replays a journal into a folder that has no attachments folder yet", async () => {
+  it("replays a journal into a store that has no attachments folder yet", async () => {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
-    writeFileSync(join(netDir, "journal.json"), codec.encodeJournal([{ file: "attachments/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) }]));
+    writeFileSync(journalOf("1-a"), codec.encodeJournal([{ file: "attachments/podnet/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) }]));
     quiet();
-    expect(await store().transact({ create: true }, (tx) => tx.attachment("ctr1", "eth0"))).toEqual(rec("ctr1"));
-    expect(mode(join(netDir, "attachments", "ctr1@eth0.json"))).toBe(0o600);
+    expect(await value(store().transact({ create: true }, (tx) => tx.attachment(key("ctr1"))))).toEqual(rec("ctr1"));
+    expect(mode(join(attDir, "ctr1@eth0.json"))).toBe(0o600);
+    expect(mode(attDir)).toBe(0o700);
   });
 
   it("refuses a corrupt journal with code 103 and leaves it in place", async () => {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
     const text = codec.encodeJournal([{ file: RANGE_FILE, content: "x" }]).replace('"content":"x"', '"content":"y"');
-    writeFileSync(join(netDir, "journal.json"), text);
+    writeFileSync(journalOf("1-a"), text);
     quiet();
     const err = await rejection(store().transact({ create: true }, () => 0));
     expect(err.code).toBe(Code.StoreCorrupt);
-    expect(err.message).toBe(`store file ${join(netDir, "journal.json")} is corrupt: its checksum does not match its content`);
-    expect(readFileSync(join(netDir, "journal.json"), "utf8")).toBe(text);
+    expect(err.message).toBe(`store file ${journalOf("1-a")} is corrupt: its checksum does not match its content`);
+    expect(readFileSync(journalOf("1-a"), "utf8")).toBe(text);
     expect(existsSync(join(netDir, RANGE_FILE))).toBe(false);
+  });
+
+  it("refuses two journals (one was written by a call that had lost the lock) with 103, replaying neither", async () => {
+    await allocate(store(), "ctr1", [0]);
+    const before = readFileSync(join(netDir, RANGE_FILE), "utf8");
+    for (const t of ["1-a", "2-b"]) writeFileSync(journalOf(t), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(emptyRange(V4)) }]));
+    const err = await rejection(store().transact({ create: true }, () => 0));
+    expect(err.code).toBe(Code.StoreCorrupt);
+    expect(err.message).toContain("has 2 interrupted commits");
+    expect(err.details).toContain("podcidr-ipam repair");
+    expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(before);
   });
 });
 
@@ -240,7 +301,7 @@ describe("DiskStore: corrupt range files", () => {
     { name: "a flipped byte", mutate: flip, why: "its checksum does not match its content" },
     { name: "a truncated file", mutate: (t: string) => t.slice(0, 40), why: "it is not JSON" },
     { name: "an empty file", mutate: () => "", why: "it is empty" },
-    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":7'), why: "version 7 is not one this build reads (1)" },
+    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":7'), why: "version 7 is not one this build reads here (1)" },
     { name: "the bitmap of another CIDR", mutate: () => codec.encodeRange(emptyRange(cidr("10.0.3.0/24"))), why: "it holds the bitmap of 10.0.3.0/24, not of the CIDR its name says" },
   ])("rejects $name with code 103 and leaves the file untouched", async ({ mutate, why }) => {
     await allocate(store(), "ctr1", [0, 1]);
@@ -261,29 +322,63 @@ describe("DiskStore: corrupt range files", () => {
     }
     expect(readFileSync(file, "utf8")).toBe(bad);
     expect(statSync(file).mtimeMs).toBe(mtimeMs);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
-    expect(readdirSync(join(netDir, "attachments"))).toEqual(["ctr1@eth0.json"]);
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
+    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
   });
 
-  it("refuses a symbolic link where the store folder should be", async () => {
+  it("skipping damage (DEL, GC), notes the file, keeps what still parses, and never rewrites it", async () => {
+    await allocate(store(), "ctr1", [0, 1]);
+    const file = join(netDir, RANGE_FILE);
+    const bad = flip(readFileSync(file, "utf8"));
+    writeFileSync(file, bad);
+    const seen = await value(
+      store().transact({ create: false, skipDamaged: true }, (tx) => {
+        const r = tx.range(V4);
+        take(r, 5);
+        tx.touch(r);
+        tx.deleteAttachment(key("ctr1"));
+        return tx.corrupt();
+      }),
+    );
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ file, reason: expect.stringContaining("checksum") });
+    expect(seen[0]!.salvaged?.offsets.length).toBeGreaterThanOrEqual(1);
+    expect(readFileSync(file, "utf8")).toBe(bad);
+    expect(readdirSync(attDir)).toEqual([]);
+  });
+
+  it("refuses a symbolic link where the store folder should be, saying how to fix it without losing state", async () => {
     mkdirSync(dataDir, { recursive: true });
     mkdirSync(join(root, "elsewhere"));
     symlinkSync(join(root, "elsewhere"), netDir);
     const err = await rejection(store().transact({ create: true }, () => 0));
     expect(err.code).toBe(Code.StoreCorrupt);
     expect(err.message).toBe(`store folder ${netDir} is not a folder`);
+    expect(err.details).toContain("move the real folder back");
+    expect(err.details).toContain("never delete it while pods run");
+    expect(err.details).not.toMatch(/Remove it\.$/);
     expect(readdirSync(join(root, "elsewhere"))).toEqual([]);
+  });
+
+  it("refuses a record whose content names another attachment (a file copied by hand)", async () => {
+    await allocate(store(), "ctr1", [0]);
+    writeFileSync(join(attDir, "ctr9@eth0.json"), readFileSync(join(attDir, "ctr1@eth0.json")));
+    const err = await rejection(store().transact({ create: true }, (tx) => tx.attachment(key("ctr9"))));
+    expect(err.code).toBe(Code.StoreCorrupt);
+    expect(err.message).toContain("it holds the record of podnet/ctr1/eth0, not of the attachment its name says");
   });
 });
 
 describe("DiskStore: create:false", () => {
   it("reads a missing store as empty and creates nothing", async () => {
-    const seen = await store().transact({ create: false }, (tx) => ({
-      allocated: tx.range(V4).allocated,
-      stored: tx.storedRanges(),
-      one: tx.attachment("ctr1", "eth0"),
-      all: tx.attachments(),
-    }));
+    const seen = await value(
+      store().transact({ create: false }, (tx) => ({
+        allocated: tx.range(V4).allocated,
+        stored: tx.storedRanges(),
+        one: tx.attachment(key("ctr1")),
+        all: tx.attachments(),
+      })),
+    );
     expect(seen).toEqual({ allocated: 0, stored: [], one: null, all: [] });
     expect(existsSync(dataDir)).toBe(false);
   });
@@ -301,53 +396,206 @@ describe("DiskStore: create:false", () => {
 
   it("reads an existing store under the lock", async () => {
     await allocate(store(), "ctr1", [3]);
-    expect(await store().transact({ create: false }, (tx) => tx.range(V4).allocated)).toBe(1);
+    expect(await value(store().transact({ create: false }, (tx) => tx.range(V4).allocated))).toBe(1);
+  });
+
+  it("unlocked (STATUS, repair --dry-run): takes no lock and sees a pending journal as applied", async () => {
+    await allocate(store(), "ctr1", [0]);
+    const r = emptyRange(V4);
+    for (const o of [0, 1, 2]) take(r, o);
+    writeFileSync(join(netDir, "journal-1-x.json"), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(r) }]));
+    mkdirSync(join(netDir, "lock")); // held by someone: an unlocked read does not wait for it
+    const seen = await value(store(200).transact({ create: false, unlocked: true }, (tx) => tx.range(V4).allocated));
+    expect(seen).toBe(3);
+    expect(existsSync(join(netDir, "journal-1-x.json"))).toBe(true);
   });
 });
 
 describe("DiskStore: lock", () => {
-  /** Leave `<net>/lock` and `<net>/lock.owner` as a holder with `pid` would. */
-  function plantLock(owner: { pid: number; pidns?: string }): void {
+  /** Leave `<store>/lock` and `lock.owner` as a holder with `pid` would. */
+  function plantLock(owner: { pid: number; pidns?: string; start?: number }): void {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(netDir, "lock"));
     const ino = statSync(join(netDir, "lock")).ino;
-    writeFileSync(join(netDir, "lock.owner"), JSON.stringify({ pid: owner.pid, pidns: owner.pidns ?? readlinkSync("/proc/self/ns/pid"), ino, token: "x" }));
+    writeFileSync(join(netDir, "lock.owner"), JSON.stringify({ pid: owner.pid, pidns: owner.pidns ?? readlinkSync("/proc/self/ns/pid"), start: owner.start ?? -1, ino, token: "x" }));
   }
 
   it("recovers a lock left by a dead process long before the stale time", async () => {
     plantLock({ pid: deadPid() });
     const s = store(3000);
     const started = Date.now();
-    await allocate(s, "ctr1", [0]);
+    const { waitedMs } = await s.transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
     const took = Date.now() - started;
     expect(STALE_MS).toBe(5000);
     expect(took).toBeLessThan(3000);
-    expect(s.lastWaitMs).toBeLessThan(3000);
+    expect(waitedMs).toBeLessThan(3000);
     // The wait queued a ticket in queue/ and took it away once the lock was had.
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", "queue", RANGE_FILE]);
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", "queue", RESERVE]);
     expect(readdirSync(join(netDir, "queue"))).toEqual([]);
   });
 
-  it("recovers a lock folder with no owner file once it is a second old", async () => {
+  it("recovers a lock whose pid now names another process (its start time differs)", async () => {
+    // Our parent is alive, but it is not the process that wrote this owner file: its start time is another.
+    plantLock({ pid: process.ppid, start: 1 });
+    const { waitedMs } = await store(3000).transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
+    expect(waitedMs).toBeLessThan(3000);
+  });
+
+  it("recovers a lock folder with no owner file once it is two seconds old", async () => {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(netDir, "lock"));
-    const past = new Date(Date.now() - 2000);
+    const past = new Date(Date.now() - 3000);
     utimesSync(join(netDir, "lock"), past, past);
-    const s = store(3000);
-    await allocate(s, "ctr1", [0]);
-    expect(s.lastWaitMs).toBeLessThan(3000);
+    const { waitedMs } = await store(3000).transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
+    expect(waitedMs).toBeLessThan(3000);
+  });
+
+  it("recovers a lock folder with no owner file stamped an hour in the future (a clock stepped back)", async () => {
+    mkdirSync(netDir, { recursive: true, mode: 0o700 });
+    mkdirSync(join(netDir, "lock"));
+    const future = new Date(Date.now() + 3600_000);
+    utimesSync(join(netDir, "lock"), future, future);
+    const { waitedMs } = await store(3000).transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
+    expect(waitedMs).toBeLessThan(3000);
+  });
+
+  it("removes a stray file inside lock/ and a folder named lock.owner instead of failing for good", async () => {
+    mkdirSync(netDir, { recursive: true, mode: 0o700 });
+    mkdirSync(join(netDir, "lock"));
+    writeFileSync(join(netDir, "lock", "stray"), "x");
+    mkdirSync(join(netDir, "lock.owner"));
+    const past = new Date(Date.now() - 3000);
+    utimesSync(join(netDir, "lock"), past, past);
+    const { waitedMs } = await store(3000).transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
+    expect(waitedMs).toBeLessThan(3000);
+    expect(existsSync(join(netDir, "lock"))).toBe(false);
   });
 
   it.each([
-    { name: "a live process", owner: () => ({ pid: process.ppid }) },
-    { name: "a dead pid of another pid namespace", owner: () => ({ pid: deadPid(), pidns: "pid:[1]" }) },
-  ])("times out with code 11 on a lock held by $name", async ({ owner }) => {
+    { name: "a live process", owner: () => ({ pid: process.ppid }), why: "(running)" },
+    { name: "a dead pid of another pid namespace", owner: () => ({ pid: deadPid(), pidns: "pid:[1]" }), why: "in another pid namespace" },
+  ])("times out with code 11 on a lock held by $name, saying what the holder is", async ({ owner, why }) => {
     const o = owner();
     plantLock(o);
     const err = await rejection(store(1000).transact({ create: true }, () => 0));
     expect(err.code).toBe(Code.TryAgainLater);
     expect(err.message).toBe(`timed out after 1s waiting for the store lock ${join(netDir, "lock")}`);
     expect(err.details).toContain(`held by pid ${o.pid}`);
+    expect(err.details).toContain(why);
     expect(existsSync(join(netDir, "lock"))).toBe(true);
   });
+
+  it("keeps a live holder's lock past the lease however long it runs (a slow disk), and waits for it", async () => {
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
+    try {
+      plantLock({ pid: child.pid! });
+      const past = new Date(Date.now() - 10 * STALE_MS);
+      utimesSync(join(netDir, "lock"), past, past);
+      const err = await rejection(store(1500).transact({ create: true }, () => 0));
+      expect(err.code).toBe(Code.TryAgainLater);
+      expect(err.details).toContain(`held by pid ${child.pid}`);
+      expect(child.exitCode).toBeNull();
+      expect(child.signalCode).toBeNull();
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  it("kills a holder stopped (SIGSTOP) past its lease, then recovers the lock as a dead one's", async () => {
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
+    const exited = new Promise<NodeJS.Signals | null>((res) => child.on("exit", (_c, sig) => res(sig)));
+    try {
+      await new Promise((r) => child.on("spawn", r));
+      child.kill("SIGSTOP");
+      plantLock({ pid: child.pid! });
+      const past = new Date(Date.now() - 2 * STALE_MS);
+      utimesSync(join(netDir, "lock"), past, past);
+      const { waitedMs } = await store(3000).transact({ create: true }, (tx) => tx.putAttachment(rec("ctr1")));
+      expect(waitedMs).toBeLessThan(3000);
+      expect(await exited).toBe("SIGKILL");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
 });
+
+describe("DiskStore: stores of an older release, one folder per network", () => {
+  /** A version-1 record as the per-network stores wrote it (no network, no netns). */
+  function legacyRecord(containerID: string, address: string): string {
+    const body = JSON.stringify({ format: "podcidr-ipam/attachment", version: 1, containerID, ifname: "eth0", namespace: "default", pod: `pod-${containerID}`, createdAt: "2024-05-01T12:00:00.000Z", ips: [{ cidr: V4.text, address }] });
+    return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
+  }
+
+  function plantLegacy(network: string, held: Record<string, number>): string {
+    const dir = join(dataDir, network);
+    mkdirSync(join(dir, "attachments"), { recursive: true, mode: 0o700 });
+    const r = emptyRange(V4);
+    for (const [id, o] of Object.entries(held)) {
+      take(r, o);
+      writeFileSync(join(dir, "attachments", `${id}@eth0.json`), legacyRecord(id, `10.0.2.${o + 1}`));
+    }
+    writeFileSync(join(dir, RANGE_FILE), codec.encodeRange(r));
+    return dir;
+  }
+
+  it("merges every network's folder into the shared store on first use, keeps the old files, and leaves a marker in its place", async () => {
+    plantLegacy("podnet", { a: 1, b: 2 });
+    plantLegacy("other", { c: 5 });
+    const stderr = quiet();
+    const seen = await value(
+      store().transact({ create: false }, (tx) => ({
+        bits: tx.range(V4).allocated,
+        all: tx.attachments().map((x) => `${x.network}/${x.containerID} ${x.ips[0]!.address} netns=${JSON.stringify(x.netns)}`),
+      })),
+    );
+    expect(seen.bits).toBe(3);
+    expect(seen.all).toEqual(['other/c 10.0.2.6 netns=""', 'podnet/a 10.0.2.2 netns=""', 'podnet/b 10.0.2.3 netns=""']);
+    const names = readdirSync(dataDir).sort();
+    expect(names.filter((n) => n.startsWith("_migrated-other-"))).toHaveLength(1);
+    expect(names.filter((n) => n.startsWith("_migrated-podnet-"))).toHaveLength(1);
+    // An older binary now finds a file where its folder was, and refuses instead of starting an empty store.
+    expect(statSync(join(dataDir, "podnet")).isFile()).toBe(true);
+    expect(readFileSync(join(dataDir, "podnet"), "utf8")).toContain("older podcidr-ipam");
+    const archived = join(dataDir, names.find((n) => n.startsWith("_migrated-podnet-"))!);
+    expect(readdirSync(join(archived, "attachments")).sort()).toEqual(["a@eth0.json", "b@eth0.json"]);
+    expect(stderr.mock.calls.flat().join("")).toContain("moved the store of network podnet");
+    // Done once: the next call finds nothing to move.
+    quiet();
+    await store().transact({ create: false }, () => 0);
+    expect(logged).not.toHaveBeenCalled();
+  });
+
+  it("keeps both owners of an address two networks already shared, so repair reports the conflict", async () => {
+    plantLegacy("podnet", { a: 1 });
+    plantLegacy("other", { b: 1 });
+    quiet();
+    const all = await value(store().transact({ create: false }, (tx) => tx.attachments().map((x) => `${x.network}/${x.containerID} ${x.ips[0]!.address}`)));
+    expect(all).toEqual(["other/b 10.0.2.2", "podnet/a 10.0.2.2"]);
+  });
+
+  it("reads a pending journal of the old folder as applied", async () => {
+    const dir = plantLegacy("podnet", { a: 1 });
+    writeFileSync(join(dir, "journal.json"), codec.encodeJournal([{ file: "attachments/a@eth0.json", content: null }]));
+    quiet();
+    const all = await value(store().transact({ create: false }, (tx) => tx.attachments().length));
+    expect(all).toBe(0);
+  });
+
+  it("refuses a damaged old store with 103 until repair, and moves nothing", async () => {
+    const dir = plantLegacy("podnet", { a: 1 });
+    writeFileSync(join(dir, RANGE_FILE), "{}");
+    quiet();
+    const err = await rejection(store().transact({ create: true }, () => 0));
+    expect(err.code).toBe(Code.StoreCorrupt);
+    expect(statSync(dir).isDirectory()).toBe(true);
+  });
+});
+
+function crc32(s: string): string {
+  let crc = -1;
+  for (const byte of Buffer.from(s, "utf8")) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+  }
+  return ((crc ^ -1) >>> 0).toString(16).padStart(8, "0");
+}

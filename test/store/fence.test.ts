@@ -1,9 +1,11 @@
-// A lock holder frozen past the stale threshold must not, on waking, overwrite
-// what another call committed meanwhile. Blocking this process's event loop
-// inside a transaction is exactly a frozen holder: proper-lockfile cannot
-// refresh the lock, so a waiting call takes it over after STALE_MS.
+// A lock holder is judged by its process. One that is alive keeps the lock for
+// as long as it runs, however slow; the waiter proceeds after it. One whose
+// process cannot be seen (another pid namespace) is judged by its lease, and if
+// it loses the lock it must not, on waking, write over what the new holder did.
+// Blocking this process's event loop inside a transaction is exactly a busy or
+// frozen holder: nothing renews its lease meanwhile.
 import { spawn } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,41 +16,85 @@ import { DiskStore } from "../../src/store/disk";
 import { STALE_MS } from "../../src/store/lock";
 import { BIN } from "../helpers/plugin";
 
-describe("frozen lock holder", () => {
-  it("refuses to commit after another call took the lock over, leaving that call's work intact", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-fence-"));
-    try {
-      const nodeFile = join(dir, "node.json");
-      writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.1.0.0/24"] } } }));
-      const dataDir = join(dir, "data");
-      const conf = { cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 30 } };
-      const cidr = parseCidr("10.1.0.0/24");
-      if (!cidr.ok) throw new Error("bad cidr");
-      const store = new DiskStore(dataDir, "podnet", 30_000);
-      await store.transact({ create: true }, () => undefined);
+function world(): { dir: string; dataDir: string; confFile: string; store: DiskStore; cidr: ReturnType<typeof cidrOf> } {
+  const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-fence-"));
+  const nodeFile = join(dir, "node.json");
+  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.1.0.0/24"] } } }));
+  const dataDir = join(dir, "data");
+  const confFile = join(dir, "conf.json");
+  writeFileSync(confFile, JSON.stringify({ cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 } }));
+  return { dir, dataDir, confFile, store: new DiskStore(dataDir, 60_000, () => {}), cidr: cidrOf("10.1.0.0/24") };
+}
 
+function cidrOf(text: string) {
+  const c = parseCidr(text);
+  if (!c.ok) throw new Error("bad cidr");
+  return c.cidr;
+}
+
+/** Start a real ADD; stdin from a file, since a pipe would only be written once our event loop runs again. */
+function startAdd(confFile: string): Promise<{ code: number | null; out: string }> {
+  const p = spawn(BIN, [], {
+    env: { PATH: process.env.PATH, CNI_COMMAND: "ADD", CNI_CONTAINERID: "other", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" },
+    stdio: [openSync(confFile, "r"), "pipe", "ignore"],
+  });
+  let out = "";
+  p.stdout!.on("data", (d) => (out += d));
+  return new Promise((res) => p.on("close", (code) => res({ code, out })));
+}
+
+/** Spin (the event loop blocked, as a frozen holder's is) until `done` or the bound. */
+function spinUntil(done: () => boolean, boundMs: number): void {
+  const until = Date.now() + boundMs;
+  while (Date.now() < until && !done()) {
+    /* frozen: nothing renews the lease */
+  }
+}
+
+function ourRecord(tx: Parameters<Parameters<DiskStore["transact"]>[1]>[0], cidr: ReturnType<typeof cidrOf>): void {
+  const r = tx.range(cidr);
+  take(r, 1);
+  tx.touch(r);
+  tx.putAttachment({ network: "podnet", containerID: "frozen", ifname: "eth0", netns: "/y", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
+}
+
+describe("lock holder", () => {
+  it("alive and busy past the lease keeps the lock: the waiting ADD gets the next address once it has committed", async () => {
+    const w = world();
+    try {
+      await w.store.transact({ create: true }, () => undefined);
       let child: Promise<{ code: number | null; out: string }> | undefined;
-      const frozen = store.transact({ create: true }, (tx) => {
-        // Start a real ADD while we hold the lock, then freeze past the stale threshold.
-        // stdin from a file: a pipe would only be written once our event loop runs again.
-        const confFile = join(dir, "conf.json");
-        writeFileSync(confFile, JSON.stringify(conf));
-        const p = spawn(BIN, [], {
-          env: { PATH: process.env.PATH, CNI_COMMAND: "ADD", CNI_CONTAINERID: "other", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" },
-          stdio: [openSync(confFile, "r"), "pipe", "ignore"],
-        });
-        let out = "";
-        p.stdout!.on("data", (d) => (out += d));
-        child = new Promise((res) => p.on("close", (code) => res({ code, out })));
-        const until = Date.now() + STALE_MS + 2500;
-        while (Date.now() < until) {
-          /* frozen: the event loop cannot refresh the lock */
-        }
-        // Our own allocation of the first pod address, which the other call also took.
-        const r = tx.range(cidr.cidr);
-        take(r, 1);
-        tx.touch(r);
-        tx.putAttachment({ containerID: "frozen", ifname: "eth0", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
+      await w.store.transact({ create: true }, (tx) => {
+        child = startAdd(w.confFile);
+        spinUntil(() => false, STALE_MS + 2000);
+        ourRecord(tx, w.cidr);
+      });
+      const other = await child!;
+      expect(other.code, other.out).toBe(0);
+      expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.3/24");
+      const att = join(w.dataDir, "_store", "attachments", "podnet");
+      expect(JSON.parse(readFileSync(join(att, "frozen@eth0.json"), "utf8")).ips[0].address).toBe("10.1.0.2");
+      expect(JSON.parse(readFileSync(join(att, "other@eth0.json"), "utf8")).ips[0].address).toBe("10.1.0.3");
+    } finally {
+      rmSync(w.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("in another pid namespace, once its lease is taken over, refuses to commit and leaves the new holder's work intact", async () => {
+    const w = world();
+    try {
+      await w.store.transact({ create: true }, () => undefined);
+      const ownerFile = join(w.dataDir, "_store", "lock.owner");
+      const otherRecord = join(w.dataDir, "_store", "attachments", "podnet", "other@eth0.json");
+      let child: Promise<{ code: number | null; out: string }> | undefined;
+      const frozen = w.store.transact({ create: true }, (tx) => {
+        // Seen from the waiter, this holder now runs in a pid namespace it cannot look into: only the lease counts.
+        const owner = JSON.parse(readFileSync(ownerFile, "utf8"));
+        writeFileSync(ownerFile, JSON.stringify({ ...owner, pidns: "pid:[1]" }));
+        child = startAdd(w.confFile);
+        // Frozen until the waiter has taken the lock over and committed (the lease is 5 s), bounded.
+        spinUntil(() => existsSync(otherRecord), STALE_MS + 20_000);
+        ourRecord(tx, w.cidr);
       });
       const err = await frozen.then(
         () => null,
@@ -59,16 +105,15 @@ describe("frozen lock holder", () => {
       expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.2/24");
       expect(err).toBeInstanceOf(CniError);
       expect((err as CniError).code).toBe(11);
-      expect((err as CniError).message).toContain("lost the store lock");
+      expect((err as CniError).message).toBe("lost the store lock before committing; nothing was written");
       // The other call's record stands; the frozen one's was never written.
-      const net = join(dataDir, "podnet");
-      expect(JSON.parse(readFileSync(join(net, "attachments", "other@eth0.json"), "utf8")).ips[0].address).toBe("10.1.0.2");
-      expect(() => readFileSync(join(net, "attachments", "frozen@eth0.json"))).toThrow();
+      expect(JSON.parse(readFileSync(otherRecord, "utf8")).ips[0].address).toBe("10.1.0.2");
+      expect(existsSync(join(w.dataDir, "_store", "attachments", "podnet", "frozen@eth0.json"))).toBe(false);
       // And the frozen call did not remove a lock that was no longer its own: the store still works.
-      const again = await new DiskStore(dataDir, "podnet", 2000).transact({ create: false }, (tx) => tx.range(cidr.cidr).allocated);
-      expect(again).toBe(1);
+      const again = await new DiskStore(w.dataDir, 2000, () => {}).transact({ create: false }, (tx) => tx.range(w.cidr).allocated);
+      expect(again.value).toBe(1);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(w.dir, { recursive: true, force: true });
     }
   });
 });
