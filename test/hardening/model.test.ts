@@ -9,13 +9,14 @@
 //   MODEL_STEPS=n       the number of steps (default: the size's)
 //   MODEL_OPS=a,b|-a,-b only these operations / all but these (names in model/ops.ts)
 //   MODEL_NETWORKS=1    one network only (to look past the cross-network duplicates of old builds)
+//   MODEL_STOPS=n, MODEL_STALLS=n, MODEL_MAX_STALL_S=s   SIGSTOPs, strace-stalled fsyncs, the longest stall
 //   MODEL_LOG=file      write the full step log there
 import { describe, expect, it } from "vitest";
 import { record, size } from "./report";
 import { runModel } from "./model/run";
 
 const SEED = Number(process.env.MODEL_SEED ?? 20261201);
-const STEPS = Number(process.env.MODEL_STEPS ?? size(220, 10_000));
+const STEPS = Number(process.env.MODEL_STEPS ?? size(200, 10_000));
 
 describe("model-based test", () => {
   it(
@@ -25,9 +26,9 @@ describe("model-based test", () => {
       const rep = await runModel({
         seed: SEED,
         steps: STEPS,
-        stops: size(1, Math.round(STEPS / 400)),
-        stalls: size(2, Math.round(STEPS / 250)),
-        maxStallUs: size(2_000_000, 8_000_000),
+        stops: Number(process.env.MODEL_STOPS ?? size(1, Math.round(STEPS / 400))),
+        stalls: Number(process.env.MODEL_STALLS ?? size(2, Math.round(STEPS / 250))),
+        maxStallUs: Number(process.env.MODEL_MAX_STALL_S ?? size(2, 8)) * 1e6,
         target: size(24, 60),
         sweepEvery: size(100, 500),
         ops: process.env.MODEL_OPS,

@@ -105,7 +105,7 @@ export class Model {
   versionsDuring(from: number, to: number): NodeVersion[] {
     return this.versions.filter((v, i) => {
       const next = this.versions[i + 1];
-      return v.at <= to && (!next || next.at >= from);
+      return v.at <= to && (!next || next.at > from);
     });
   }
 }
@@ -162,9 +162,26 @@ export class Holdings {
     return windowSize(c) - BigInt(taken.size);
   }
 
-  /** The other data dir holds an address in `c`: its claim stands (code 7). */
+  /** The other data dir holds an address in `c`: its claim stands, success is impossible (code 7). */
   conflict(c: Cidr): Att | undefined {
     return this.others.find((a) => a.held.some((h) => contains(c, h.fam, h.v)));
+  }
+
+  /** The other data dir holds addresses in a range overlapping `c`: its claim may be judged by that range (7 is fine). */
+  claimed(c: Cidr): Att | undefined {
+    return this.others.find((a) => a.held.some((h) => overlaps(h.cidr, c)));
+  }
+
+  /** expectAdd over every node version the call may have read: any of their outcomes. */
+  expectAddDuring(versions: readonly NodeVersion[], requested: Ip | null, concurrentAdds = 1): Expect {
+    const codes = new Set<number>();
+    const why: string[] = [];
+    for (const v of versions) {
+      const e = this.expectAdd(v, requested, concurrentAdds);
+      for (const c of e.codes) codes.add(c);
+      why.push(...e.why.map((w) => (versions.length > 1 ? `node v${v.seq}: ${w}` : w)));
+    }
+    return { codes, why };
   }
 
   /**
@@ -177,9 +194,9 @@ export class Holdings {
     let ok = true;
     const fams = families(v);
     if (fams.length === 0) return { codes: new Set([11]), why: ["the node lists no podCIDRs"] };
-    if (v.cidrs.some((c) => this.conflict(c))) {
+    if (v.cidrs.some((c) => this.claimed(c))) {
       fail.add(7);
-      why.push(`the other data dir holds addresses in ${v.cidrs.filter((c) => this.conflict(c)).map((c) => c.text).join(", ")}`);
+      why.push(`the other data dir holds addresses in or overlapping ${v.cidrs.filter((c) => this.claimed(c)).map((c) => c.text).join(", ")}`);
     }
     if (requested && !fams.includes(requested.fam)) {
       ok = false;

@@ -4,7 +4,7 @@
 // and the claims beside the node file). A call killed by us, or by a waiter
 // recovering the lock from it, is in doubt until the runtime's follow-up.
 import { readFileSync } from "node:fs";
-import { type Att, type Expect, type Held, Holdings, type Model, type NodeVersion, type Pod, type Special, type Violation, attKey, heldText, parseHeld, sameHeld, showHeld } from "./model";
+import { type Att, type Held, Holdings, type Model, type NodeVersion, type Pod, type Special, type Violation, attKey, heldText, parseHeld, sameHeld, showHeld } from "./model";
 import { type Cidr, type Fam, type Ip, broadcastOf, fmtIp, gatewayOf, key, parseCidr, parseIp, windowEnd } from "./net";
 import { type Call, type Outcome, type Stall, type StoreId, type World } from "./world";
 
@@ -33,6 +33,9 @@ export interface Ctx {
   readonly stats: Stats;
   /** Stores a call went to this step: their status is read again. */
   readonly touched: Set<StoreId>;
+  /** Calls this step, and how many of them were verified to change no byte (then status is not read again). */
+  calls: number;
+  unchangedCalls: number;
   /** ADDs killed after they answered: the store must hold the answer. */
   readonly durable: { att: Att; held: Held[] }[];
   /** Live attachments the runtime aims at (ADD and DEL weights lean towards it). */
@@ -172,6 +175,7 @@ function outcomeText(o: Outcome): string {
 /** Make a call, log it and count it. */
 async function call(ctx: Ctx, c: Call, tag: string, killAfterMs?: number): Promise<Outcome> {
   ctx.touched.add(c.store);
+  ctx.calls++;
   const o = await ctx.w.call(c, killAfterMs);
   settleLog(ctx, c, tag, o);
   return o;
@@ -209,14 +213,18 @@ async function unchanged(ctx: Ctx, what: string, fn: () => Promise<Outcome>): Pr
   const ignore = (k: string): boolean => /\/(lock|lock\.owner|lock\.reap|queue)(\/|$)/.test(`/${k}`);
   const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => !ignore(k) && before.get(k) !== after.get(k));
   if (changed.length) ctx.v.push({ kind: "changed", msg: `${what} changed the store: ${changed.slice(0, 6).join(", ")}${changed.length > 6 ? ` and ${changed.length - 6} more` : ""}` });
-  else ctx.stats.refusedUnchanged++;
+  else {
+    ctx.stats.refusedUnchanged++;
+    ctx.unchangedCalls++;
+  }
   return o;
 }
 
 // --- settling the outcome of each kind of call into the model ---
 
 /** An ADD of a new attachment (or a retry of one in doubt that held nothing) has ended. */
-function settleAdd(ctx: Ctx, a: Att, o: Outcome, hold: Holdings, exp: Expect, versions: readonly NodeVersion[], requested: Ip | null): void {
+function settleAdd(ctx: Ctx, a: Att, o: Outcome, hold: Holdings, concurrent: number, versions: readonly NodeVersion[], requested: Ip | null): void {
+  const exp = hold.expectAddDuring(versions, requested, concurrent);
   ctx.m.atts.set(a.key, a);
   if (o.killedByUs || o.killedByOther) {
     a.state = "doubt";
@@ -288,7 +296,7 @@ async function addOne(ctx: Ctx, store: StoreId, requestedText: string | null, ta
   const t0 = Date.now();
   const run = (): Promise<Outcome> => call(ctx, addCall(a, requestedText ?? undefined), tag);
   const o = exp.codes.has(0) ? await run() : await unchanged(ctx, `refused ADD ${a.key}`, run);
-  settleAdd(ctx, a, o, hold, exp, ctx.m.versionsDuring(t0, Date.now()), requested);
+  settleAdd(ctx, a, o, hold, 1, ctx.m.versionsDuring(t0, Date.now()), requested);
   if (a.state !== "live" && a.state !== "doubt" && chance(ctx, 0.5)) {
     // The runtime tears the failed sandbox down: a DEL of what holds nothing changes nothing.
     const d = await unchanged(ctx, `DEL after the refused ADD ${a.key}`, () => call(ctx, delCall(ctx, a), "cleanup"));
@@ -349,26 +357,33 @@ const secondOp: Op = {
 
 const repeatOp: Op = {
   name: "repeat",
-  weight: (ctx) => (liveAtts(ctx, "A").length ? 7 : 0),
+  weight: (ctx) => (liveAtts(ctx, "A").length ? 5 : 0),
   run: async (ctx) => {
+    // Same netns: ptp's repeated ADD, whose veth then exists: must be refused (106) and change nothing.
     const a = pick(ctx, liveAtts(ctx, "A"));
-    if (chance(ctx, 0.6)) {
-      // Same netns: ptp's repeated ADD, whose veth then exists: must be refused (106) and change nothing.
-      const o = await unchanged(ctx, `repeated ADD ${a.key} into its own netns`, () => call(ctx, addCall(a), "repeat-same-netns"));
-      expectCode(ctx, `repeated ADD ${a.key} into its own netns`, o, new Set([106]), ["the interface exists: ptp fails and rolls back with DEL"]);
-      if (codeOf(o) === 0 && !o.killedByUs) {
-        // What ptp does next: its veth exists, so it fails and rolls back with IPAM DEL.
-        await call(ctx, delCall(ctx, a, "keep"), "ptp-rollback");
-      }
-      return;
+    const o = await unchanged(ctx, `repeated ADD ${a.key} into its own netns`, () => call(ctx, addCall(a), "repeat-same-netns"));
+    expectCode(ctx, `repeated ADD ${a.key} into its own netns`, o, new Set([106]), ["the interface exists: ptp fails and rolls back with DEL"]);
+    if (codeOf(o) === 0 && !o.killedByUs) {
+      // What ptp does next: its veth exists, so it fails and rolls back with IPAM DEL.
+      await call(ctx, delCall(ctx, a, "keep"), "ptp-rollback");
     }
-    const replaceInode = chance(ctx, 0.3);
-    const netns = ctx.w.netns(replaceInode ? a.netns : undefined);
-    const c = { ...addCall(a), netns };
-    const o = await call(ctx, c, replaceInode ? "repeat-new-inode" : "repeat-new-netns");
-    settleRepeat(ctx, a, o, netns);
   },
 };
+
+/** A container restarted without a DEL: the same attachment ADDed from a new netns gets the same addresses. */
+function restartOp(name: string, sameInodePath: boolean, weight: number): Op {
+  return {
+    name,
+    weight: (ctx) => (liveAtts(ctx, "A").length ? weight : 0),
+    run: async (ctx) => {
+      const a = pick(ctx, liveAtts(ctx, "A"));
+      // A new netns file; or a new one at the same path (new inode), which is another netns too.
+      const netns = ctx.w.netns(sameInodePath ? a.netns : undefined);
+      const o = await call(ctx, { ...addCall(a), netns }, name);
+      settleRepeat(ctx, a, o, netns);
+    },
+  };
+}
 
 const rollbackOp: Op = {
   name: "rollback",
@@ -540,12 +555,11 @@ const killOp: Op = {
     }
     const a = newAtt(ctx, "A");
     const hold = holdings(ctx, "A");
-    const exp = hold.expectAdd(ctx.m.node, null);
     const t0 = Date.now();
     const c = addCall(a);
     const o = mode < 0.7 ? await call(ctx, c, "add-kill", killDelay(ctx)) : await killedOn(ctx, c, mode < 0.85 ? "journal" : "answer");
     countKill(ctx, o);
-    settleAdd(ctx, a, o, hold, exp, ctx.m.versionsDuring(t0, Date.now()), null);
+    settleAdd(ctx, a, o, hold, 1, ctx.m.versionsDuring(t0, Date.now()), null);
   },
 };
 
@@ -555,6 +569,7 @@ function killDelay(ctx: Ctx): number {
 
 async function killedOn(ctx: Ctx, c: Call, mode: "journal" | "answer"): Promise<Outcome> {
   ctx.touched.add(c.store);
+  ctx.calls++;
   const o = await ctx.w.callKilledOn(c, mode);
   settleLog(ctx, c, `kill-on-${mode}`, o);
   return o;
@@ -596,10 +611,9 @@ async function resolve(ctx: Ctx, a: Att, retryAdd: boolean): Promise<void> {
       return;
     }
     const hold = holdings(ctx, a.store, new Set([a.key]));
-    const exp = hold.expectAdd(ctx.m.node, null);
     const t0 = Date.now();
     const o = await call(ctx, addCall(a), "retry-add");
-    settleAdd(ctx, a, o, hold, exp, ctx.m.versionsDuring(t0, Date.now()), null);
+    settleAdd(ctx, a, o, hold, 1, ctx.m.versionsDuring(t0, Date.now()), null);
     return;
   }
   settleDel(ctx, a, await call(ctx, delCall(ctx, a), "runtime-del"));
@@ -611,7 +625,8 @@ interface Planned {
   c: Call;
   tag: string;
   att?: Att;
-  settle: (o: Outcome) => void;
+  /** Settle the outcome of the call started at t0. */
+  settle: (o: Outcome, t0: number) => void;
 }
 
 /** A few calls the runtime makes at once: new pods, deletions, checks, restarts; on distinct attachments. */
@@ -646,27 +661,31 @@ function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = []): { plan
     }
   }
   const hold = holdings(ctx, store, releasing);
-  const exp = hold.expectAdd(ctx.m.node, null, adds.length);
   for (const p of plans) {
     if (p.tag !== "add") continue;
     const a = p.att!;
-    const t0 = Date.now();
-    p.settle = (o) => settleAdd(ctx, a, o, hold, exp, ctx.m.versionsDuring(ctx.notBefore ?? t0, Date.now()), null);
+    // Calls queued behind a holder while the node file changed read it after the change (ctx.notBefore).
+    p.settle = (o, t0) => settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null);
   }
   return { plans, releasing };
 }
 
-async function runPlans(ctx: Ctx, plans: Planned[], tagPrefix: string): Promise<void> {
-  const outs = await Promise.all(
+/** Start the planned calls at once; `during` runs while they are under way. */
+async function runPlans(ctx: Ctx, plans: Planned[], tagPrefix: string, during?: () => Promise<void>): Promise<void> {
+  const t0 = Date.now();
+  const all = Promise.all(
     plans.map(async (p) => {
       ctx.touched.add(p.c.store);
+      ctx.calls++;
       const o = await ctx.w.call(p.c);
       return { p, o };
     }),
   );
+  if (during) await during();
+  const outs = await all;
   for (const { p, o } of outs) {
     settleLog(ctx, p.c, `${tagPrefix}${p.tag}`, o);
-    p.settle(o);
+    p.settle(o, t0);
   }
 }
 
@@ -681,17 +700,24 @@ const batchOp: Op = {
 
 // --- a holder stalled in fsync, a holder stopped ---
 
-async function waitForHolder(ctx: Ctx, store: StoreId, network: string, pid: number, exited: () => boolean, ms: number): Promise<boolean> {
+async function waitFor(cond: () => boolean, exited: () => boolean, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   while (Date.now() < until && !exited()) {
-    if (ctx.w.lockHolder(store, network) === pid) return true;
+    if (cond()) return true;
     await new Promise((r) => setImmediate(r));
   }
   return false;
 }
 
 /** The victim of a stall or a stop: a new pod's ADD, a DEL of a live one, or a GC that releases nothing. */
-function victim(ctx: Ctx, allowGc: boolean): { c: Call; tag: string; att?: Att; kind: "add" | "del" | "gc"; hold?: Holdings; exp?: Expect } {
+interface Victim {
+  c: Call;
+  tag: string;
+  att?: Att;
+  kind: "add" | "del" | "gc";
+}
+
+function victim(ctx: Ctx, allowGc: boolean): Victim {
   const live = liveAtts(ctx, "A");
   const r = ctx.rng();
   if (live.length && r < 0.25) {
@@ -707,9 +733,9 @@ function victim(ctx: Ctx, allowGc: boolean): { c: Call; tag: string; att?: Att; 
   return { c: addCall(a), tag: "add", att: a, kind: "add" };
 }
 
-function settleVictim(ctx: Ctx, vic: ReturnType<typeof victim>, o: Outcome, hold: Holdings, exp: Expect, t0: number, stopped = false): void {
+function settleVictim(ctx: Ctx, vic: Victim, o: Outcome, hold: Holdings, concurrent: number, t0: number, stopped: boolean): void {
   if (stopped && codeOf(o) !== 0 && !o.killedByOther) {
-    // A stopped holder that failed on waking (reported above): the runtime follows up as after a kill.
+    // A stopped holder that failed on waking (reported already): the runtime follows up as after a kill.
     if (vic.att) {
       ctx.m.atts.set(vic.att.key, vic.att);
       vic.att.state = "doubt";
@@ -717,14 +743,14 @@ function settleVictim(ctx: Ctx, vic: ReturnType<typeof victim>, o: Outcome, hold
     }
     return;
   }
-  if (vic.kind === "add") settleAdd(ctx, vic.att!, o, hold, exp, ctx.m.versionsDuring(t0, Date.now()), null);
+  if (vic.kind === "add") settleAdd(ctx, vic.att!, o, hold, concurrent, ctx.m.versionsDuring(t0, Date.now()), null);
   else if (vic.kind === "del") settleDel(ctx, vic.att!, o);
   else if (!o.killedByUs && !o.killedByOther) expectCode(ctx, "GC keeping every attachment", o, new Set([0]));
 }
 
 const stallOp: Op = {
   name: "stall",
-  weight: () => 0, // scheduled, see run.ts
+  weight: () => 0, // placed at seeded steps, see run.ts
   run: async (ctx) => {
     if (!ctx.w.strace) {
       ctx.log("  NOTICE: strace is missing (/usr/bin/strace): stalled-fsync step skipped");
@@ -734,21 +760,17 @@ const stallOp: Op = {
     const plus = chance(ctx, 0.3);
     const delayUs = plus ? Math.floor(300_000 + ctx.rng() * Math.min(1_200_000, ctx.maxStallUs / 4)) : Math.floor(1_000_000 + ctx.rng() * (ctx.maxStallUs - 1_000_000));
     const stall: Stall = { delayUs, when: `${1 + Math.floor(ctx.rng() * 6)}${plus ? "+" : ""}` };
-    const waiters = 1 + Math.floor(ctx.rng() * 4);
-    const changeNodeToo = chance(ctx, 0.4);
-    await heldScenario(ctx, vic, `stall fsync #${stall.when} by ${(delayUs / 1e6).toFixed(1)} s`, stall, waiters, changeNodeToo);
+    await heldScenario(ctx, vic, `fsync #${stall.when} stalled ${(delayUs / 1e6).toFixed(1)} s`, stall, 1 + Math.floor(ctx.rng() * 4), chance(ctx, 0.4));
     ctx.stats.stalls++;
   },
 };
 
 const stopOp: Op = {
   name: "stop",
-  weight: () => 0, // scheduled, see run.ts
+  weight: () => 0, // placed at seeded steps, see run.ts
   run: async (ctx) => {
     for (let attempt = 0; attempt < 6; attempt++) {
-      const vic = victim(ctx, true);
-      const caught = await heldScenario(ctx, vic, "SIGSTOP", null, 2 + Math.floor(ctx.rng() * 3), chance(ctx, 0.4));
-      if (caught) {
+      if (await heldScenario(ctx, victim(ctx, true), "SIGSTOP", null, 2 + Math.floor(ctx.rng() * 3), chance(ctx, 0.4))) {
         ctx.stats.stops++;
         return;
       }
@@ -757,69 +779,93 @@ const stopOp: Op = {
   },
 };
 
+/** Busy-wait (the holder's critical section lasts milliseconds: timers are too coarse). */
+function spinUs(us: number): void {
+  const end = process.hrtime.bigint() + BigInt(Math.floor(us * 1000));
+  while (process.hrtime.bigint() < end);
+}
+
 /**
  * A holder that keeps the lock (stalled in an fsync under strace, or SIGSTOPped
- * the moment it holds it) while other calls queue behind it; the node file may
- * change meanwhile. Returns false when the holder was never caught holding the lock.
+ * at a random instant of its critical section) while other calls queue behind
+ * it; the node file may change while they wait. Returns false when a stop
+ * missed (the call was not holding the lock when it stopped).
  */
-async function heldScenario(ctx: Ctx, vic: ReturnType<typeof victim>, label: string, stall: Stall | null, waiters: number, changeNodeToo: boolean): Promise<boolean> {
-  const releasing = new Set(vic.kind === "del" ? [vic.att!.key] : []);
-  const hold = holdings(ctx, "A", releasing);
-  const exp = hold.expectAdd(ctx.m.node, null, 1 + waiters);
+async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall | null, waiters: number, changeNodeToo: boolean): Promise<boolean> {
+  const hold = holdings(ctx, "A", new Set(vic.kind === "del" ? [vic.att!.key] : []));
   const t0 = Date.now();
   ctx.touched.add("A");
+  ctx.calls++;
   const { child, done } = ctx.w.spawn(vic.c, stall ?? undefined);
   let exited = false;
   child.on("exit", () => (exited = true));
-  const caught = await waitForHolder(ctx, "A", vic.c.network, child.pid!, () => exited, stall ? 8000 : 3000);
+  // Under strace the plugin is strace's child.
+  const holds = (): boolean => {
+    const pid = ctx.w.lockHolder("A", vic.c.network);
+    return !exited && pid !== null && (pid === child.pid || (stall !== null && parentOf(pid) === child.pid));
+  };
+  const caught = await waitFor(holds, () => exited, stall ? 8000 : 3000);
+  const finish = async (tag: string, stopped: boolean): Promise<Outcome> => {
+    const r = await done;
+    const o: Outcome = { r, ms: Date.now() - t0, killedByUs: false, killedByOther: r.signal === "SIGKILL" };
+    settleLog(ctx, vic.c, `${tag}:${vic.tag}`, o);
+    settleVictim(ctx, vic, o, hold, 1 + waiters, t0, stopped);
+    return o;
+  };
   let stoppedAt = 0;
   if (!stall) {
     if (caught) {
+      spinUs(ctx.rng() * 2500);
       child.kill("SIGSTOP");
       stoppedAt = Date.now();
       await new Promise((r) => setTimeout(r, 15));
     }
-    const stillHolds = caught && !exited && ctx.w.lockHolder("A", vic.c.network) === child.pid && procState(child.pid!) === "T";
-    if (!stillHolds) {
+    if (!caught || !holds() || procState(child.pid!) !== "T") {
       child.kill("SIGCONT");
-      const r = await done;
-      const o: Outcome = { r, ms: Date.now() - t0, killedByUs: false, killedByOther: r.signal === "SIGKILL" };
-      settleLog(ctx, vic.c, `stop-missed:${vic.tag}`, o);
-      settleVictim(ctx, vic, o, hold, exp, t0);
+      await finish("stop-missed", false);
       return false;
     }
   }
-  ctx.log(`  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "not seen holding the lock"}; ${waiters} call(s) queue behind it`);
-  let notBefore: number | undefined;
-  if (changeNodeToo && caught && ctx.w.lockHolder("A", vic.c.network) === child.pid) {
-    changeNode(ctx);
-    // Only if it still holds the lock after the rename do the waiters certainly read the new file.
-    if (ctx.w.lockHolder("A", vic.c.network) === child.pid) notBefore = Date.now();
-  }
-  ctx.notBefore = notBefore;
+  ctx.log(`  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`);
   const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : []);
+  await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:", async () => {
+    if (!changeNodeToo || !caught) return;
+    // Let the waiters read the node file and queue for the lock, then change the file under them.
+    await new Promise((r) => setTimeout(r, 400));
+    if (!holds()) return;
+    changeNode(ctx);
+    // Only if the holder still has the lock after the rename must the waiters use the new file.
+    if (holds()) {
+      ctx.notBefore = Date.now();
+      ctx.log(`  node v${ctx.m.node.seq} written while pid ${child.pid} holds the lock: the ADDs queued behind it must read it`);
+    } else ctx.log(`  node v${ctx.m.node.seq} written as the holder let go: the ADDs queued may read either version`);
+  });
   ctx.notBefore = undefined;
-  // The victim's own ADD started before the change: either version.
-  await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:");
-  if (!stall) {
-    const stoppedFor = Date.now() - stoppedAt;
-    if (!exited && stoppedFor < 5500) await new Promise((r) => setTimeout(r, 5500 - stoppedFor));
-    const recovered = exited;
-    child.kill("SIGCONT");
-    const r = await done;
-    const o: Outcome = { r, ms: Date.now() - t0, killedByUs: false, killedByOther: r.signal === "SIGKILL" };
-    settleLog(ctx, vic.c, `stopped:${vic.tag}`, o);
-    if (!o.killedByOther) {
-      ctx.v.push({ kind: "protocol", msg: `${describe(vic.c)}: SIGSTOPped holding the lock for ${Date.now() - stoppedAt} ms while ${waiters} call(s) waited; the next waiter should have SIGKILLed it past 5 s (${recovered ? "it exited" : "it was still stopped"}: ${outcomeText(o)})` });
-    }
-    settleVictim(ctx, vic, o, hold, exp, t0, true);
+  if (stall) {
+    await finish("stalled", false);
     return true;
   }
-  const r = await done;
-  const o: Outcome = { r, ms: Date.now() - t0, killedByUs: false, killedByOther: r.signal === "SIGKILL" };
-  settleLog(ctx, vic.c, `stalled:${vic.tag}`, o);
-  settleVictim(ctx, vic, o, hold, exp, t0);
+  const stoppedFor = Date.now() - stoppedAt;
+  if (!exited && stoppedFor < 5500) await new Promise((r) => setTimeout(r, 5500 - stoppedFor));
+  const wasRunning = !exited;
+  child.kill("SIGCONT");
+  const o = await finish("stopped", true);
+  if (!o.killedByOther) {
+    ctx.v.push({
+      kind: "protocol",
+      msg: `${describe(vic.c)}: SIGSTOPped holding the lock for ${Date.now() - stoppedAt} ms while ${waiters} call(s) waited; the next waiter should have SIGKILLed it past 5 s (${wasRunning ? "it was still stopped" : "it exited"}: ${outcomeText(o)})`,
+    });
+  }
   return true;
+}
+
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return -1;
+  }
 }
 
 function procState(pid: number): string {
@@ -831,6 +877,6 @@ function procState(pid: number): string {
   }
 }
 
-export const OPS: readonly Op[] = [addOp, addIpOp, secondOp, repeatOp, rollbackOp, delOp, delUnknownOp, delTwiceOp, checkOp, gcOp, nodeOp, killOp, resolveOp, batchOp, stallOp, stopOp];
+export const OPS: readonly Op[] = [addOp, addIpOp, secondOp, repeatOp, restartOp("restart", false, 3), restartOp("restartInode", true, 1), rollbackOp, delOp, delUnknownOp, delTwiceOp, checkOp, gcOp, nodeOp, killOp, resolveOp, batchOp, stallOp, stopOp];
 
 export { changeNode, resolve, settleCheck, checkCall, delCall, settleDel, settleLog };
