@@ -93,3 +93,23 @@ export function checkDurable(a: Att, answered: readonly Held[], view: StoreView)
   if (got.sort().join(",") !== [...want].sort().join(",")) return [{ kind: "lost", msg: `${a.key}: ADD answered ${want.join(",")} and was killed; the store holds ${got.join(",") || "nothing"} for it` }];
   return [];
 }
+
+/**
+ * Claims (shared layout): a store that holds addresses in a range keeps that
+ * range's claim, if the claim exists; another store taking it over would let
+ * both hand out its addresses.
+ */
+export function checkClaims(views: readonly StoreView[], claims: ReadonlyMap<string, string>, folders: Record<StoreId, string>): Violation[] {
+  const out: Violation[] = [];
+  for (const view of views) {
+    if (view.layout !== "shared") continue;
+    for (const r of view.ranges) {
+      const held = r.lines.filter((l) => l.owner).length;
+      const claim = claims.get(r.cidr.text);
+      if (held > 0 && claim !== undefined && claim !== folders[view.store]) {
+        out.push({ kind: "duplicate", msg: `store ${view.store} holds ${held} address(es) in ${r.cidr.text} but its claim names ${claim}` });
+      }
+    }
+  }
+  return out;
+}

@@ -101,6 +101,21 @@ export class Model {
     return [...this.atts.values()].filter((a) => a.state !== "dead" && (!store || a.store === store));
   }
 
+  /**
+   * Forget all but the last `keep` deleted attachments (CHECK-after-DEL and DEL-twice
+   * pick from those) and pods none of the rest belong to, so long runs stay linear.
+   * A status owner the model forgot is still reported, as "never added".
+   */
+  prune(keep: number): void {
+    const dead = [...this.atts.values()].filter((a) => a.state === "dead");
+    for (const a of dead.slice(0, Math.max(0, dead.length - keep))) this.atts.delete(a.key);
+    const used = new Set([...this.atts.values()].map((a) => a.pod));
+    const recent = this.pods.slice(-keep);
+    const kept = this.pods.filter((p) => used.has(p) || recent.includes(p));
+    this.pods.length = 0;
+    this.pods.push(...kept);
+  }
+
   /** The node versions current at some instant of [from, to]. */
   versionsDuring(from: number, to: number): NodeVersion[] {
     return this.versions.filter((v, i) => {

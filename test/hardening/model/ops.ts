@@ -19,6 +19,8 @@ export interface Stats {
   stalls: number;
   nodeChanges: number;
   refusedUnchanged: number;
+  /** Refused calls that left a claim behind (beside the node file; harmless while the claimant holds nothing there). */
+  claimsByRefused: number;
   snapshotsSkipped: number;
   codes: Record<string, number>;
 }
@@ -204,8 +206,15 @@ function expectCode(ctx: Ctx, what: string, o: Outcome, codes: ReadonlySet<numbe
 /** Run a call that must change nothing, comparing both stores byte for byte. */
 async function unchanged(ctx: Ctx, what: string, fn: () => Promise<Outcome>): Promise<Outcome> {
   const before = ctx.w.snapshotStores();
+  const claims = ctx.w.claims();
   const o = await fn();
   const after = ctx.w.snapshotStores();
+  const claimsAfter = ctx.w.claims();
+  const claimed = [...claimsAfter.keys()].filter((k) => k !== "." && claimsAfter.get(k) !== claims.get(k));
+  if (claimed.length) {
+    ctx.stats.claimsByRefused++;
+    ctx.log(`  NOTICE: ${what} wrote the claim(s) ${claimed.join(", ")}`);
+  }
   if ([...before.keys()].some((k) => /journal/.test(k))) {
     ctx.stats.snapshotsSkipped++; // a killed commit's journal is replayed by whichever call comes next
     return o;
@@ -297,7 +306,7 @@ async function addOne(ctx: Ctx, store: StoreId, requestedText: string | null, ta
   const run = (): Promise<Outcome> => call(ctx, addCall(a, requestedText ?? undefined), tag);
   const o = exp.codes.has(0) ? await run() : await unchanged(ctx, `refused ADD ${a.key}`, run);
   settleAdd(ctx, a, o, hold, 1, ctx.m.versionsDuring(t0, Date.now()), requested);
-  if (a.state !== "live" && a.state !== "doubt" && chance(ctx, 0.5)) {
+  if (a.state !== "live" && a.state !== "doubt" && chance(ctx, 0.3)) {
     // The runtime tears the failed sandbox down: a DEL of what holds nothing changes nothing.
     const d = await unchanged(ctx, `DEL after the refused ADD ${a.key}`, () => call(ctx, delCall(ctx, a), "cleanup"));
     expectCode(ctx, `DEL ${a.key} after its refused ADD`, d, new Set([0]));

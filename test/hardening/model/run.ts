@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { prng } from "../../helpers/errors";
 import { Sandbox, run } from "../../helpers/plugin";
-import { checkDurable, checkStores } from "./checks";
+import { checkClaims, checkDurable, checkStores } from "./checks";
 import { Model, showHeld } from "./model";
 import { fmtIp } from "./net";
 import { type Ctx, OPS, type Op, type Stats, checkCall, delCall, initialNode, resetIds, settleCheck, settleDel, settleLog, writeNode } from "./ops";
@@ -49,7 +49,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
   const log = (s: string): void => {
     lines.push(s);
   };
-  const stats: Stats = { ops: {}, calls: 0, killsLanded: 0, killsMissed: 0, durable: 0, stops: 0, stopsMissed: 0, stalls: 0, nodeChanges: 0, refusedUnchanged: 0, snapshotsSkipped: 0, codes: {} };
+  const stats: Stats = { ops: {}, calls: 0, killsLanded: 0, killsMissed: 0, durable: 0, stops: 0, stopsMissed: 0, stalls: 0, nodeChanges: 0, refusedUnchanged: 0, claimsByRefused: 0, snapshotsSkipped: 0, codes: {} };
   const m = new Model();
   const ctx: Ctx = { w, m, rng: prng(cfg.seed), step: 0, log, v: [], stats, touched: new Set(), calls: 0, unchangedCalls: 0, durable: [], target: cfg.target, maxStallUs: cfg.maxStallUs };
   const views: Record<StoreId, StoreView | null> = { A: null, B: null };
@@ -105,6 +105,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       await observe(ctx, views, step % cfg.sweepEvery === 0 ? "all" : step % 3 === 0 ? "one" : "none");
       log(`  (${t1 - t0} ms + ${Date.now() - t1} ms checks)`);
       if (ctx.v.length) fail(`at step ${step} (${op.name})`);
+      if (step % 50 === 0) m.prune(200);
     }
 
     // The runtime's retries are done: DEL everything it knows of or lost track of.
@@ -166,6 +167,7 @@ async function observe(ctx: Ctx, views: Record<StoreId, StoreView | null>, check
   }
   const present = (["A", "B"] as const).map((s) => views[s]).filter((x): x is StoreView => x !== null);
   ctx.v.push(...checkStores(ctx.m, present, { A: ctx.w.recordFiles("A"), B: ctx.w.recordFiles("B") }));
+  ctx.v.push(...checkClaims(present, ctx.w.claimOwners(), { A: ctx.w.storeFolder("A"), B: ctx.w.storeFolder("B") }));
 }
 
 function choose(ctx: Ctx, ops: readonly Op[]): Op {

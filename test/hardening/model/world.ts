@@ -5,7 +5,7 @@
 // of `status` goes through readStatus(), which knows the per-network layout of
 // today and the shared `_store` of the rewrite.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { snapshot } from "../../helpers/exe";
 import { BIN, type RunResult, Sandbox, cli, collect, run } from "../../helpers/plugin";
@@ -172,17 +172,52 @@ export class World {
     renameSync(tmp, this.nodeFile);
   }
 
-  /** Byte snapshot of what a refused call must not change: both data dirs and the claims beside the node file. */
+  /** Byte snapshot of what a refused call must not change: both data dirs (claims beside the node file apart). */
   snapshotStores(): Map<string, string> {
     const out = new Map<string, string>();
     for (const [name, dir] of [
       ["A", this.dataDirs.A],
       ["B", this.dataDirs.B],
-      ["claims", `${this.nodeFile}.claims`],
     ] as const) {
       for (const [k, v] of snapshot(dir)) out.set(`${name}/${k}`, v);
     }
     return out;
+  }
+
+  /** The claims beside the node file (docs/design-shared-store.md): file name -> content. */
+  claims(): Map<string, string> {
+    return snapshot(`${this.nodeFile}.claims`);
+  }
+
+  /** Which store each claim names: CIDR text -> the store folder named (realpath), from claim files that parse. */
+  claimOwners(): Map<string, string> {
+    const out = new Map<string, string>();
+    const dir = `${this.nodeFile}.claims`;
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return out;
+    }
+    for (const n of names) {
+      try {
+        const o = JSON.parse(readFileSync(join(dir, n), "utf8"));
+        if (typeof o.cidr === "string" && typeof o.store === "string") out.set(parseCidr(o.cidr).text, o.store);
+      } catch {
+        /* a temp file, or not a claim */
+      }
+    }
+    return out;
+  }
+
+  /** The folder a claim of this data dir's store names. */
+  storeFolder(store: StoreId): string {
+    const p = join(this.dataDirs[store], "_store");
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
   }
 
   /** Attachment record files of a store, as network/containerID@ifname, in either layout. */
