@@ -77,14 +77,15 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
     err(`podcidr-ipam: unknown command ${JSON.stringify(positionals.join(" "))}; see --help\n`);
     return 2;
   }
+  const say = (msg: string): void => err(`podcidr-ipam: ${msg}\n`);
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
     if (positionals[0] === "repair") {
-      const rep = await repair(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) });
+      const rep = await repair(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
     }
-    const report = await collectStatus(target.name, target.ipam);
+    const report = await collectStatus(target.name, target.ipam, say);
     out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, Boolean(v["all-addresses"])));
     return report.problems.length > 0 ? 1 : 0;
   } catch (e) {

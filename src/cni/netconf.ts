@@ -162,6 +162,9 @@ function attachments(obj: Record<string, unknown>): Attachment[] | null {
   const key = "cni.dev/valid-attachments" in obj ? "cni.dev/valid-attachments" : "cni.dev/attachments" in obj ? "cni.dev/attachments" : null;
   if (key === null) return null;
   const list = obj[key];
+  // libcni marshals a nil Go slice as null, and CRI-O passes nil for a network with no live pod:
+  // the key is there, so the runtime did send its list, and it is empty.
+  if (list === null) return [];
   if (!Array.isArray(list)) throw new CniError(Code.InvalidNetworkConfig, `${key} must be a list of {"containerID", "ifname"}`, `got ${brief(list, 200)}`);
   return list.map((a, i) => {
     const e = a as { containerID?: unknown; ifname?: unknown };

@@ -4,7 +4,7 @@ import type { Request } from "../cni/dispatch.js";
 import type { IpamResult } from "../cni/result.js";
 import { Code, CniError } from "../errors.js";
 import { allocateNext, freeCount, isSet, pruneReleased, take, type RangeState } from "../ipam/allocator.js";
-import { type Family, addressAt, contains, offsetOf, parseIp } from "../ipam/cidr.js";
+import { type Cidr, type Family, addressAt, contains, offsetOf, parseIp } from "../ipam/cidr.js";
 import type { NodeInfo } from "../ipam/node-file.js";
 import { Claims } from "../store/claims.js";
 import type { AttachmentRecord, Tx } from "../store/store.js";
@@ -28,10 +28,11 @@ export async function add(req: Request): Promise<IpamResult> {
     const now = Date.now();
     const stored = tx.storedRanges();
     const ips: { cidr: string; address: string }[] = [];
+    const used: Cidr[] = [];
     for (const family of families(node)) {
       const want = requested.get(family);
       const got = want ? takeRequested(tx, node, req, stored, want) : takeNext(tx, node, req, stored, family, now);
-      claims.ensure(got.range.cidr);
+      used.push(got.range.cidr);
       ips.push({ cidr: got.range.cidr.text, address: addressAt(got.range.cidr, got.offset) });
       tx.touch(got.range);
       pruneReleased(got.range, now, ipam.reuseCooldown * 1000);
@@ -39,6 +40,8 @@ export async function add(req: Request): Promise<IpamResult> {
     for (const [family, want] of requested) {
       if (!families(node).includes(family)) throw unavailable(want.text, `the node has no IPv${family} podCIDR (${node.field}: ${cidrList(node)})`);
     }
+    // Last, once nothing else can refuse this ADD: a refused call leaves no claim behind.
+    for (const c of used) claims.ensure(c);
     const rec: AttachmentRecord = {
       ...key,
       netns: cmd.netns,

@@ -115,11 +115,16 @@ export function releaseRecord(tx: Tx, rec: AttachmentRecord, now: number, cooldo
 export function findAttachment(tx: Tx, key: AttachmentKey, netns: string): AttachmentRecord | null {
   const own = tx.attachment(key);
   if (own) return own;
-  const others = tx
-    .networks()
-    .filter((n) => n !== key.network)
-    .map((network) => tx.attachment({ ...key, network }))
-    .filter((r): r is AttachmentRecord => r !== null);
+  const others: AttachmentRecord[] = [];
+  for (const network of tx.networks()) {
+    if (network === key.network) continue;
+    try {
+      const r = tx.attachment({ ...key, network });
+      if (r) others.push(r);
+    } catch {
+      /* another network's damaged record is not this call's to judge */
+    }
+  }
   const match = others.filter((r) => !r.netns || !netns || r.netns === netns);
   return match.length === 1 ? match[0]! : null;
 }

@@ -8,6 +8,7 @@ import { isSet, take } from "../ipam/allocator.js";
 import { type Cidr, addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import * as codec from "../store/codec.js";
+import { pendingJournalFiles } from "../store/disk.js";
 import { findLegacy } from "../store/migrate.js";
 import { heldOffsets } from "./ranges.js";
 import { openStore } from "./store.js";
@@ -21,6 +22,8 @@ export interface RepairReport {
   readonly lostRecords: readonly string[];
   /** Dry run: older per-network stores that the next real call moves into the shared store. */
   readonly pendingMigration: readonly string[];
+  /** Dry run: journals of interrupted commits, which the next real call replays (they are shown as applied). */
+  readonly pendingJournals: readonly string[];
   readonly ranges: readonly {
     readonly cidr: string;
     readonly records: number;
@@ -34,9 +37,10 @@ export interface RepairReport {
   }[];
 }
 
-export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }): Promise<RepairReport> {
-  const store = openStore(ipam, () => {});
+export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }, log: (msg: string) => void = () => {}): Promise<RepairReport> {
+  const store = openStore(ipam, log);
   const pendingMigration = opts.dryRun ? findLegacy(ipam.dataDir).map((l) => l.path) : [];
+  const pendingJournals = opts.dryRun ? pendingJournalFiles(store.dir) : [];
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
     const cidrs = new Map<string, Cidr>();
@@ -93,12 +97,13 @@ export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; 
       .map((m) => `${m.network}/${m.id.containerID}/${m.id.ifname}`);
     return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
   });
-  return { store: store.dir, dryRun: opts.dryRun, pendingMigration, ...value };
+  return { store: store.dir, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
 }
 
 export function formatRepair(rep: RepairReport): string {
   const lines = [`Store ${rep.store}${rep.dryRun ? " (dry run: nothing written, no lock taken)" : ""}`];
   for (const p of rep.pendingMigration) lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
+  for (const j of rep.pendingJournals) lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
   if (rep.lostRecords.length) {
     lines.push(
@@ -118,7 +123,7 @@ export function formatRepair(rep: RepairReport): string {
     }
     if (r.conflicts.length) lines.push(`  CONFLICT, held by two records (recreate one of the pods): ${r.conflicts.join(", ")}`);
   }
-  const clean = rep.quarantined.length === 0 && rep.pendingMigration.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
+  const clean = rep.quarantined.length === 0 && rep.pendingMigration.length === 0 && rep.pendingJournals.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
   if (clean) lines.push("Nothing to repair.");
   return `${lines.join("\n")}\n`;
 }

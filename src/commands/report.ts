@@ -43,7 +43,7 @@ export interface StatusReport {
   readonly problems: readonly string[];
 }
 
-export async function collectStatus(network: string, ipam: IpamConfig): Promise<StatusReport> {
+export async function collectStatus(network: string, ipam: IpamConfig, log: (msg: string) => void = () => {}): Promise<StatusReport> {
   const problems: string[] = [];
   let node: NodeInfo | null = null;
   try {
@@ -56,7 +56,7 @@ export async function collectStatus(network: string, ipam: IpamConfig): Promise<
     problems.push(`${(e as CniError).message}: ${(e as CniError).details ?? ""}`);
   }
   const known = node !== null;
-  const store = openStore(ipam, () => {});
+  const store = openStore(ipam, log);
   const claims = new Claims(ipam.nodeFile, store.dir, () => {});
   const { value } = await store.transact({ create: false, readOnly: true, skipDamaged: true }, (tx) => {
     const stored = tx.storedRanges();

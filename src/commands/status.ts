@@ -7,6 +7,7 @@ import { freeCount } from "../ipam/allocator.js";
 import { readNode, notReady } from "./node.js";
 import { candidates, families } from "./ranges.js";
 import { openStore } from "./store.js";
+import { Claims } from "../store/claims.js";
 
 export async function status(req: Request): Promise<void> {
   try {
@@ -23,6 +24,9 @@ async function readiness(req: Request): Promise<void> {
   const node = readNode(ipam.nodeFile);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
   const store = openStore(ipam, req.log);
+  // A podCIDR served by another store (another dataDir) would refuse every ADD with code 7.
+  const claims = new Claims(ipam.nodeFile, store.dir, req.log);
+  for (const c of node.podCIDRs) claims.check(c);
   const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => {
     const stored = tx.storedRanges();
     return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));

@@ -81,11 +81,7 @@ export class DiskTx implements Tx {
   }
 
   attachment(key: AttachmentKey): AttachmentRecord | null {
-    const rel = codec.attachmentPath(key);
-    if (this.records.has(rel)) return this.records.get(rel)!;
-    const rec = this.mode.writable ? this.load(rel, (t, f) => codec.decodeAttachment(t, f, key)) : null;
-    this.records.set(rel, rec);
-    return rec;
+    return this.record(key, false);
   }
 
   networks(): string[] {
@@ -99,7 +95,7 @@ export class DiskTx implements Tx {
         for (const name of this.list(`${ATTACHMENTS}/${net}/`)) {
           const id = codec.parseAttachmentName(name);
           if (!id) continue;
-          this.attachment({ network: net, ...id });
+          this.record({ network: net, ...id }, true);
         }
       }
     }
@@ -139,6 +135,28 @@ export class DiskTx implements Tx {
   }
 
   // --- internal ---
+
+  /**
+   * One record. Asked for by name, a record that fails to load always fails the call
+   * (DEL must not skip its own record: a copied file could name someone else's address);
+   * met while listing, it is skipped and noted when the transaction tolerates damage.
+   */
+  private record(key: AttachmentKey, listing: boolean): AttachmentRecord | null {
+    const rel = codec.attachmentPath(key);
+    if (this.records.has(rel)) return this.records.get(rel)!;
+    if (!this.mode.writable) return null;
+    const decode = (t: string, f: string): AttachmentRecord => codec.decodeAttachment(t, f, key);
+    const rec = listing || this.mode.salvage ? this.load(rel, decode) : this.loadStrict(rel, decode);
+    this.records.set(rel, rec);
+    return rec;
+  }
+
+  private loadStrict<T>(rel: string, decode: (text: string, file: string) => T): T | null {
+    const file = join(this.dir, rel);
+    if (rel.includes("/")) this.checkFolders(rel.slice(0, rel.lastIndexOf("/")));
+    const text = this.overlay.has(rel) ? this.overlay.get(rel)! : readFileNoFollow(file, MAX_FILE);
+    return text === null ? null : decode(text, file);
+  }
 
   /** The names in a folder of the store (relative prefix "" or "attachments/..."), plus those a pending journal adds. */
   private list(prefix: string): string[] {

@@ -15,7 +15,7 @@
 // replays it before anything else, so a SIGKILL at any instant leaves either the
 // old store or the new one. Per call: the files of the podCIDRs and the one
 // attachment involved, never all allocations.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import * as codec from "./codec.js";
@@ -331,11 +331,13 @@ function full(err: unknown): boolean {
   return err instanceof CniError && err.code === Code.StoreIOFailure && /ENOSPC|EDQUOT/.test(err.message);
 }
 
-/** For status: is there a store (or an older per-network store to migrate) at all? */
-export function storeExists(dataDir: string): boolean {
+/** The journals of interrupted commits in a store folder (for `repair --dry-run`). */
+export function pendingJournalFiles(dir: string): string[] {
   try {
-    return statSync(join(dataDir, STORE)).isDirectory() || findLegacy(dataDir).length > 0;
+    return readdirSync(dir)
+      .filter((n) => JOURNAL_RE.test(n))
+      .map((n) => join(dir, n));
   } catch {
-    return findLegacy(dataDir).length > 0;
+    return [];
   }
 }

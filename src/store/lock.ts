@@ -207,8 +207,10 @@ function recoverIfAbandoned(dir: string): void {
   } catch (err) {
     if (errno(err) !== "EEXIST") return;
     try {
-      const age = Date.now() - fs.statSync(guard).mtimeMs;
-      if (age > REAP_GUARD_STALE_MS || age < -REAP_GUARD_STALE_MS) fs.rmdirSync(guard); // a reaper killed mid-way
+      const st = fs.lstatSync(guard);
+      const age = Date.now() - st.mtimeMs;
+      if (!st.isDirectory()) fs.unlinkSync(guard); // not ours (a planted link or file): never followed
+      else if (age > REAP_GUARD_STALE_MS || age < -REAP_GUARD_STALE_MS) fs.rmdirSync(guard); // a reaper killed mid-way
     } catch {
       /* someone else cleaned it */
     }

@@ -49,7 +49,7 @@ function pair(subnets: string[] = [V4, V6], spec: Record<string, unknown> = NODE
   const routes = [{ dst: "0.0.0.0/0" }, { dst: "::/0" }].filter((r) => subnets.some((s) => s.includes(":") === r.dst.includes(":")));
   return {
     hl: { w: hlWorld, conf: hlWorld.bridgeConf("1.0.0", hostLocalIpam(hlWorld, subnets, { routes })), stateDir: join(hlWorld.hostLocalDir, hlWorld.network) },
-    ours: { w: ourWorld, conf: ourWorld.bridgeConf("1.0.0", ourWorld.ipam({ routes })), stateDir: join(ourWorld.dataDir, ourWorld.network) },
+    ours: { w: ourWorld, conf: ourWorld.bridgeConf("1.0.0", ourWorld.ipam({ routes })), stateDir: join(ourWorld.dataDir, "_store") },
   };
 }
 
@@ -155,13 +155,14 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(tree(hl.stateDir)).toEqual(["10.0.2.2", "fd00::202", "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
     expect(readFileSync(join(hl.stateDir, "10.0.2.2"), "utf8")).toBe("ctr-state\r\neth0");
     expect(readFileSync(join(hl.stateDir, "last_reserved_ip.1"), "utf8")).toBe("fd00::202");
-    expect(tree(ours.stateDir)).toEqual(["attachments/", "attachments/ctr-state@eth0.json", "range-10.0.2.0_24.json", "range-fd00--200_120.json"]);
-    const rec = JSON.parse(readFileSync(join(ours.stateDir, "attachments/ctr-state@eth0.json"), "utf8"));
-    expect(rec).toMatchObject({ containerID: "ctr-state", ifname: "eth0", ips: [{ cidr: V4, address: "10.0.2.2" }, { cidr: V6, address: "fd00::202" }] });
+    const net = ours.w.network;
+    expect(tree(ours.stateDir)).toEqual(["attachments/", `attachments/${net}/`, `attachments/${net}/ctr-state@eth0.json`, "range-10.0.2.0_24.json", "range-fd00--200_120.json", "reserve"]);
+    const rec = JSON.parse(readFileSync(join(ours.stateDir, `attachments/${net}/ctr-state@eth0.json`), "utf8"));
+    expect(rec).toMatchObject({ network: net, containerID: "ctr-state", ifname: "eth0", netns: "/var/run/netns/ipam-direct", ips: [{ cidr: V4, address: "10.0.2.2" }, { cidr: V6, address: "fd00::202" }] });
     expect(rec.crc32).toMatch(/^[0-9a-f]{8}$/);
   });
 
-  it("a repeated ADD for the same container and ifname: host-local fails with duplicate allocation, we return the same addresses", async () => {
+  it("a repeated ADD for the same container and ifname: both refuse it (the interface is there); into a new netns we return the same addresses", async () => {
     const { hl, ours } = pair();
     expect(await ipamAdd(hl, "ctr-twice")).toEqual(["10.0.2.2/24", "fd00::202/120"]);
     const again = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "ctr-twice" });
@@ -170,7 +171,15 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(again.json.msg).toBe("failed to allocate for range 0: 10.0.2.2 has been allocated to ctr-twice, duplicate allocation is not allowed");
 
     expect(await ipamAdd(ours, "ctr-twice")).toEqual(["10.0.2.2/24", "fd00::202/120"]);
-    expect(await ipamAdd(ours, "ctr-twice")).toEqual(["10.0.2.2/24", "fd00::202/120"]);
+    const ourAgain = await ipamExec(ours.w, "ADD", ours.conf, { containerID: "ctr-twice" });
+    expect(ourAgain.code).toBe(1);
+    expect(ourAgain.json.code).toBe(106);
+    expect(ourAgain.json.msg).toBe(`${ours.w.network}/ctr-twice/eth0 already holds 10.0.2.2, fd00::202 in netns /var/run/netns/ipam-direct`);
+    // A container restarted without a DEL (a new netns) gets its addresses back, where host-local still refuses.
+    const restarted = await ipamExec(ours.w, "ADD", ours.conf, { containerID: "ctr-twice", env: { CNI_NETNS: "/var/run/netns/restarted" } });
+    expect(restarted.json.ips.map((i: any) => i.address)).toEqual(["10.0.2.2/24", "fd00::202/120"]);
+    const hlRestarted = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "ctr-twice", env: { CNI_NETNS: "/var/run/netns/restarted" } });
+    expect(hlRestarted.json.code).toBe(999);
     expect(ours.w.status().ranges.map((r: any) => [r.allocated, r.used])).toEqual([[1, 4], [1, 4]]); // one pod; used counts gateway, router, health
     // Same: another ifname of the same container is a separate attachment.
     for (const s of [hl, ours]) {
@@ -189,7 +198,7 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
       await ipamDel(s, "ctr-never-added");
     }
     expect(tree(hl.stateDir)).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
-    expect(tree(join(ours.stateDir, "attachments"))).toEqual([]);
+    expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`]);
 
     const missing = (s: Side, key: string) => ({ ...s.conf, ipam: { ...(s.conf.ipam as object), dataDir: join(s.w.dir, "missing"), [key]: join(s.w.dir, "missing", "node.json") } });
     const hlMissing = { ...hl, conf: missing(hl, "unusedNodeFile") };
@@ -215,13 +224,13 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(hlWrong.code).toBe(0);
     const ourWrong = await ipamExec(ours.w, "CHECK", withPrev(ours, "10.0.2.99/24"), { containerID: "ctr-check" });
     expect(ourWrong.code).toBe(1);
-    expect(ourWrong.json).toMatchObject({ code: 104, msg: "ctr-check/eth0 does not hold 10.0.2.99" });
+    expect(ourWrong.json).toMatchObject({ code: 104, msg: `${ours.w.network}/ctr-check/eth0 does not hold 10.0.2.99` });
 
     // Same: CHECK of a container that holds nothing fails (host-local: code 999, ours: 104).
     const hlNone = await ipamExec(hl.w, "CHECK", withPrev(hl, "10.0.2.2/24"), { containerID: "ctr-unknown" });
     expect(hlNone.json).toEqual({ code: 999, msg: "host-local: Failed to find address added by container ctr-unknown" });
     const ourNone = await ipamExec(ours.w, "CHECK", withPrev(ours, "10.0.2.2/24"), { containerID: "ctr-unknown" });
-    expect(ourNone.json).toMatchObject({ code: 104, msg: "podcidr-ipam holds no address for ctr-unknown/eth0" });
+    expect(ourNone.json).toMatchObject({ code: 104, msg: `podcidr-ipam holds no address for ${ours.w.network}/ctr-unknown/eth0` });
   });
 
   it("reuse after release: next-fit in both, a released address is not handed out again until the range wraps", async () => {
@@ -302,7 +311,7 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
       { env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined } },
     );
     expect(gc.code, gc.stdout).toBe(0);
-    expect(tree(join(ours.stateDir, "attachments"))).toEqual(["gc-live@eth0.json"]);
+    expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`, `${ours.w.network}/gc-live@eth0.json`]);
   });
 });
 

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, call, ciliumNode, delOk, rangeOf, replaceNode, snapshot, statusJson, v1Node } from "../helpers/exe";
+import { addErr, addOk, addrs, attachmentsDir, call, ciliumNode, delOk, rangeOf, replaceNode, snapshot, statusJson, v1Node } from "../helpers/exe";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -37,20 +37,33 @@ describe("ADD basics", () => {
     ]);
   });
 
-  it("returns the same addresses for a repeated ADD of the same container+ifname and allocates nothing new", async () => {
+  it("refuses a repeated ADD into the same netns (106), as host-local does, and changes nothing", async () => {
     sandbox("ciliumnode-cluster-pool.json");
-    const first = await addOk(sb, "ctr-a");
-    const again = await addOk(sb, "ctr-a");
-    expect(again).toEqual(first);
-    expect(rangeOf(await statusJson(sb), "10.0.2.0/24").allocated).toBe(1);
-    expect(rangeOf(await statusJson(sb), "fd00::200/120").allocated).toBe(1);
+    await addOk(sb, "ctr-a");
+    const before = snapshot(sb.dataDir);
+    const e = await addErr(sb, "ctr-a");
+    expect(e.code).toBe(106);
+    expect(e.msg).toBe("podnet/ctr-a/eth0 already holds 10.0.2.2, fd00::202 in netns /var/run/netns/ctr-a");
+    expect(snapshot(sb.dataDir)).toEqual(before);
     expect(addrs(await addOk(sb, "ctr-b"))).toEqual(["10.0.2.3", "fd00::203"]);
   });
 
-  it("refuses a repeated ADD that asks for a different address than the one held (101)", async () => {
+  it("returns the same addresses for an ADD of the same container+ifname into a new netns (a restart without DEL), allocating nothing", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    const first = await addOk(sb, "ctr-a");
+    const again = await addOk(sb, "ctr-a", { netns: "/var/run/netns/ctr-a-restarted" });
+    expect(again).toEqual(first);
+    expect(rangeOf(await statusJson(sb), "10.0.2.0/24").allocated).toBe(1);
+    expect(rangeOf(await statusJson(sb), "fd00::200/120").allocated).toBe(1);
+    // The record now names the new netns: an ADD into it again is a repeat.
+    expect((await addErr(sb, "ctr-a", { netns: "/var/run/netns/ctr-a-restarted" })).code).toBe(106);
+    expect(addrs(await addOk(sb, "ctr-b"))).toEqual(["10.0.2.3", "fd00::203"]);
+  });
+
+  it("refuses an ADD into a new netns that asks for a different address than the one held (101)", async () => {
     sandbox("ciliumnode-cluster-pool.json");
     await addOk(sb, "ctr-a");
-    const e = await addErr(sb, "ctr-a", { args: "IP=10.0.2.60" });
+    const e = await addErr(sb, "ctr-a", { args: "IP=10.0.2.60", netns: "/var/run/netns/new" });
     expect(e.code).toBe(101);
     expect(e.msg).toBe("ctr-a/eth0 already holds 10.0.2.2, fd00::202, not the requested 10.0.2.60");
   });
@@ -60,8 +73,8 @@ describe("ADD basics", () => {
     expect(addrs(await addOk(sb, "ctr-a", { ifname: "eth0" }))).toEqual(["10.0.2.2", "fd00::202"]);
     expect(addrs(await addOk(sb, "ctr-a", { ifname: "net1" }))).toEqual(["10.0.2.3", "fd00::203"]);
     await delOk(sb, "ctr-a", { ifname: "eth0" });
-    // net1 still holds its addresses: a repeated ADD returns them.
-    expect(addrs(await addOk(sb, "ctr-a", { ifname: "net1" }))).toEqual(["10.0.2.3", "fd00::203"]);
+    // net1 still holds its addresses: an ADD into a new netns returns them.
+    expect(addrs(await addOk(sb, "ctr-a", { ifname: "net1", netns: "/var/run/netns/new" }))).toEqual(["10.0.2.3", "fd00::203"]);
     expect(rangeOf(await statusJson(sb), "10.0.2.0/24").allocated).toBe(1);
   });
 });
@@ -84,7 +97,7 @@ describe("next-fit and reuse cool-down", () => {
     const got: string[] = [];
     for (const id of ["a", "b", "c", "d", "e"]) got.push(addrs(await addOk(sb, id, { ipam }))[0]!);
     expect(got).toEqual(["10.0.5.2", "10.0.5.3", "10.0.5.4", "10.0.5.5", "10.0.5.6"]);
-    await delOk(sb, "c");
+    await delOk(sb, "c", { ipam });
     expect(addrs(await addOk(sb, "f", { ipam }))).toEqual(["10.0.5.4"]);
   });
 
@@ -94,7 +107,7 @@ describe("next-fit and reuse cool-down", () => {
     const ipam = { reuseCooldown: 3600 };
     await addOk(sb, "a", { ipam, args: "IP=10.0.5.2" });
     await addOk(sb, "b", { ipam, args: "IP=10.0.5.3" });
-    await delOk(sb, "a"); // 10.0.5.2 cools down; .4, .5, .6 were never used
+    await delOk(sb, "a", { ipam }); // 10.0.5.2 cools down; .4, .5, .6 were never used
     const got: string[] = [];
     for (const id of ["c", "d", "e", "f"]) got.push(addrs(await addOk(sb, id, { ipam }))[0]!);
     expect(got).toEqual(["10.0.5.4", "10.0.5.5", "10.0.5.6", "10.0.5.2"]);
@@ -106,8 +119,8 @@ describe("next-fit and reuse cool-down", () => {
     sb.writeNode(ciliumNode(["10.0.5.0/29"]));
     const ipam = { reuseCooldown: 3600 };
     for (const id of ["a", "b", "c", "d", "e"]) await addOk(sb, id, { ipam });
-    await delOk(sb, "d"); // 10.0.5.5 first
-    await delOk(sb, "b"); // 10.0.5.3 later
+    await delOk(sb, "d", { ipam }); // 10.0.5.5 first
+    await delOk(sb, "b", { ipam }); // 10.0.5.3 later
     expect(addrs(await addOk(sb, "f", { ipam }))).toEqual(["10.0.5.5"]);
     expect(addrs(await addOk(sb, "g", { ipam }))).toEqual(["10.0.5.3"]);
   });
@@ -229,7 +242,7 @@ describe("requested addresses", () => {
     await addOk(sb, "ctr-nginx", { pod: ["default", "nginx"] });
     const e = await addErr(sb, "b", { args: "IP=10.0.2.2" });
     expect(e.code).toBe(101);
-    expect(e.msg).toBe("requested address 10.0.2.2 is not available: it is held by default/nginx (ctr-nginx/eth0)");
+    expect(e.msg).toBe("requested address 10.0.2.2 is not available: it is held by default/nginx (podnet/ctr-nginx/eth0)");
   });
 
   it("refuses an address held by a container without pod names, naming the attachment", async () => {
@@ -237,7 +250,7 @@ describe("requested addresses", () => {
     await addOk(sb, "ctr-x");
     const e = await addErr(sb, "b", { top: { runtimeConfig: { ips: ["fd00::202"] } } });
     expect(e.code).toBe(101);
-    expect(e.msg).toBe("requested address fd00::202 is not available: it is held by ctr-x/eth0");
+    expect(e.msg).toBe("requested address fd00::202 is not available: it is held by podnet/ctr-x/eth0");
   });
 
   it("allows requesting the first address when \"gateway\": false", async () => {
@@ -456,7 +469,7 @@ describe("DEL", () => {
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(1);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(1);
-    expect(readdirSync(join(sb.dataDir, "podnet", "attachments"))).toEqual(["b@eth0.json"]);
+    expect(readdirSync(attachmentsDir(sb))).toEqual(["b@eth0.json"]);
   });
 
   it("succeeds with empty stdout when the attachment holds nothing", async () => {
@@ -549,7 +562,7 @@ describe("more edge cases", () => {
     expect(addrs(await addOk(sb, "new"))).toEqual(["10.0.9.3"]);
     const e = await addErr(sb, "x", { args: "IP=10.0.9.2" });
     expect(e.code).toBe(101);
-    expect(e.msg).toBe("requested address 10.0.9.2 is not available: it is reserved in 10.0.9.0/28 (orphaned range)");
+    expect(e.msg).toBe("requested address 10.0.9.2 is not available: it is reserved in 10.0.9.0/28 (held in 10.0.9.0/29)");
     await delOk(sb, "old");
     expect(addrs(await addOk(sb, "x", { args: "IP=10.0.9.2" }))).toEqual(["10.0.9.2"]);
   });

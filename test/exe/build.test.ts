@@ -54,7 +54,8 @@ describe.runIf(isScript)("the bundled executable", () => {
       const conf = JSON.stringify(sb.conf("1.0.0"));
       const add = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
       expect(add.status, add.stdout + add.stderr).toBe(0);
-      const again = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
+      // The same container in a new netns (a restart) gets the same addresses back: the store was read and written.
+      const again = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD", CNI_NETNS: "/var/run/netns/y" }, input: conf, encoding: "utf8" });
       expect(again.stdout).toBe(add.stdout);
       const del = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "DEL" }, input: conf, encoding: "utf8" });
       expect(del.status, del.stdout + del.stderr).toBe(0);

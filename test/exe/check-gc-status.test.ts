@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, cli, run } from "../helpers/plugin";
-import { addOk, addrs, ciliumNode, delOk, rangeOf, snapshot, statusArgs, statusJson } from "../helpers/exe";
+import { addOk, addrs, attachmentsDir, ciliumNode, delOk, rangeOf, snapshot, statusArgs, statusJson } from "../helpers/exe";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -26,7 +26,7 @@ function status(version = "1.1.0") {
 
 function attachmentFiles(): string[] {
   try {
-    return readdirSync(join(sb.dataDir, "podnet", "attachments")).sort();
+    return readdirSync(attachmentsDir(sb)).sort();
   } catch {
     return [];
   }
@@ -63,7 +63,7 @@ describe("CHECK", () => {
     const r = await check("b", res);
     expect(r.code).not.toBe(0);
     expect(r.json.code).toBe(104);
-    expect(r.json.msg).toBe("podcidr-ipam holds no address for b/eth0");
+    expect(r.json.msg).toBe("podcidr-ipam holds no address for podnet/b/eth0");
   });
 
   it("fails with 104 for another ifname of a known container", async () => {
@@ -71,7 +71,7 @@ describe("CHECK", () => {
     const res = await addOk(sb, "a");
     const r = await check("a", res, { ifname: "net1" });
     expect(r.json?.code).toBe(104);
-    expect(r.json.msg).toBe("podcidr-ipam holds no address for a/net1");
+    expect(r.json.msg).toBe("podcidr-ipam holds no address for podnet/a/net1");
   });
 
   it("fails with 104 for an attachment released by DEL", async () => {
@@ -94,7 +94,7 @@ describe("CHECK", () => {
     for (const bad of ["10.0.2.3/24", "10.0.2.99/24", "fd00::2aa/120"]) {
       const r = await check("a", { ...res, ips: [...res.ips, { address: bad }] });
       expect(r.json?.code, bad).toBe(104);
-      expect(r.json.msg).toBe(`a/eth0 does not hold ${bad.replace(/\/\d+$/, "")}`);
+      expect(r.json.msg).toBe(`podnet/a/eth0 does not hold ${bad.replace(/\/\d+$/, "")}`);
       expect(r.json.details).toBe("it holds 10.0.2.2, fd00::202");
     }
   });
@@ -134,8 +134,8 @@ describe("GC", () => {
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(1);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(1);
-    // a/eth0 still holds its addresses.
-    expect(addrs(await addOk(sb, "a"))).toEqual(["10.0.2.2", "fd00::202"]);
+    // a/eth0 still holds its addresses (an ADD into a new netns returns them).
+    expect(addrs(await addOk(sb, "a", { netns: "/var/run/netns/a2" }))).toEqual(["10.0.2.2", "fd00::202"]);
   });
 
   it("accepts the older cni.dev/attachments key", async () => {
@@ -167,6 +167,39 @@ describe("GC", () => {
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(0);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(0);
+  });
+
+  it("reads a null list (libcni's nil slice, CRI-O's drained network) as an empty one, under either key", async () => {
+    for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
+      sandbox("ciliumnode-cluster-pool.json");
+      await three();
+      const r = await gc({ [key]: null, ...(key === "cni.dev/valid-attachments" ? { "cni.dev/attachments": null } : {}) });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(attachmentFiles()).toEqual([]);
+      sb.cleanup();
+    }
+  });
+
+  it("releases only its own network's attachments: another network sharing the store keeps its pods", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    await three();
+    const other = await addOk(sb, "o", { top: { name: "othernet" } });
+    const r = await gc({ "cni.dev/valid-attachments": [] });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(attachmentFiles()).toEqual([]);
+    expect(readdirSync(attachmentsDir(sb, "othernet"))).toEqual(["o@eth0.json"]);
+    const st = await statusJson(sb);
+    expect(rangeOf(st, "10.0.2.0/24").addresses.filter((a: any) => a.owner).map((a: any) => [a.ip, a.owner.network])).toEqual([[addrs(other)[0], "othernet"]]);
+  });
+
+  it("releases what it can past a damaged record of its network, then reports the damage (103)", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    await three();
+    writeFileSync(join(attachmentsDir(sb), "a@net1.json"), "{}");
+    const r = await gc({ "cni.dev/valid-attachments": [] });
+    expect(r.json?.code, r.stdout).toBe(103);
+    expect(r.json.msg).toContain("GC released 2 attachment(s) but skipped 1 damaged store file(s)");
+    expect(attachmentFiles()).toEqual(["a@net1.json"]);
   });
 
   it("succeeds when the store does not exist", async () => {
@@ -252,10 +285,10 @@ describe("status CLI", () => {
     const lines = r.stdout.split("\n");
     expect(lines).toContain("IPv4: 6/254 allocated from 10.0.2.0/24");
     expect(lines).toContain("IPv6: 4/255 allocated from fd00::200/120");
-    expect(r.stdout).toContain("  10.0.2.2 (default/nginx) ctr-nginx/eth0 since ");
-    expect(r.stdout).toContain("  10.0.2.3 (kube-system/coredns-abc) ctr-dns/eth0 since ");
-    expect(r.stdout).toContain("  fd00::202 (default/nginx) ctr-nginx/eth0 since ");
-    expect(r.stdout).toContain("  10.0.2.4 (no pod name) ctr-bare/eth0 since ");
+    expect(r.stdout).toContain("  10.0.2.2 (default/nginx) podnet ctr-nginx/eth0 since ");
+    expect(r.stdout).toContain("  10.0.2.3 (kube-system/coredns-abc) podnet ctr-dns/eth0 since ");
+    expect(r.stdout).toContain("  fd00::202 (default/nginx) podnet ctr-nginx/eth0 since ");
+    expect(r.stdout).toContain("  10.0.2.4 (no pod name) podnet ctr-bare/eth0 since ");
     expect(lines).toContain("  10.0.2.1 (gateway)");
     expect(lines).toContain("  10.0.2.48 (health)");
     expect(lines).toContain("  10.0.2.236 (router)");
@@ -297,9 +330,9 @@ describe("status CLI", () => {
     writeFileSync(confPath, JSON.stringify(conflist, null, 2));
     const r = await cli(["status", "--all-addresses", "--conf", confPath]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`Network podnet, store ${join(sb.dataDir, "podnet")}`);
+    expect(r.stdout).toContain(`Store ${join(sb.dataDir, "_store")} (network podnet and every network sharing it)`);
     expect(r.stdout.split("\n")).toContain("IPv4: 4/254 allocated from 10.0.2.0/24");
-    expect(r.stdout).toContain("  10.0.2.2 (default/nginx) ctr-nginx/eth0");
+    expect(r.stdout).toContain("  10.0.2.2 (default/nginx) podnet ctr-nginx/eth0");
     const j = await cli(["status", "--json", "--conf", confPath]);
     expect(j.json?.network).toBe("podnet");
     expect(rangeOf(j.json, "10.0.2.0/24").allocated).toBe(1);
@@ -331,7 +364,7 @@ describe("status CLI", () => {
     const r = await cli(["status", "--all-addresses", ...statusArgs(sb)]);
     expect(r.code).toBe(1);
     expect(r.stdout.split("\n")).toContain("IPv4: 1/6 allocated from 10.0.10.0/29 (orphaned: no longer in the node file)");
-    expect(r.stdout).toContain("  10.0.10.3 (default/old) a/eth0");
+    expect(r.stdout).toContain("  10.0.10.3 (default/old) podnet a/eth0");
     expect(r.stdout).toContain("Problem: 10.0.10.0/29 is no longer in the node file but 1 address(es) in it are still held");
   });
 });

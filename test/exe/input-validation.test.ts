@@ -168,7 +168,7 @@ describe("node file being written (waitForPodCIDRs)", () => {
 });
 
 describe("STATUS: every reason ADD would fail is code 50", () => {
-  const range = (): string => join(sb.dataDir, "podnet", "range-10.0.2.0_24.json");
+  const range = (): string => join(sb.dataDir, "_store", "range-10.0.2.0_24.json");
 
   it("a damaged range file: ADD says 103, STATUS 50 with the 103 message, and code 103 in the details", async () => {
     await addOk(sb, "seed");

@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
 import { addErr, addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
+import { measureCall } from "../helpers/timing";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -10,6 +11,22 @@ function sandbox(fixture?: string): Sandbox {
   return sb;
 }
 afterEach(() => sb?.cleanup());
+
+/**
+ * When to write the node file under an ADD that waits for it, from the call rather than a
+ * guess: three times the longest of three identical ADDs that find the node file as it is now
+ * (unusable) and fail at once. They reach the node file and exit within that span, so by
+ * then the waiting ADD has looked and is polling, on a fast machine and a slow one alike.
+ * And a waitForPodCIDRs that outlasts that instant plus a poll or two by far, so the write
+ * always lands inside the wait.
+ */
+async function lateWrite(): Promise<{ atMs: number; wait: number }> {
+  const ms = await measureCall(3, async (i) => expect((await addErr(sb, `probe-${i}`)).code).toBe(11));
+  const atMs = Math.ceil(3 * ms[ms.length - 1]!);
+  const wait = Math.max(3, Math.ceil((4 * atMs + 1000) / 1000));
+  process.stdout.write(`[timing] node file: failing ADDs took ${ms.map((m) => m.toFixed(0)).join("/")} ms; written at ${atMs} ms, waitForPodCIDRs ${wait}\n`);
+  return { atMs, wait };
+}
 
 describe("missing or late node file", () => {
   it("fails with 11 naming the file when it does not exist (waitForPodCIDRs 0)", async () => {
@@ -28,8 +45,9 @@ describe("missing or late node file", () => {
     const e = await addErr(sb, "a");
     expect(e.code).toBe(11);
     expect(e.msg).toBe(`node file ${sb.nodeFile} is empty: the sync job may be writing it in place; write a temp file and mv it`);
-    const pending = run({ command: "ADD", containerID: "b", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 3 }) });
-    setTimeout(() => writeFileSync(sb.nodeFile, JSON.stringify(ciliumNode(["10.0.2.0/24"]))), 300);
+    const late = await lateWrite();
+    const pending = run({ command: "ADD", containerID: "b", stdin: sb.conf("1.1.0", { waitForPodCIDRs: late.wait }) });
+    setTimeout(() => writeFileSync(sb.nodeFile, JSON.stringify(ciliumNode(["10.0.2.0/24"]))), late.atMs);
     const r = await pending;
     expect(r.code, r.stdout).toBe(0);
     expect(r.json.ips[0].address).toBe("10.0.2.2/24");
@@ -42,14 +60,15 @@ describe("missing or late node file", () => {
     expect(e.msg).toBe(`node file ${sb.nodeFile} does not exist after waiting 0.3s`);
   });
 
-  it("waits for a node file written 500 ms after the ADD started (waitForPodCIDRs 3)", async () => {
+  it("waits for a node file written after the ADD has looked for it", async () => {
     sandbox();
-    const pending = run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 3 }) });
+    const late = await lateWrite();
+    const pending = run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: late.wait }) });
     const timer = new Promise<void>((r) =>
       setTimeout(() => {
         replaceNode(sb, ciliumNode(["10.0.2.0/24", "fd00::200/120"]));
         r();
-      }, 500),
+      }, late.atMs),
     );
     const [r] = await Promise.all([pending, timer]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -59,14 +78,15 @@ describe("missing or late node file", () => {
     ]);
   });
 
-  it("waits for podCIDRs to appear in a pending CiliumNode (waitForPodCIDRs 3)", async () => {
+  it("waits for podCIDRs to appear in a pending CiliumNode", async () => {
     sandbox("ciliumnode-pending.json");
-    const pending = run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: 3 }) });
+    const late = await lateWrite();
+    const pending = run({ command: "ADD", containerID: "a", stdin: sb.conf("1.1.0", { waitForPodCIDRs: late.wait }) });
     const timer = new Promise<void>((r) =>
       setTimeout(() => {
         replaceNode(sb, ciliumNode(["10.0.3.0/24"]));
         r();
-      }, 500),
+      }, late.atMs),
     );
     const [r] = await Promise.all([pending, timer]);
     expect(r.code, r.stdout + r.stderr).toBe(0);

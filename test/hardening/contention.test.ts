@@ -5,6 +5,9 @@ import { Sandbox, run } from "../helpers/plugin";
 import { duplicates, loadStore, unowned } from "./invariants";
 import { record, size } from "./report";
 
+// No instant here decides an outcome: the calls only race one another for the lock, the
+// default lockTimeout (60 s) only bounds a hang, and the times are reported, not asserted.
+
 let sb: Sandbox;
 afterEach(() => sb?.cleanup());
 

@@ -28,7 +28,7 @@ const MUTATIONS: Record<string, (b: Buffer) => Buffer> = {
   truncated: (b) => b.subarray(0, 1 + Math.floor(rand() * (b.length - 2))),
   emptied: () => Buffer.alloc(0),
   "random garbage": (b) => Buffer.from(Array.from({ length: b.length }, () => Math.floor(rand() * 256))),
-  "a future version": (b) => Buffer.from(b.toString("utf8").replace('"version":1', '"version":2')),
+  "a future version": (b) => Buffer.from(b.toString("utf8").replace(/"version":(\d+)/, (_m, v) => `"version":${Number(v) + 1}`)),
 };
 
 beforeAll(async () => {
@@ -41,17 +41,19 @@ afterAll(() => {
   record("corrupted store: refuse, then repair", "1. no address held twice", { cases, "calls refused with 103": refused, "stores repaired": repaired, duplicates: 0, "files reset": 0 });
 });
 
-const TARGETS = ["range-10.50.0.0_24.json", "range-fd00-50--_120.json", "attachments/p2@eth0.json", "journal.json"];
+const TARGETS = ["range-10.50.0.0_24.json", "range-fd00-50--_120.json", "attachments/podnet/p2@eth0.json", "journal-1-dead.json"];
 
 describe.each(TARGETS)("damaged %s", (target) => {
   it.each(Object.keys(MUTATIONS))("%s: refused with 103 and a repair hint, left as it is, and repaired without a duplicate", async (mutation) => {
     cases++;
     const sb = new Sandbox();
     try {
-      cpSync(base.dir, sb.dir, { recursive: true });
-      const net = join(sb.dataDir, "podnet");
+      // A copy of the world, but for the claims beside the node file: those name the original store,
+      // which still holds the same addresses, so the copy would rightly be refused as a second store.
+      cpSync(base.dir, sb.dir, { recursive: true, filter: (src) => !src.endsWith(".claims") });
+      const net = join(sb.dataDir, "_store");
       const file = join(net, target);
-      const original = target === "journal.json" ? readFileSync(join(net, "range-10.50.0.0_24.json")) : readFileSync(file);
+      const original = target.startsWith("journal-") ? readFileSync(join(net, "range-10.50.0.0_24.json")) : readFileSync(file);
       const damaged = MUTATIONS[mutation]!(original);
       writeFileSync(file, damaged);
 
@@ -78,7 +80,7 @@ describe.each(TARGETS)("damaged %s", (target) => {
       expect([...held.keys()].sort()).toEqual(survivors.map((p) => `${p}/eth0`));
       if (target.startsWith("attachments/")) {
         // p2's record is lost but its bits were intact: its addresses stay taken, unowned, until an operator frees them.
-        expect(rep.json.lostRecords).toEqual(["p2/eth0"]);
+        expect(rep.json.lostRecords).toEqual(["podnet/p2/eth0"]);
         expect(rep.json.ranges.flatMap((x: any) => x.unowned)).toEqual(["10.50.0.4", "fd00:50::4"]);
       }
       // The store works again and the newcomer gets an address nobody holds.
@@ -95,11 +97,11 @@ describe.each(TARGETS)("damaged %s", (target) => {
 
 describe("repair on a healthy store", () => {
   it("finds nothing to repair and changes no byte", async () => {
-    const before = readdirSync(join(base.dataDir, "podnet"), { recursive: true }).map(String).sort();
+    const before = readdirSync(join(base.dataDir, "_store"), { recursive: true }).map(String).sort();
     const rep = await cli(["repair", "--data-dir", base.dataDir, "--network", "podnet"]);
     expect(rep.code).toBe(0);
     expect(rep.stdout).toContain("Nothing to repair.");
-    expect(readdirSync(join(base.dataDir, "podnet"), { recursive: true }).map(String).sort()).toEqual(before);
-    rmSync(join(base.dataDir, "podnet", "quarantine"), { recursive: true, force: true });
+    expect(readdirSync(join(base.dataDir, "_store"), { recursive: true }).map(String).sort()).toEqual(before);
+    rmSync(join(base.dataDir, "_store", "quarantine"), { recursive: true, force: true });
   });
 });

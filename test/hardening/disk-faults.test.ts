@@ -5,7 +5,7 @@
 // space is freed (and the runtime has sent DEL for every failed ADD, as the CNI
 // spec has it do) nothing leaks.
 //
-// "The store" here is its logical content: the files plus a pending journal.json
+// "The store" here is its logical content: the files plus a pending journal
 // applied over them (what the next call will see after replaying it).
 import { execFileSync, spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, statfsSync, writeSync } from "node:fs";
@@ -53,7 +53,8 @@ class SmallFs {
   readonly mnt = join(this.root, "mnt");
   readonly nodeFile = join(this.root, "node.json");
   readonly dataDir = join(this.mnt, "data");
-  readonly netDir = join(this.dataDir, NETWORK);
+  /** The store folder (shared by every network). */
+  readonly netDir = join(this.dataDir, "_store");
   readonly filler = join(this.mnt, "filler");
   /** Allocation unit of statfs (a page on tmpfs, a block on ext4). */
   readonly unit: number;
@@ -124,6 +125,8 @@ class SmallFs {
   }
 
   call(command: string, containerID: string, extra: Record<string, unknown> = {}): Promise<RunResult> {
+    // The 20 s only bounds a hang (a call takes well under a second; a killed one fails the test
+    // as "hung"): the faults here are the full and read-only disk, no kill decides an outcome.
     return run({ command, containerID, stdin: { ...this.conf(), ...extra }, killAfterMs: 20_000 });
   }
 
@@ -175,20 +178,21 @@ function readStore(netDir: string, overlay = true): StoreView {
     if (n.startsWith("range-") && n.endsWith(".json")) view.ranges.set(n, parseRange(readFileSync(join(netDir, n), "utf8")));
     if (n.startsWith(".tmp-")) view.tmpFiles.push(n);
   }
-  const att = join(netDir, "attachments");
+  const att = join(netDir, "attachments", NETWORK);
   if (existsSync(att)) {
     for (const n of readdirSync(att)) {
-      if (n.startsWith(".tmp-")) view.tmpFiles.push(`attachments/${n}`);
+      if (n.startsWith(".tmp-")) view.tmpFiles.push(`attachments/${NETWORK}/${n}`);
       else if (n.endsWith(".json")) view.records.set(n, parseRecord(readFileSync(join(att, n), "utf8")));
     }
   }
-  const jpath = join(netDir, "journal.json");
-  if (existsSync(jpath)) {
+  const jname = pendingJournal(netDir);
+  if (jname) {
+    const jpath = join(netDir, jname);
     view.journal = true;
     if (overlay) {
       for (const w of JSON.parse(readFileSync(jpath, "utf8")).writes as { file: string; content: string | null }[]) {
-        if (w.file.startsWith("attachments/")) {
-          const n = w.file.slice("attachments/".length);
+        if (w.file.startsWith(`attachments/${NETWORK}/`)) {
+          const n = w.file.slice(`attachments/${NETWORK}/`.length);
           if (w.content === null) view.records.delete(n);
           else view.records.set(n, parseRecord(w.content));
         } else if (w.content !== null) view.ranges.set(w.file, parseRange(w.content));
@@ -197,6 +201,11 @@ function readStore(netDir: string, overlay = true): StoreView {
     }
   }
   return view;
+}
+
+/** The name of a commit's journal still in the store folder, if any (a committer names its own). */
+function pendingJournal(netDir: string): string | undefined {
+  return existsSync(netDir) ? readdirSync(netDir).find((n) => /^journal-.+\.json$/.test(n)) : undefined;
 }
 
 function ipToBig(ip: string): bigint {
@@ -269,7 +278,8 @@ function storeBytes(netDir: string): Record<string, string> {
   const walk = (rel: string): void => {
     for (const n of readdirSync(join(netDir, rel))) {
       const r = rel ? `${rel}/${n}` : n;
-      if (!rel && n.startsWith("lock")) continue;
+      // The lock's files, the queue and the reserve a DEL may free are not the store's content.
+      if (!rel && (n.startsWith("lock") || n === "queue" || n === "reserve")) continue;
       const st = statSync(join(netDir, r));
       if (st.isDirectory()) walk(r);
       else out[r] = readFileSync(join(netDir, r)).toString("base64");
@@ -284,7 +294,7 @@ const recName = (id: string): string => `${id}@eth0.json`;
 /** Which step of a call an ENOSPC error came from, by the path it names. */
 function stepOf(msg: string): string {
   if (/store lock|lock\.owner/.test(msg)) return "lock";
-  if (/journal\.json/.test(msg)) return "journal";
+  if (/journal-/.test(msg)) return "journal";
   if (/attachments\//.test(msg)) return "attachment";
   if (/range-/.test(msg)) return "range";
   return msg;
@@ -371,7 +381,7 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
 
         if (r.code === 0) {
           // 3. A success is durable: in the files themselves, not only in a journal.
-          expect(existsSync(join(f.netDir, "journal.json")), `${command} ${id} answered with a journal still pending`).toBe(false);
+          expect(pendingJournal(f.netDir), `${command} ${id} answered with a journal still pending`).toBeUndefined();
           const onDisk = readStore(f.netDir, false);
           expect(same(new Set(onDisk.records.keys()), newRecs), `${command} ${id} succeeded: records on disk`).toBe(true);
           expectConsistent(onDisk, `files on disk after ${command} ${id} succeeded`);
@@ -400,7 +410,7 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         if (/left as it was|nothing was changed/.test(`${r.json.msg} ${r.json.details}`)) {
           expect.soft(
             canonical(after),
-            `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but journal.json (pending: ${after.journal}) will apply it on the next call`,
+            `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
           ).toBe(canonical(before));
         }
         return false;
@@ -536,8 +546,8 @@ suite("a success is durable", () => {
       const id = `pod${i}`;
       const r = await f.call("ADD", id);
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      expect(readdirSync(f.netDir).filter((n) => n === "journal.json" || n.startsWith(".tmp-"))).toEqual([]);
-      const rec = JSON.parse(readFileSync(join(f.netDir, "attachments", recName(id)), "utf8"));
+      expect(readdirSync(f.netDir).filter((n) => n.startsWith("journal-") || n.startsWith(".tmp-"))).toEqual([]);
+      const rec = JSON.parse(readFileSync(join(f.netDir, "attachments", NETWORK, recName(id)), "utf8"));
       expect(rec.ips.map((x: any) => x.address)).toEqual(r.json.ips.map((x: any) => String(x.address).replace(/\/\d+$/, "")));
       for (const ip of rec.ips as { cidr: string; address: string }[]) {
         const file = rangeFiles.find((n) => parseRange(readFileSync(join(f.netDir, n), "utf8")).cidr === ip.cidr)!;
@@ -549,8 +559,8 @@ suite("a success is durable", () => {
     }
     const del = await f.call("DEL", "pod2");
     expect(del.code).toBe(0);
-    expect(existsSync(join(f.netDir, "attachments", recName("pod2")))).toBe(false);
-    expect(existsSync(join(f.netDir, "journal.json"))).toBe(false);
+    expect(existsSync(join(f.netDir, "attachments", NETWORK, recName("pod2")))).toBe(false);
+    expect(pendingJournal(f.netDir)).toBeUndefined();
     const view = readStore(f.netDir, false);
     expectConsistent(view, "after DEL pod2");
     expect([...view.ranges.values()].map((r) => r.allocated)).toEqual([4, 4]);

@@ -12,6 +12,7 @@ import { record } from "./report";
 
 const NETWORK = "podnet";
 const globalExpect = expect;
+/** Only bounds a hang (reported as one): no kill here attacks a call mid-way. */
 const CALL_BOUND_MS = 15_000;
 
 const figures = { cases: 0, calls: 0, outsideWrites: 0, hangs: 0 };
@@ -57,12 +58,15 @@ function diff(a: Map<string, string>, b: Map<string, string>): string[] {
 /**
  * A sandbox whose data dir sits two folders deep, beside an `outside` folder
  * that holds the targets of planted links:
- *   <dir>/node.json  <dir>/outside/{dir/, file.json}  <dir>/d1/d2/data/podnet/
+ *   <dir>/node.json  <dir>/outside/{dir/, file.json}  <dir>/d1/d2/data/_store/
  */
 class World {
   readonly sb = new Sandbox("ciliumnode-cluster-pool.json");
   readonly dataDir = join(this.sb.dir, "d1", "d2", "data");
-  readonly netDir = join(this.dataDir, NETWORK);
+  /** The store folder (shared by every network). */
+  readonly netDir = join(this.dataDir, "_store");
+  /** This network's records in it. */
+  readonly attDir = join(this.netDir, "attachments", NETWORK);
   readonly outside = join(this.sb.dir, "outside");
   readonly outsideDir = join(this.outside, "dir");
   readonly outsideFile = join(this.outside, "file.json");
@@ -165,7 +169,7 @@ describe("hostile names", () => {
     expectNoOutsideWrite(w, before, "hostile names");
     expect(diff(store, w.storeSnap()), "a refused call changed the store").toEqual([]);
     expect(existsSync(abs)).toBe(false);
-    expect(readdirSync(w.dataDir)).toEqual([NETWORK]);
+    expect(readdirSync(w.dataDir)).toEqual(["_store"]);
     figures.cases += n;
   });
 
@@ -189,7 +193,7 @@ describe("hostile names", () => {
       const r = await w.call("ADD", c.id, { ifname: c.ifname, args: c.args });
       expectCode(r, [0, 4], what);
       if (r.code === 0) {
-        expect(readdirSync(join(w.netDir, "attachments")), what).toContain(`${c.id}@${c.ifname}.json`);
+        expect(readdirSync(w.attDir), what).toContain(`${c.id}@${c.ifname}.json`);
         const d = await w.call("DEL", c.id, { ifname: c.ifname });
         expect(d.code, `DEL after ${what}: ${d.stdout}`).toBe(0);
       }
@@ -206,9 +210,9 @@ describe("hostile names", () => {
     figures.cases++;
     expect(gc.signal).toBeNull();
     expectCode(gc, [0, 7], "GC with hostile valid-attachments");
-    expect(readdirSync(join(w.netDir, "attachments"))).toEqual(["live@eth0.json"]);
+    expect(readdirSync(w.attDir)).toEqual(["live@eth0.json"]);
     expectNoOutsideWrite(w, before, "odd names");
-    expect(readdirSync(w.dataDir)).toEqual([NETWORK]);
+    expect(readdirSync(w.dataDir)).toEqual(["_store"]);
   });
 });
 
@@ -244,12 +248,14 @@ function seal(o: Record<string, unknown>): string {
  * link, the record appears (and an address is held twice).
  */
 function evilJournal(w: World): string {
-  const live = JSON.parse(readFileSync(join(w.netDir, "attachments", "live@eth0.json"), "utf8"));
-  const evil = seal({ format: "podcidr-ipam/attachment", version: 1, containerID: "evil", ifname: "eth0", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: live.ips });
-  return seal({ format: "podcidr-ipam/journal", version: 1, writes: [{ file: "attachments/evil@eth0.json", content: evil }] });
+  const live = JSON.parse(readFileSync(join(w.attDir, "live@eth0.json"), "utf8"));
+  const evil = seal({ format: "podcidr-ipam/attachment", version: 2, network: NETWORK, containerID: "evil", ifname: "eth0", netns: "/x", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: live.ips });
+  return seal({ format: "podcidr-ipam/journal", version: 1, writes: [{ file: `attachments/${NETWORK}/evil@eth0.json`, content: evil }] });
 }
 
 const RANGE4 = "range-10.0.2.0_24.json";
+/** A pending journal, as a committer names its own. */
+const JOURNAL = "journal-1-planted.json";
 
 const plantCases: PlantCase[] = [
   {
@@ -262,7 +268,16 @@ const plantCases: PlantCase[] = [
     del: [103, 105],
   },
   {
-    name: "the network folder is a symlink to an outside folder",
+    name: "attachments/<network>/ is a symlink to an outside folder",
+    plant: (w) => {
+      rmSync(w.attDir, { recursive: true });
+      symlinkSync(w.outsideDir, w.attDir);
+    },
+    add: [103, 105],
+    del: [103, 105],
+  },
+  {
+    name: "the store folder is a symlink to an outside folder",
     plant: (w) => {
       renameSync(w.netDir, join(w.dataDir, "moved-away"));
       symlinkSync(w.outsideDir, w.netDir);
@@ -279,7 +294,7 @@ const plantCases: PlantCase[] = [
       symlinkSync(w.outsideFile, p);
     },
     add: [103, 105],
-    del: [103, 105],
+    del: [0, 103, 105], // DEL releases the record and leaves a bitmap it cannot read for repair
   },
   {
     name: `${RANGE4} is a FIFO`,
@@ -288,12 +303,12 @@ const plantCases: PlantCase[] = [
       execFileSync("mkfifo", [join(w.netDir, RANGE4)]);
     },
     add: [103, 105],
-    del: [103, 105],
+    del: [0, 103, 105], // DEL releases the record and leaves a bitmap it cannot read for repair
   },
   {
     name: "the attachment record of the pod is a symlink to an outside file (a copy of the real one)",
     plant: (w) => {
-      const p = join(w.netDir, "attachments", "live@eth0.json");
+      const p = join(w.attDir, "live@eth0.json");
       writeFileSync(w.outsideFile, readFileSync(p));
       rmSync(p);
       symlinkSync(w.outsideFile, p);
@@ -302,17 +317,17 @@ const plantCases: PlantCase[] = [
     del: [103, 105],
   },
   {
-    name: "journal.json is a symlink to an outside file holding a valid journal",
+    name: "a journal is a symlink to an outside file holding a valid journal",
     plant: (w) => {
       writeFileSync(w.outsideFile, evilJournal(w));
-      symlinkSync(w.outsideFile, join(w.netDir, "journal.json"));
+      symlinkSync(w.outsideFile, join(w.netDir, JOURNAL));
     },
     add: [103, 105],
     del: [103, 105],
   },
   {
-    name: "journal.json is a FIFO",
-    plant: (w) => execFileSync("mkfifo", [join(w.netDir, "journal.json")]),
+    name: "a journal is a FIFO",
+    plant: (w) => execFileSync("mkfifo", [join(w.netDir, JOURNAL)]),
     add: [103, 105],
     del: [103, 105],
   },
@@ -369,10 +384,10 @@ describe("links, FIFOs and files planted in the store folder", () => {
   it("control: the planted journal, as a regular file, is one the plugin would replay", async () => {
     const w = world();
     expect((await w.call("ADD", "live")).code).toBe(0);
-    writeFileSync(join(w.netDir, "journal.json"), evilJournal(w));
+    writeFileSync(join(w.netDir, JOURNAL), evilJournal(w));
     const r = await w.call("DEL", "nobody");
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(readdirSync(join(w.netDir, "attachments")).sort()).toEqual(["evil@eth0.json", "live@eth0.json"]);
+    expect(readdirSync(w.attDir).sort()).toEqual(["evil@eth0.json", "live@eth0.json"]);
   });
 
   for (const c of plantCases) {
@@ -401,7 +416,7 @@ async function plantedCase(w: World, c: PlantCase): Promise<void> {
   expectCode(del, c.del, `DEL with ${c.name}`, expect);
   expectNoOutsideWrite(w, before, `DEL with ${c.name}`);
   // Nothing read through a planted link may come back as state.
-  const att = join(w.netDir, "attachments");
+  const att = w.attDir;
   if (existsSync(att) && lstatSync(att).isDirectory()) expect(readdirSync(att), "a record came from a planted journal").not.toContain("evil@eth0.json");
   expect(existsSync(join(w.outsideDir, "evil@eth0.json"))).toBe(false);
   process.stdout.write(`[escape] ${c.name}: ADD ${add.code === 0 ? "ok" : `${add.json?.code} ${add.json?.msg}`} | DEL ${del.code === 0 ? "ok" : `${del.json?.code} ${del.json?.msg}`}\n`);
@@ -449,6 +464,8 @@ describe("a node file that is not a regular JSON file", () => {
       const started = Date.now();
       // waitForPodCIDRs 10: a node file that is there but unusable must not be waited for.
       const add = await w.call("ADD", "newpod", { ipam: { nodeFile, waitForPodCIDRs: 10 } });
+      // 5 s separates "did not wait" (one call, well under a second) from waiting the 10 s asked
+      // for; only a machine 50 times slower than this one could blur it.
       const ms = Date.now() - started;
       expectCode(add, [102], `ADD with a node file that is ${c.name}`);
       expect(ms, `ADD with a node file that is ${c.name} took ${ms} ms`).toBeLessThan(5000);

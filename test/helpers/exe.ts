@@ -37,6 +37,8 @@ export function replaceNode(sb: Sandbox, obj: object | string): void {
 
 export interface CallOptions {
   ifname?: string;
+  /** CNI_NETNS; by default one per container ID, as runtimes make a netns per sandbox. */
+  netns?: string;
   args?: string;
   /** K8S_POD_NAMESPACE/K8S_POD_NAME added to CNI_ARGS. */
   pod?: [string, string];
@@ -56,6 +58,7 @@ export function call(sb: Sandbox, command: string, containerID: string, o: CallO
   return run({
     command,
     containerID,
+    netns: o.netns ?? `/var/run/netns/${containerID}`,
     ifname: o.ifname ?? "eth0",
     args: cniArgs(o),
     stdin: sb.conf(o.version ?? "1.1.0", o.ipam ?? {}, o.top ?? {}),
@@ -91,6 +94,16 @@ export function addrs(result: any): string[] {
 
 export function statusArgs(sb: Sandbox): string[] {
   return ["--data-dir", sb.dataDir, "--network", "podnet", "--node-file", sb.nodeFile];
+}
+
+/** The store folder every network of the sandbox shares. */
+export function storeDir(sb: Sandbox): string {
+  return join(sb.dataDir, "_store");
+}
+
+/** Where one network's attachment records live. */
+export function attachmentsDir(sb: Sandbox, network = "podnet"): string {
+  return join(storeDir(sb), "attachments", network);
 }
 
 export async function statusJson(sb: Sandbox): Promise<any> {

@@ -28,7 +28,10 @@ export interface RunOptions {
   /** Extra or overriding env; a value of undefined removes the variable. */
   env?: Record<string, string | undefined>;
   stdin: string | object;
-  /** Kill the process with SIGKILL after this many ms. */
+  /**
+   * Kill the process with SIGKILL after this many ms. A constant may only bound a hang; a test
+   * whose kill attacks the call takes the instant from the call (./timing: measureCall, killInstant).
+   */
   killAfterMs?: number;
 }
 
