@@ -35,7 +35,10 @@ describe("model-based test", () => {
         networks: Number(process.env.MODEL_NETWORKS ?? 2),
       });
       const s = rep.stats;
+      // What was planned happened, or the run proved less than it says.
       expect(s.killsLanded).toBeGreaterThan(0);
+      if (rep.planned.stops > 0) expect(s.stops, "no SIGSTOP caught a holder inside the lock").toBeGreaterThan(0);
+      if (rep.strace) expect(s.stalls).toBe(rep.planned.stalls);
       record("model: random runtime and operator steps against a reference model", "1. no address held twice", {
         seed: SEED,
         steps: rep.steps,
@@ -44,7 +47,7 @@ describe("model-based test", () => {
         ops: Object.entries(s.ops).sort().map(([k, v]) => `${k}:${v}`).join(" "),
         "kills landed": s.killsLanded,
         "kills after the call ended": s.killsMissed,
-        "answers checked durable": s.durable,
+        "killed right after answering": s.durable,
         stops: s.stops,
         stalls: rep.strace ? s.stalls : "skipped (no strace)",
         "node-file changes": s.nodeChanges,

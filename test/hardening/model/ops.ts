@@ -13,6 +13,7 @@ export interface Stats {
   calls: number;
   killsLanded: number;
   killsMissed: number;
+  /** ADDs killed the moment they answered (the answer must already be in the store). */
   durable: number;
   stops: number;
   stopsMissed: number;
@@ -639,7 +640,7 @@ interface Planned {
 }
 
 /** A few calls the runtime makes at once: new pods, deletions, checks, restarts; on distinct attachments. */
-function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = []): { plans: Planned[]; releasing: Set<string> } {
+function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], firstAdd = false): { plans: Planned[]; releasing: Set<string> } {
   const store: StoreId = "A";
   const used = new Set<string>(exclude);
   const releasing = new Set<string>();
@@ -647,7 +648,8 @@ function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = []): { plan
   const plans: Planned[] = [];
   for (let i = 0; i < n; i++) {
     const free = liveAtts(ctx, store).filter((a) => !used.has(a.key));
-    const r = ctx.rng();
+    // (A call that needs the lock: behind a stopped holder, one of them must be there to recover it.)
+    const r = firstAdd && i === 0 ? 1 : ctx.rng();
     if (free.length && r < 0.3) {
       const a = pick(ctx, free);
       used.add(a.key);
@@ -836,7 +838,7 @@ async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall |
     }
   }
   ctx.log(`  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`);
-  const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : []);
+  const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : [], true);
   await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:", async () => {
     if (!changeNodeToo || !caught) return;
     // Let the waiters read the node file and queue for the lock, then change the file under them.

@@ -38,6 +38,8 @@ export interface RunReport {
   callMs: number;
   strace: boolean;
   finalReleased: number;
+  /** Stops and stalls placed (what the run could do with the operations it was given). */
+  planned: { stops: number; stalls: number };
 }
 
 export class ModelFailure extends Error {}
@@ -82,7 +84,9 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       }
     };
     place(cfg.stops, ops.find((o) => o.name === "stop"));
+    const stops = scheduled.size;
     place(cfg.stalls, ops.find((o) => o.name === "stall"));
+    const planned = { stops, stalls: scheduled.size - stops };
 
     for (let step = 1; step <= cfg.steps; step++) {
       ctx.step = step;
@@ -134,7 +138,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
     }
     if (m.holders().length) ctx.v.push({ kind: "leak", msg: `DEL did not release ${m.holders().map((a) => `${a.key} (${showHeld(a.held)})`).join(", ")}` });
     if (ctx.v.length) fail("after the final DELs");
-    return { stats, steps: cfg.steps, seconds: Math.round((Date.now() - started) / 1000), callMs: w.callMs, strace: Boolean(w.strace), finalReleased: left.length };
+    return { stats, steps: cfg.steps, seconds: Math.round((Date.now() - started) / 1000), callMs: w.callMs, strace: Boolean(w.strace), finalReleased: left.length, planned };
   } finally {
     if (process.env.MODEL_LOG) writeFileSync(process.env.MODEL_LOG, `${lines.join("\n")}\n`);
     w.cleanup();
