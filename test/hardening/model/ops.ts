@@ -5,7 +5,7 @@
 // recovering the lock from it, is in doubt until the runtime's follow-up.
 import { readFileSync } from "node:fs";
 import { type Att, type Held, Holdings, type Model, type NodeVersion, type Pod, type Special, type Violation, attKey, heldText, parseHeld, sameHeld, showHeld } from "./model";
-import { type Cidr, type Fam, type Ip, broadcastOf, fmtIp, gatewayOf, key, parseCidr, parseIp, windowEnd } from "./net";
+import { type Cidr, type Fam, type Ip, broadcastOf, fmtIp, gatewayOf, inWindow, key, parseCidr, parseIp, windowEnd } from "./net";
 import { type Call, type Outcome, type Stall, type StoreId, type World } from "./world";
 
 export interface Stats {
@@ -509,45 +509,90 @@ function changeNode(ctx: Ctx): NodeVersion {
   let what: string;
   const chainAt = cidrs.findIndex((c) => V4_CHAIN.some((x) => x.text === c.text));
   const v6At = cidrs.findIndex((c) => c.fam === 6);
-  if (r < 0.3) {
+  if (r < 0.28) {
     const next = pick(ctx, V4_CHAIN.filter((x) => x.text !== cidrs[chainAt]?.text));
     if (chainAt >= 0) cidrs[chainAt] = next;
     else cidrs.unshift(next);
     what = `IPv4 ${chainAt >= 0 ? `${cur.cidrs[chainAt]!.text} -> ` : "+"}${next.text}`;
-  } else if (r < 0.5) {
+  } else if (r < 0.46) {
     const next = pick(ctx, V6_CHAIN.filter((x) => x.text !== cidrs[v6At]?.text));
     if (v6At >= 0) cidrs[v6At] = next;
     else cidrs.push(next);
     what = `IPv6 ${v6At >= 0 ? `${cur.cidrs[v6At]!.text} -> ` : "+"}${next.text}`;
-  } else if (r < 0.62) {
+  } else if (r < 0.58) {
     const missing = V4_EXTRA.filter((x) => !cidrs.some((c) => c.text === x.text));
     const add = missing.length ? pick(ctx, missing) : v6At < 0 ? V6_CHAIN[0]! : null;
     if (add) cidrs.push(add);
     what = add ? `append ${add.text}` : "append (nothing left)";
-  } else if (r < 0.72 && cidrs.length > 1) {
+  } else if (r < 0.68 && cidrs.length > 1) {
     const gone = pick(ctx, cidrs);
     cidrs = cidrs.filter((c) => c !== gone);
     what = `remove ${gone.text}`;
+  } else if (r < 0.74) {
+    // The pool shrinks to one tiny IPv4 CIDR: what pods hold elsewhere is orphaned, new ADDs run out.
+    const tiny = pick(ctx, V4_EXTRA.slice(1));
+    cidrs = [tiny, ...cidrs.filter((c) => c.fam === 6)];
+    what = `squeeze IPv4 to ${tiny.text}`;
   } else if (r < 0.94) {
     // Router / health / ingress move inside the podCIDRs (to addresses no pod holds).
     const role = pick(ctx, ["router", "health", "ingress"] as const);
     const c = pick(ctx, cidrs);
-    const avoid = new Set(special.map((s) => key(s.fam, s.v)));
+    const avoid = new Set(special.map((x) => key(x.fam, x.v)));
     const v = freeAddress(ctx, c, avoid);
-    special = special.filter((s) => !(s.role === role && s.fam === c.fam));
+    special = special.filter((x) => !(x.role === role && x.fam === c.fam));
     if (v !== null) special.push({ fam: c.fam, v, role });
     what = `${role} IPv${c.fam} -> ${v === null ? "none" : fmtIp(c.fam, v)}`;
   } else {
     kind = kind === "CiliumNode" ? "Node" : "CiliumNode";
     what = `as a ${kind}`;
   }
-  const v: NodeVersion = { seq: cur.seq + 1, at: Date.now(), kind, cidrs, special };
+  return applyNode(ctx, cidrs, special, kind, what);
+}
+
+function applyNode(ctx: Ctx, cidrs: Cidr[], special: Special[], kind: NodeVersion["kind"], what: string): NodeVersion {
+  const v: NodeVersion = { seq: ctx.m.node.seq + 1, at: 0, kind, cidrs, special };
   writeNode(ctx, v);
   ctx.m.versions.push({ ...v, at: Date.now() });
   ctx.stats.nodeChanges++;
-  ctx.log(`  node v${v.seq}: ${what}: ${kind} ${cidrs.map((c) => c.text).join(", ")}; ${special.map((s) => `${s.role}=${fmtIp(s.fam, s.v)}`).join(" ")}`);
+  ctx.log(`  node v${v.seq}: ${what}: ${kind} ${cidrs.map((c) => c.text).join(", ")}; ${special.map((x) => `${x.role}=${fmtIp(x.fam, x.v)}`).join(" ")}`);
   return ctx.m.node;
 }
+
+/**
+ * The reverse of an orphan's gateway: a pod holds an ordinary address that is the
+ * gateway of another CIDR of the chain, then the node file switches to that CIDR.
+ * Its gateway is the pod's address, so it must not be used for new pods (and
+ * never returned as a gateway) while that pod lives.
+ */
+const gatewayTrapOp: Op = {
+  name: "gatewayTrap",
+  weight: () => 1.5,
+  run: async (ctx) => {
+    const v = ctx.m.node;
+    const hold = holdings(ctx, "A");
+    const fam: Fam = chance(ctx, 0.6) ? 4 : 6;
+    const chain = fam === 4 ? V4_CHAIN : V6_CHAIN;
+    const at = v.cidrs.findIndex((c) => chain.some((x) => x.text === c.text));
+    const cur = v.cidrs[at];
+    const traps = cur
+      ? chain.filter((c) => {
+          const g = gatewayOf(c);
+          return c.text !== cur.text && inWindow(cur, fam, g) && g !== gatewayOf(cur) && !hold.byIp.has(key(fam, g)) && !hold.reservedIn(cur, v).has(key(fam, g));
+        })
+      : [];
+    if (!cur || !traps.length) {
+      ctx.log(`  no IPv${fam} CIDR of the chain has its gateway free in ${cur?.text ?? "(none listed)"}: nothing to set up`);
+      return;
+    }
+    const trap = pick(ctx, traps);
+    const a = await addOne(ctx, "A", fmtIp(fam, gatewayOf(trap)), "gateway-trap");
+    if (a.state !== "live") return;
+    const cidrs = [...v.cidrs];
+    cidrs[at] = trap;
+    applyNode(ctx, cidrs, [...v.special], v.kind, `${cur.text} -> ${trap.text}, whose gateway ${a.key} holds`);
+    await addOne(ctx, "A", null, "after-trap");
+  },
+};
 
 const killOp: Op = {
   name: "kill",
@@ -888,6 +933,6 @@ function procState(pid: number): string {
   }
 }
 
-export const OPS: readonly Op[] = [addOp, addIpOp, secondOp, repeatOp, restartOp("restart", false, 3), restartOp("restartInode", true, 1), rollbackOp, delOp, delUnknownOp, delTwiceOp, checkOp, gcOp, nodeOp, killOp, resolveOp, batchOp, stallOp, stopOp];
+export const OPS: readonly Op[] = [addOp, addIpOp, gatewayTrapOp, secondOp, repeatOp, restartOp("restart", false, 3), restartOp("restartInode", true, 1), rollbackOp, delOp, delUnknownOp, delTwiceOp, checkOp, gcOp, nodeOp, killOp, resolveOp, batchOp, stallOp, stopOp];
 
 export { changeNode, resolve, settleCheck, checkCall, delCall, settleDel, settleLog };

@@ -40,6 +40,8 @@ export interface RunReport {
   finalReleased: number;
   /** Stops and stalls placed (what the run could do with the operations it was given). */
   planned: { stops: number; stalls: number };
+  /** The operations this run could choose from (MODEL_OPS). */
+  ops: string[];
 }
 
 export class ModelFailure extends Error {}
@@ -110,6 +112,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       log(`  (${t1 - t0} ms + ${Date.now() - t1} ms checks)`);
       if (ctx.v.length) fail(`at step ${step} (${op.name})`);
       if (step % 50 === 0) m.prune(200);
+      if (step % 1000 === 0) process.stdout.write(`[model] step ${step}/${cfg.steps}: ${m.list("live").length} live, ${stats.calls} calls, ${Math.round((Date.now() - started) / 1000)} s\n`);
     }
 
     // The runtime's retries are done: DEL everything it knows of or lost track of.
@@ -138,7 +141,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
     }
     if (m.holders().length) ctx.v.push({ kind: "leak", msg: `DEL did not release ${m.holders().map((a) => `${a.key} (${showHeld(a.held)})`).join(", ")}` });
     if (ctx.v.length) fail("after the final DELs");
-    return { stats, steps: cfg.steps, seconds: Math.round((Date.now() - started) / 1000), callMs: w.callMs, strace: Boolean(w.strace), finalReleased: left.length, planned };
+    return { stats, steps: cfg.steps, seconds: Math.round((Date.now() - started) / 1000), callMs: w.callMs, strace: Boolean(w.strace), finalReleased: left.length, planned, ops: ops.map((o) => o.name) };
   } finally {
     if (process.env.MODEL_LOG) writeFileSync(process.env.MODEL_LOG, `${lines.join("\n")}\n`);
     w.cleanup();
