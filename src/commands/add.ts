@@ -1,5 +1,6 @@
 // ADD: one address per family the node's podCIDRs cover, for one attachment
 // (network, container ID, interface). Nothing is written unless every family succeeds.
+import { statSync } from "node:fs";
 import type { Request } from "../cni/dispatch.js";
 import type { IpamResult } from "../cni/result.js";
 import { Code, CniError } from "../errors.js";
@@ -45,6 +46,7 @@ export async function add(req: Request): Promise<IpamResult> {
     const rec: AttachmentRecord = {
       ...key,
       netns: cmd.netns,
+      netnsId: netnsIdOf(cmd.netns),
       namespace: cmd.args.get("K8S_POD_NAMESPACE") ?? "",
       pod: cmd.args.get("K8S_POD_NAME") ?? "",
       createdAt: new Date(now).toISOString(),
@@ -75,13 +77,16 @@ interface Wanted {
  * host-local refuses it: the interface is there, so the main plugin fails anyway,
  * and ptp, which calls IPAM before it creates the veth, would then DEL and free
  * the live pod's address. Into another netns (a container restarted without a
- * DEL) it returns the same addresses. A record that does not know its netns
+ * DEL, or a netns made again at the same path: another inode) it returns the
+ * same addresses. A record that does not know its netns
  * (migrated from an older store) counts as the same netns: refusing is safe.
  */
 function again(req: Request, tx: Tx, existing: AttachmentRecord, requested: Map<Family, Wanted>): IpamResult {
   const { cmd, conf } = req;
   const held = existing.ips.map((h) => h.address).join(", ");
-  if (!existing.netns || existing.netns === cmd.netns) {
+  const id = netnsIdOf(cmd.netns);
+  const recreated = existing.netnsId !== "" && id !== "" && existing.netnsId !== id;
+  if (!existing.netns || (existing.netns === cmd.netns && !recreated)) {
     throw new CniError(
       Code.AttachmentExists,
       `${conf.name}/${cmd.containerID}/${cmd.ifname} already holds ${held} in netns ${existing.netns || "(unknown)"}`,
@@ -97,7 +102,7 @@ function again(req: Request, tx: Tx, existing: AttachmentRecord, requested: Map<
     );
   }
   req.log(`already holds ${held} (netns was ${existing.netns}); returning them`);
-  const moved = { ...existing, netns: cmd.netns };
+  const moved = { ...existing, netns: cmd.netns, netnsId: id };
   tx.putAttachment(moved);
   return resultFor(moved, conf.ipam);
 }
@@ -155,6 +160,16 @@ function takeNext(tx: Tx, node: NodeInfo, req: Request, stored: RangeState[], fa
 
 function unavailable(text: string, why: string): CniError {
   return new CniError(Code.RequestedAddressUnavailable, `requested address ${text} is not available: ${why}`, "request an address inside the node's podCIDRs that no pod holds, or drop the request");
+}
+
+/** The netns file's identity, "<dev>:<inode>", or "" when it cannot be read (DEL-time paths, tests). */
+function netnsIdOf(path: string): string {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return "";
+  }
 }
 
 function cidrList(node: NodeInfo): string {

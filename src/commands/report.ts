@@ -132,7 +132,7 @@ function report(
     const ip = addressAt(cidr, o);
     const rec = owners.get(ip);
     const owner = rec
-      ? { network: rec.network, containerID: rec.containerID, ifname: rec.ifname, netns: rec.netns, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt }
+      ? { network: rec.network, containerID: rec.containerID, ifname: rec.ifname, netns: rec.netns, netnsId: rec.netnsId, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt }
       : undefined;
     lines.push({ offset: o, line: owner ? { ip, owner } : { ip }, counted: true });
   }

@@ -8,7 +8,7 @@ import type { AttachmentKey, AttachmentRecord } from "./store.js";
 
 /** Range and journal files. */
 export const VERSION = 1;
-/** Attachment records gained `network` and `netns` in version 2 (version 1: the per-network stores before issue #9). */
+/** Attachment records gained `network`, `netns` and `netnsId` in version 2 (version 1: the per-network stores before issue #9). */
 export const ATTACHMENT_VERSION = 2;
 const RANGE = "podcidr-ipam/range";
 const ATTACHMENT = "podcidr-ipam/attachment";
@@ -90,8 +90,8 @@ export function decodeRange(text: string, file: string): RangeState {
 }
 
 export function encodeAttachment(rec: AttachmentRecord): string {
-  const { network, containerID, ifname, netns, namespace, pod, createdAt, ips } = rec;
-  return seal({ format: ATTACHMENT, version: ATTACHMENT_VERSION, network, containerID, ifname, netns, namespace, pod, createdAt, ips });
+  const { network, containerID, ifname, netns, netnsId, namespace, pod, createdAt, ips } = rec;
+  return seal({ format: ATTACHMENT, version: ATTACHMENT_VERSION, network, containerID, ifname, netns, netnsId, namespace, pod, createdAt, ips });
 }
 
 /**
@@ -173,7 +173,8 @@ function decodeRecord(o: Record<string, any>, file: string, network: string): At
   const str = (v: unknown): v is string => typeof v === "string";
   const net = o.version === 1 ? network : o.network;
   const netns = o.version === 1 ? "" : o.netns;
-  if (!str(net) || !str(netns) || !str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
+  const netnsId = o.version === 1 ? "" : o.netnsId;
+  if (!str(net) || !str(netns) || !str(netnsId) || !str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
     throw corrupt(file, "a field is missing or of the wrong type");
   }
   const ips = o.ips.map((ip: unknown) => {
@@ -181,7 +182,7 @@ function decodeRecord(o: Record<string, any>, file: string, network: string): At
     if (!str(e.cidr) || !str(e.address)) throw corrupt(file, "an entry of ips is malformed");
     return { cidr: e.cidr, address: e.address };
   });
-  return { network: net, containerID: o.containerID, ifname: o.ifname, netns, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
+  return { network: net, containerID: o.containerID, ifname: o.ifname, netns, netnsId, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
 }
 
 function unseal(text: string, file: string, format: string, version = VERSION): Record<string, unknown> & { [k: string]: any } {

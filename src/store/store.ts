@@ -18,6 +18,8 @@ export interface AttachmentKey {
 export interface AttachmentRecord extends AttachmentKey {
   /** CNI_NETNS of the ADD that made it ("" for records migrated from an older store). */
   readonly netns: string;
+  /** "<dev>:<inode>" of that netns file when the ADD could stat it, else "": tells a netns recreated at the same path apart. */
+  readonly netnsId: string;
   /** K8S_POD_NAMESPACE / K8S_POD_NAME from CNI_ARGS, "" when not given. */
   readonly namespace: string;
   readonly pod: string;

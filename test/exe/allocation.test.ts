@@ -1,5 +1,5 @@
 // Allocation semantics of ADD/DEL, driven through the built executable.
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, run } from "../helpers/plugin";
@@ -58,6 +58,19 @@ describe("ADD basics", () => {
     // The record now names the new netns: an ADD into it again is a repeat.
     expect((await addErr(sb, "ctr-a", { netns: "/var/run/netns/ctr-a-restarted" })).code).toBe(106);
     expect(addrs(await addOk(sb, "ctr-b"))).toEqual(["10.0.2.3", "fd00::203"]);
+  });
+
+  it("tells a netns made again at the same path (another inode) from a repeat: it returns the addresses, a repeat is refused", async () => {
+    sandbox("ciliumnode-cluster-pool.json");
+    const netns = join(sb.dir, "netns-a");
+    writeFileSync(netns, "");
+    const first = await addOk(sb, "ctr-a", { netns });
+    expect((await addErr(sb, "ctr-a", { netns })).code).toBe(106);
+    // A new file renamed over the old one: both existed at once, so the inode differs.
+    writeFileSync(`${netns}.new`, "");
+    renameSync(`${netns}.new`, netns);
+    expect(await addOk(sb, "ctr-a", { netns })).toEqual(first);
+    expect((await addErr(sb, "ctr-a", { netns })).code).toBe(106);
   });
 
   it("refuses an ADD into a new netns that asks for a different address than the one held (101)", async () => {

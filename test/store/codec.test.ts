@@ -27,6 +27,7 @@ const REC: AttachmentRecord = {
   containerID: "ctr1",
   ifname: "eth0",
   netns: "/var/run/netns/cni-1",
+  netnsId: "4:4026532200",
   namespace: "default",
   pod: "web-0",
   createdAt: "2024-05-01T12:00:00.000Z",
@@ -188,10 +189,10 @@ describe("attachment records", () => {
   });
 
   it("reads a version-1 record of a per-network store, the network given by its folder", () => {
-    const { network: _n, netns: _ns, ...v1 } = REC;
-    const text = resealed(codec.encodeAttachment(REC), { version: 1, network: undefined, netns: undefined });
+    const { network: _n, netns: _ns, netnsId: _id, ...v1 } = REC;
+    const text = resealed(codec.encodeAttachment(REC), { version: 1, network: undefined, netns: undefined, netnsId: undefined });
     expect(JSON.parse(text).network).toBeUndefined();
-    expect(codec.decodeLegacyAttachment(text, "/d/a.json", { ...KEY, network: "legacy" })).toEqual({ ...v1, network: "legacy", netns: "" });
+    expect(codec.decodeLegacyAttachment(text, "/d/a.json", { ...KEY, network: "legacy" })).toEqual({ ...v1, network: "legacy", netns: "", netnsId: "" });
     // A version-1 record is not read where version 2 is expected (and a newer one nowhere).
     expect(failure(() => codec.decodeAttachment(text, "/d/a.json", KEY)).message).toContain("version 1 is not one this build reads here (2)");
     const future = resealed(codec.encodeAttachment(REC), { version: 3 });

@@ -26,6 +26,7 @@ const rec = (containerID: string, address = "10.0.2.5", network = "podnet"): Att
   containerID,
   ifname: "eth0",
   netns: `/var/run/netns/${containerID}`,
+  netnsId: "",
   namespace: "default",
   pod: `pod-${containerID}`,
   createdAt: "2024-05-01T12:00:00.000Z",

@@ -55,7 +55,7 @@ function ourRecord(tx: Parameters<Parameters<DiskStore["transact"]>[1]>[0], cidr
   const r = tx.range(cidr);
   take(r, 1);
   tx.touch(r);
-  tx.putAttachment({ network: "podnet", containerID: "frozen", ifname: "eth0", netns: "/y", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
+  tx.putAttachment({ network: "podnet", containerID: "frozen", ifname: "eth0", netns: "/y", netnsId: "", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
 }
 
 describe("lock holder", () => {
