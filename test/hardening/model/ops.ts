@@ -233,8 +233,14 @@ async function unchanged(ctx: Ctx, what: string, fn: () => Promise<Outcome>): Pr
 // --- settling the outcome of each kind of call into the model ---
 
 /** An ADD of a new attachment (or a retry of one in doubt that held nothing) has ended. */
-function settleAdd(ctx: Ctx, a: Att, o: Outcome, hold: Holdings, concurrent: number, versions: readonly NodeVersion[], requested: Ip | null): void {
+function settleAdd(ctx: Ctx, a: Att, o: Outcome, hold: Holdings, concurrent: number, versions: readonly NodeVersion[], requested: Ip | null, before?: Holdings): void {
+  // `hold` leaves out what concurrent DELs release; `before` (when given) still has it: either may be what the ADD saw.
   const exp = hold.expectAddDuring(versions, requested, concurrent);
+  if (before) {
+    const e = before.expectAddDuring(versions, requested, concurrent);
+    for (const c of e.codes) exp.codes.add(c);
+    exp.why.push(...e.why.filter((w) => !exp.why.includes(w)).map((w) => `before the concurrent DELs: ${w}`));
+  }
   ctx.m.atts.set(a.key, a);
   if (o.killedByUs || o.killedByOther) {
     a.state = "doubt";
@@ -685,10 +691,10 @@ interface Planned {
 }
 
 /** A few calls the runtime makes at once: new pods, deletions, checks, restarts; on distinct attachments. */
-function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], firstAdd = false): { plans: Planned[]; releasing: Set<string> } {
+function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], firstAdd = false, released: readonly string[] = []): { plans: Planned[]; releasing: Set<string> } {
   const store: StoreId = "A";
   const used = new Set<string>(exclude);
-  const releasing = new Set<string>();
+  const releasing = new Set<string>(released);
   const adds: Att[] = [];
   const plans: Planned[] = [];
   for (let i = 0; i < n; i++) {
@@ -717,11 +723,12 @@ function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], firstAd
     }
   }
   const hold = holdings(ctx, store, releasing);
+  const before = releasing.size ? holdings(ctx, store) : undefined;
   for (const p of plans) {
     if (p.tag !== "add") continue;
     const a = p.att!;
     // Calls queued behind a holder while the node file changed read it after the change (ctx.notBefore).
-    p.settle = (o, t0) => settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null);
+    p.settle = (o, t0) => settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null, before);
   }
   return { plans, releasing };
 }
@@ -848,7 +855,8 @@ function spinUs(us: number): void {
  * missed (the call was not holding the lock when it stopped).
  */
 async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall | null, waiters: number, changeNodeToo: boolean): Promise<boolean> {
-  const hold = holdings(ctx, "A", new Set(vic.kind === "del" ? [vic.att!.key] : []));
+  // The victim holds the lock first: what it sees is the store before the waiters.
+  const hold = holdings(ctx, "A");
   const t0 = Date.now();
   ctx.touched.add("A");
   ctx.calls++;
@@ -883,7 +891,7 @@ async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall |
     }
   }
   ctx.log(`  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`);
-  const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : [], true);
+  const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : [], true, vic.kind === "del" ? [vic.att!.key] : []);
   await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:", async () => {
     if (!changeNodeToo || !caught) return;
     // Let the waiters read the node file and queue for the lock, then change the file under them.
