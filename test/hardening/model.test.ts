@@ -2,8 +2,15 @@
 // and operators do (ADD, repeated ADD through ptp, rollbacks, DEL, CHECK, GC,
 // node-file changes, a second data dir, SIGKILLs, stalled fsyncs, a SIGSTOPped
 // lock holder, concurrent batches) against the built executable, checked after
-// every step against a reference model (test/hardening/model/). On failure it
-// prints the seed, the broken invariant and the step log.
+// every step against a reference model. On failure it prints the seed, the
+// broken invariant and the step log. The harness, in test/hardening/model/:
+//   net.ts     address math of its own (not src/'s)
+//   model.ts   the reference model: attachments, node versions, what an ADD may answer
+//   checks.ts  the invariants checked against `status` after every step
+//   world.ts   the sandbox, the calls (plain, killed, under strace) and the status adapter
+//   node.ts    the node files written; calls.ts  making calls and settling their outcome
+//   ops.ts     the operations and their weights; held.ts  stalled and stopped lock holders
+//   run.ts     the loop, the final DELs and the leak check
 //
 //   MODEL_SEED=n        the seed (default below; printed either way)
 //   MODEL_STEPS=n       the number of steps (default: the size's)
@@ -35,6 +42,7 @@ describe("model-based test", () => {
         networks: Number(process.env.MODEL_NETWORKS ?? 2),
       });
       const s = rep.stats;
+      if (!rep.strace) process.stdout.write(`[model] NOTICE: /usr/bin/strace is missing: ${rep.planned.stalls} stalled-fsync step(s) skipped\n`);
       // What was planned happened, or the run proved less than it says.
       if (rep.ops.includes("kill")) expect(s.killsLanded).toBeGreaterThan(0);
       if (rep.planned.stops > 0) expect(s.stops, "no SIGSTOP caught a holder inside the lock").toBeGreaterThan(0);

@@ -10,7 +10,9 @@ import { Sandbox, run } from "../../helpers/plugin";
 import { checkClaims, checkDurable, checkStores } from "./checks";
 import { Model, showHeld } from "./model";
 import { fmtIp } from "./net";
-import { type Ctx, OPS, type Op, type Stats, checkCall, delCall, initialNode, resetIds, settleCheck, settleDel, settleLog, writeNode } from "./ops";
+import { type Ctx, type Op, type Stats, checkCall, delCall, resetIds, settleCheck, settleDel, settleLog } from "./calls";
+import { initialNode, writeNode } from "./node";
+import { OPS } from "./ops";
 import { type StoreId, type StoreView, World, readStatus } from "./world";
 
 export interface RunConfig {
