@@ -79,7 +79,7 @@ export function newAtt(ctx: Ctx, store: StoreId): Att {
   const ifname = pod.ifnames.size === 0 ? pick(ctx, ["eth0", "net1"]) : pod.ifnames.has("eth0") ? "net1" : "eth0";
   pod.ifnames.add(ifname);
   const network = pick(ctx, ctx.w.networks);
-  return { key: attKey(store, network, pod.cid, ifname), store, network, pod, ifname, netns: pod.netns, state: "dead", held: [] };
+  return { key: attKey(store, network, pod.cid, ifname), store, network, pod, ifname, netns: pod.netns, netnsGen: ctx.w.netnsGen(pod.netns), state: "dead", held: [] };
 }
 
 export function addCall(a: Att, ip?: string): Call {
@@ -232,6 +232,7 @@ export function settleRepeat(ctx: Ctx, a: Att, o: Outcome, netns: string): void 
   const held = parseHeld(o.r.json);
   if (!held || !sameHeld(held, a.held)) ctx.v.push({ kind: "lost", msg: `repeated ADD ${a.key} from a new netns answered ${held ? showHeld(held) : o.r.stdout}; it holds ${showHeld(a.held)}` });
   a.netns = netns;
+  a.netnsGen = ctx.w.netnsGen(netns);
   a.pod.netns = netns;
   a.result = o.r.json;
 }

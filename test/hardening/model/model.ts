@@ -36,6 +36,8 @@ export interface Att {
   readonly ifname: string;
   /** The netns the attachment's record must carry (CNI_NETNS of its last successful ADD). */
   netns: string;
+  /** Which file at that path it was (World.netnsGen): a netns made again at the same path is another netns. */
+  netnsGen: number;
   state: State;
   /** live: what its ADD answered; doubt: what status last showed it holding; dead: nothing. */
   held: Held[];

@@ -85,6 +85,12 @@ const repeatOp: Op = {
   run: async (ctx) => {
     // Same netns: ptp's repeated ADD, whose veth then exists: must be refused (106) and change nothing.
     const a = pick(ctx, liveAtts(ctx, "A"));
+    if (ctx.w.netnsGen(a.netns) !== a.netnsGen) {
+      // Another attachment's restart made the sandbox's netns again at this path: this netns is new to it.
+      const o = await call(ctx, addCall(a), "repeat-into-remade-netns");
+      settleRepeat(ctx, a, o, a.netns);
+      return;
+    }
     const o = await unchanged(ctx, `repeated ADD ${a.key} into its own netns`, () => call(ctx, addCall(a), "repeat-same-netns"));
     expectCode(ctx, `repeated ADD ${a.key} into its own netns`, o, new Set([106]), ["the interface exists: ptp fails and rolls back with DEL"]);
     if (codeOf(o) === 0 && !o.killedByUs) {
@@ -301,6 +307,7 @@ async function resolve(ctx: Ctx, a: Att, retryAdd: boolean): Promise<void> {
   if (a.doubt === "add" && retryAdd) {
     const netns = ctx.w.netns();
     a.netns = netns;
+    a.netnsGen = ctx.w.netnsGen(netns);
     a.pod.netns = netns;
     if (a.held.length) {
       // It committed before it died: the retry must get what it holds.

@@ -83,8 +83,16 @@ export class World {
     const path = replace ?? join(this.netnsDir, `cni-${(++this.netnsSeq).toString(16).padStart(8, "0")}`);
     writeFileSync(`${path}.new`, "netns");
     renameSync(`${path}.new`, path);
+    this.gens.set(path, (this.gens.get(path) ?? 0) + 1);
     return path;
   }
+
+  /** How many times a netns file was made at this path: the same path and generation is the same netns. */
+  netnsGen(path: string): number {
+    return this.gens.get(path) ?? 0;
+  }
+
+  private readonly gens = new Map<string, number>();
 
   env(c: Call): Record<string, string | undefined> {
     const args: string[] = [];
