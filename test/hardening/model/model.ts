@@ -135,15 +135,20 @@ export class Model {
 export class Holdings {
   readonly byIp = new Map<string, Att>();
   readonly inUse: Cidr[] = [];
+  /** What each holder held when this was made: the model moves on while the calls run (a DEL settles first). */
+  private readonly mine: { a: Att; held: readonly Held[] }[];
+  private readonly theirs: { a: Att; held: readonly Held[] }[];
 
   constructor(
     readonly store: StoreId,
-    readonly holders: readonly Att[],
+    holders: readonly Att[],
     /** The other data dir's holders, for claims. */
-    readonly others: readonly Att[],
+    others: readonly Att[],
   ) {
-    for (const a of holders) {
-      for (const h of a.held) {
+    this.mine = holders.map((a) => ({ a, held: [...a.held] }));
+    this.theirs = others.map((a) => ({ a, held: [...a.held] }));
+    for (const { a, held } of this.mine) {
+      for (const h of held) {
         this.byIp.set(key(h.fam, h.v), a);
         if (!this.inUse.some((c) => c.text === h.cidr.text)) this.inUse.push(h.cidr);
       }
@@ -175,18 +180,18 @@ export class Holdings {
   /** Free addresses of `c` (window minus reserved minus held). */
   free(c: Cidr, v: NodeVersion): bigint {
     const taken = new Set(this.reservedIn(c, v).keys());
-    for (const a of this.holders) for (const h of a.held) if (inWindow(c, h.fam, h.v)) taken.add(key(h.fam, h.v));
+    for (const { held } of this.mine) for (const h of held) if (inWindow(c, h.fam, h.v)) taken.add(key(h.fam, h.v));
     return windowSize(c) - BigInt(taken.size);
   }
 
   /** The other data dir holds an address in `c`: its claim stands, success is impossible (code 7). */
   conflict(c: Cidr): Att | undefined {
-    return this.others.find((a) => a.held.some((h) => contains(c, h.fam, h.v)));
+    return this.theirs.find(({ held }) => held.some((h) => contains(c, h.fam, h.v)))?.a;
   }
 
   /** The other data dir holds addresses in a range overlapping `c`: its claim may be judged by that range (7 is fine). */
   claimed(c: Cidr): Att | undefined {
-    return this.others.find((a) => a.held.some((h) => overlaps(h.cidr, c)));
+    return this.theirs.find(({ held }) => held.some((h) => overlaps(h.cidr, c)))?.a;
   }
 
   /** expectAdd over every node version the call may have read: any of their outcomes. */
@@ -247,6 +252,7 @@ export class Holdings {
       const usable = cands.filter((c) => !this.gatewayHolder(c));
       const free = usable.map((c) => ({ c, n: this.free(c, v) }));
       const total = free.reduce((s, x) => s + x.n, 0n);
+      why.push(`IPv${f} free: ${cands.map((c) => (usable.includes(c) ? `${c.text} ${free.find((x) => x.c === c)!.n}` : `${c.text} unusable`)).join(", ")}`);
       if (!free.some((x) => x.n > 0n && !this.conflict(x.c))) {
         ok = false;
         why.push(`IPv${f}: no free address in an unclaimed usable podCIDR`);
@@ -299,7 +305,7 @@ export class Holdings {
       if (r) out.push({ kind: "reserved", msg: `${ip} handed out from ${c.text} is reserved: ${r} (node v${v.seq})` });
       const holder = this.byIp.get(key(h.fam, h.v));
       if (holder) out.push({ kind: "duplicate", msg: `${ip} handed out again: ${holder.key} holds it` });
-      const other = this.others.find((a) => a.held.some((x) => x.fam === h.fam && x.v === h.v));
+      const other = this.theirs.find(({ held }) => held.some((x) => x.fam === h.fam && x.v === h.v))?.a;
       if (other) out.push({ kind: "duplicate", msg: `${ip} handed out again: ${other.key} (other data dir) holds it` });
       if (this.conflict(c)) out.push({ kind: "protocol", msg: `${ip} handed out from ${c.text}, in which the other data dir's ${this.conflict(c)!.key} holds addresses (its claim)` });
       const gw = ips[i]?.gateway;

@@ -62,6 +62,14 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
   resetIds();
   const fail = (what: string): never => {
     const file = join(tmpdir(), `podcidr-model-${cfg.seed}.log`);
+    // What the model and the stores held when it failed.
+    log("--- model: attachments holding (or in doubt) ---");
+    for (const a of m.holders()) log(`  ${a.state}${a.doubt ? `(${a.doubt})` : ""} ${a.key} ${a.held.map((h) => `${fmtIp(h.fam, h.v)} in ${h.cidr.text}`).join(", ") || "-"}`);
+    for (const view of Object.values(views)) {
+      if (!view) continue;
+      log(`--- status of store ${view.store} (${view.layout}), as last read ---`);
+      for (const r of view.ranges) log(`  ${r.cidr.text}${r.orphaned ? " (orphaned)" : ""} allocated ${r.allocated}: ${r.lines.map((l) => `${l.text}${l.reserved ? `(${l.reserved})` : ""}${l.owner ? `=${l.owner.network}/${l.owner.containerID}/${l.owner.ifname}` : ""}`).join(" ")}`);
+    }
     writeFileSync(file, `${lines.join("\n")}\n`);
     const replay = `MODEL_SEED=${cfg.seed} MODEL_STEPS=${cfg.steps}${cfg.ops ? ` MODEL_OPS=${cfg.ops}` : ""}${cfg.networks === 1 ? " MODEL_NETWORKS=1" : ""} npx vitest run test/hardening/model.test.ts`;
     throw new ModelFailure(
