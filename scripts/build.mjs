@@ -22,5 +22,7 @@ writeFileSync(tmp, compose(wrapped, trained, pkg.version));
 chmodSync(tmp, 0o755);
 renameSync(tmp, outfile);
 if (!o.quiet) {
-  console.error(`built ${outfile} (${statSync(outfile).size} bytes: bundle ${wrapped.length}, code cache ${trained.cache.length} for V8 ${trained.v8})`);
+  console.error(
+    `built ${outfile} (${statSync(outfile).size} bytes: bundle ${wrapped.length}, code cache ${trained.cache.length} for V8 ${trained.v8})`,
+  );
 }

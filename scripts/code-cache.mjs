@@ -45,11 +45,14 @@ export async function bundle() {
     define: { __VERSION__: JSON.stringify(pkg.version) },
     logLevel: "warning",
   });
-  return out.outputFiles[0].text;
+  const [file] = out.outputFiles ?? [];
+  if (!file) throw new Error("esbuild wrote no output");
+  return file.text;
 }
 
 /** The bundle as the executable compiles it, CommonJS's module wrapper made explicit. */
 export function wrap(bundleText) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the class is all of ASCII, control characters included
   const bad = bundleText.search(/[^\x00-\x7f]/);
   if (bad >= 0) throw new Error(`the bundle has a non-ASCII character at ${bad}; it must be ASCII (see charset in bundle())`);
   return `(function (exports, require, module, __filename, __dirname) {${bundleText}\n})`;
@@ -66,8 +69,15 @@ export function trainCache(nodeBin, wrapped) {
     const cache = join(work, "cache.bin");
     writeFileSync(src, wrapped);
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
-    const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], { env, stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" });
-    if (r.status !== 0 || !existsSync(`${cache}.v8`)) throw new Error(`training the code cache under ${nodeBin} failed (exit ${r.status}${existsSync(cache) ? "" : ", no cache written"}):\n${r.stderr}`);
+    const r = spawnSync(nodeBin, [join(root, "scripts/train-cache.cjs"), src, cache, join(work, "scratch")], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+      encoding: "utf8",
+    });
+    if (r.status !== 0 || !existsSync(`${cache}.v8`))
+      throw new Error(
+        `training the code cache under ${nodeBin} failed (exit ${r.status}${existsSync(cache) ? "" : ", no cache written"}):\n${r.stderr}`,
+      );
     const v8 = readFileSync(`${cache}.v8`, "utf8").trim();
     if (!/^\d+\.\d+/.test(v8)) throw new Error(`training under ${nodeBin} reported V8 version ${JSON.stringify(v8)}`);
     return { cache: readFileSync(cache), v8 };

@@ -35,7 +35,9 @@ function cni(command, pod, extra = {}) {
     CNI_PATH: "/opt/cni/bin",
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.ns};K8S_POD_NAME=${pod.name}`,
   };
-  console.log(`\n$ CNI_COMMAND=${command} CNI_CONTAINERID=${pod.id} CNI_IFNAME=eth0 CNI_ARGS='...K8S_POD_NAME=${pod.name}' podcidr-ipam < conf.json`);
+  console.log(
+    `\n$ CNI_COMMAND=${command} CNI_CONTAINERID=${pod.id} CNI_IFNAME=eth0 CNI_ARGS='...K8S_POD_NAME=${pod.name}' podcidr-ipam < conf.json`,
+  );
   const r = spawnSync(bin, [], { env, input: JSON.stringify({ ...conf, ...extra }), encoding: "utf8" });
   process.stdout.write(r.stdout || "(no output)\n");
   console.log(`exit ${r.status}`);
@@ -44,7 +46,9 @@ function cni(command, pod, extra = {}) {
 
 function status() {
   console.log(`\n$ podcidr-ipam status --all-addresses --data-dir ${dataDir} --network podnet --node-file ${nodeFile}`);
-  const r = spawnSync(bin, ["status", "--all-addresses", "--data-dir", dataDir, "--network", "podnet", "--node-file", nodeFile], { encoding: "utf8" });
+  const r = spawnSync(bin, ["status", "--all-addresses", "--data-dir", dataDir, "--network", "podnet", "--node-file", nodeFile], {
+    encoding: "utf8",
+  });
   process.stdout.write(r.stdout + r.stderr);
 }
 

@@ -19,9 +19,16 @@ const r = spawnSync("npx", ["vitest", "run", "test/hardening"], {
 });
 const rows = readdirSync(dir).map((f) => JSON.parse(readFileSync(join(dir, f), "utf8")));
 rows.sort((a, b) => a.guarantee.localeCompare(b.guarantee) || a.test.localeCompare(b.test));
-console.log(`\nHardening figures, size ${values.size}, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+console.log(
+  `\nHardening figures, size ${values.size}, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+);
 console.log("| guarantee | test | figures |");
 console.log("|---|---|---|");
-for (const row of rows) console.log(`| ${row.guarantee} | ${row.test} | ${Object.entries(row.figures).map(([k, v]) => `${k} ${v}`).join(", ")} |`);
+for (const row of rows)
+  console.log(
+    `| ${row.guarantee} | ${row.test} | ${Object.entries(row.figures)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")} |`,
+  );
 rmSync(dir, { recursive: true, force: true });
 process.exitCode = r.status ?? 1;

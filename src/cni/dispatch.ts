@@ -3,7 +3,7 @@
 import { Code, CniError } from "../errors.js";
 import type { IpamResult } from "./result.js";
 import { formatResult } from "./result.js";
-import { type CmdArgs, type Command, parseCommand, parseEnv } from "./env.js";
+import { type CmdArgs, parseCommand, parseEnv } from "./env.js";
 import { type NetConf, decodeStdin, parseNetConf } from "./netconf.js";
 import { CURRENT_VERSION, type CniVersion, SUPPORTED_VERSIONS, checkVersion, isSupported } from "./version.js";
 
@@ -21,7 +21,14 @@ export interface Request {
   log(msg: string): void;
 }
 
-export type Handlers = Record<Exclude<Command, "VERSION">, (req: Request) => Promise<IpamResult | void>>;
+/** ADD answers with a result; the other commands answer with nothing on success. */
+export interface Handlers {
+  readonly ADD: (req: Request) => Promise<IpamResult>;
+  readonly DEL: (req: Request) => Promise<void>;
+  readonly CHECK: (req: Request) => Promise<void>;
+  readonly GC: (req: Request) => Promise<void>;
+  readonly STATUS: (req: Request) => Promise<void>;
+}
 
 export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
   let version: string = CURRENT_VERSION;
@@ -59,17 +66,21 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
     const checked = checkVersion(command, obj.cniVersion);
     const conf = parseNetConf(obj, command, cmd.args);
     const log = (msg: string): void => io.stderr(`podcidr-ipam ${command} ${cmd.containerID}: ${msg}\n`);
-    const result = await handlers[command]({ cmd, version: checked, conf, log });
-    if (command === "ADD" && result) io.stdout(`${JSON.stringify(formatResult(result, checked))}\n`);
+    const req: Request = { cmd, version: checked, conf, log };
+    if (command === "ADD") io.stdout(`${JSON.stringify(formatResult(await handlers.ADD(req), checked))}\n`);
+    else await handlers[command](req);
     return 0;
   } catch (err) {
     const e =
       err instanceof CniError
         ? err
-        : new CniError(Code.Internal, `internal error: ${(err as Error)?.message ?? String(err)}`, "this is a bug in podcidr-ipam; the store was left as it was");
+        : new CniError(
+            Code.Internal,
+            `internal error: ${(err as Error)?.message ?? String(err)}`,
+            "this is a bug in podcidr-ipam; the store was left as it was",
+          );
     if (!(err instanceof CniError)) io.stderr(`podcidr-ipam: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(`${JSON.stringify(e.toJSON(version))}\n`);
     return 1;
   }
 }
-

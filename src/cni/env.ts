@@ -30,13 +30,21 @@ export const MAX_NAME = 200;
 
 export function parseCommand(raw: string | undefined): Command {
   if (raw && (COMMANDS as readonly string[]).includes(raw)) return raw as Command;
-  throw new CniError(Code.InvalidEnvironmentVariables, `unknown CNI_COMMAND: ${raw ?? ""}`, `CNI_COMMAND must be one of ${COMMANDS.join(", ")}`);
+  throw new CniError(
+    Code.InvalidEnvironmentVariables,
+    `unknown CNI_COMMAND: ${raw ?? ""}`,
+    `CNI_COMMAND must be one of ${COMMANDS.join(", ")}`,
+  );
 }
 
 export function parseEnv(command: Command, env: Readonly<Record<string, string | undefined>>): CmdArgs {
   const missing = REQUIRED[command].filter((k) => !env[k]);
   if (missing.length > 0) {
-    throw new CniError(Code.InvalidEnvironmentVariables, `required env variables [${missing.join(",")}] missing`, `${command} needs ${REQUIRED[command].join(", ")}`);
+    throw new CniError(
+      Code.InvalidEnvironmentVariables,
+      `required env variables [${missing.join(",")}] missing`,
+      `${command} needs ${REQUIRED[command].join(", ")}`,
+    );
   }
   const perContainer = command === "ADD" || command === "DEL" || command === "CHECK";
   const containerID = perContainer ? env.CNI_CONTAINERID! : "";
@@ -69,7 +77,11 @@ export function parseCniArgs(raw: string): Map<string, string> {
     if (pair === "") continue;
     const eq = pair.indexOf("=");
     if (eq <= 0) {
-      throw new CniError(Code.InvalidEnvironmentVariables, `CNI_ARGS: ${quote(pair)} is not KEY=VALUE`, "CNI_ARGS is a ;-separated list of KEY=VALUE pairs");
+      throw new CniError(
+        Code.InvalidEnvironmentVariables,
+        `CNI_ARGS: ${quote(pair)} is not KEY=VALUE`,
+        "CNI_ARGS is a ;-separated list of KEY=VALUE pairs",
+      );
     }
     out.set(pair.slice(0, eq), pair.slice(eq + 1));
   }
@@ -82,7 +94,7 @@ function ifnameProblem(name: string): string | null {
   // Linux's limit is 15 bytes (IFNAMSIZ 16 with the NUL), not 15 characters.
   if (Buffer.byteLength(name, "utf8") > 15) return "it is longer than 15 bytes";
   if (name === "." || name === "..") return "it must not be . or ..";
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[/:\s\u0000-\u001f\u007f]/.test(name)) return "it must not contain /, :, white space or control characters";
   return null;
 }

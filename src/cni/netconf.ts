@@ -35,9 +35,19 @@ export const MAX_STDIN = 1 << 20;
 /** Decode stdin to a JSON object (code 6 on failure). */
 export function decodeStdin(buf: Buffer): Record<string, unknown> {
   // The reader stops soon after the limit, so buf.length is not the config's size.
-  if (buf.length > MAX_STDIN) throw new CniError(Code.DecodingFailure, `network config on stdin is more than ${MAX_STDIN} bytes`, "that is the limit (1 MiB); a network config is a few kB");
+  if (buf.length > MAX_STDIN)
+    throw new CniError(
+      Code.DecodingFailure,
+      `network config on stdin is more than ${MAX_STDIN} bytes`,
+      "that is the limit (1 MiB); a network config is a few kB",
+    );
   const text = buf.toString("utf8");
-  if (text.trim() === "") throw new CniError(Code.DecodingFailure, "no network config on stdin", "the runtime passes the network config as JSON on standard input");
+  if (text.trim() === "")
+    throw new CniError(
+      Code.DecodingFailure,
+      "no network config on stdin",
+      "the runtime passes the network config as JSON on standard input",
+    );
   let obj: unknown;
   try {
     obj = JSON.parse(text);
@@ -45,7 +55,11 @@ export function decodeStdin(buf: Buffer): Record<string, unknown> {
     throw new CniError(Code.DecodingFailure, "network config on stdin is not valid JSON", (err as Error).message);
   }
   if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-    throw new CniError(Code.DecodingFailure, "network config on stdin must be a JSON object", `got ${Array.isArray(obj) ? "an array" : typeof obj}`);
+    throw new CniError(
+      Code.DecodingFailure,
+      "network config on stdin must be a JSON object",
+      `got ${Array.isArray(obj) ? "an array" : typeof obj}`,
+    );
   }
   return obj as Record<string, unknown>;
 }
@@ -53,7 +67,8 @@ export function decodeStdin(buf: Buffer): Record<string, unknown> {
 /** The request config, validated once. `cniArgs` is CNI_ARGS as parsed by parseEnv (its IP= key). */
 export function parseNetConf(obj: Record<string, unknown>, command: Command, cniArgs: ReadonlyMap<string, string> = new Map()): NetConf {
   const name = obj.name;
-  if (typeof name !== "string" || name === "") throw new CniError(Code.InvalidNetworkConfig, "missing network name", 'the config needs a top-level "name"');
+  if (typeof name !== "string" || name === "")
+    throw new CniError(Code.InvalidNetworkConfig, "missing network name", 'the config needs a top-level "name"');
   if (!NAME_RE.test(name) || name.length > MAX_NAME) {
     throw new CniError(
       Code.InvalidNetworkConfig,
@@ -69,7 +84,8 @@ export function parseNetConf(obj: Record<string, unknown>, command: Command, cni
   if (command === "CHECK") {
     mustBeObject(obj.prevResult, "prevResult");
     const ips = (obj.prevResult as Record<string, unknown> | undefined)?.ips;
-    if (ips !== undefined && !Array.isArray(ips)) throw new CniError(Code.InvalidNetworkConfig, "prevResult.ips must be a list", `got ${brief(ips)}`);
+    if (ips !== undefined && !Array.isArray(ips))
+      throw new CniError(Code.InvalidNetworkConfig, "prevResult.ips must be a list", `got ${brief(ips)}`);
   }
   const requested = command === "ADD" ? requestedAddresses(obj, cniArgs) : Object.freeze([]);
   return Object.freeze({
@@ -89,7 +105,8 @@ function mustBeObject(v: unknown, label: string): void {
   }
 }
 
-const REQUEST_FORM = "expected an address with an optional prefix, such as 10.0.2.50 or 10.0.2.50/24 (the prefix is ignored: the podCIDR's is used)";
+const REQUEST_FORM =
+  "expected an address with an optional prefix, such as 10.0.2.50 or 10.0.2.50/24 (the prefix is ignored: the podCIDR's is used)";
 
 /**
  * IP= in CNI_ARGS, then args.cni.ips, then runtimeConfig.ips (host-local's order), merged:
@@ -109,7 +126,8 @@ function requestedAddresses(obj: Record<string, unknown>, cniArgs: ReadonlyMap<s
   const sources: { where: string; text: string }[] = [];
   for (const text of cniArgs.get("IP")?.split(",") ?? []) sources.push({ where: "CNI_ARGS IP=", text });
   for (const [i, text] of ipList(obj.args, ["cni", "ips"], "args.cni.ips").entries()) sources.push({ where: `args.cni.ips[${i}]`, text });
-  for (const [i, text] of ipList(obj.runtimeConfig, ["ips"], "runtimeConfig.ips").entries()) sources.push({ where: `runtimeConfig.ips[${i}]`, text });
+  for (const [i, text] of ipList(obj.runtimeConfig, ["ips"], "runtimeConfig.ips").entries())
+    sources.push({ where: `runtimeConfig.ips[${i}]`, text });
   const out = new Map<Family, RequestedAddress>();
   for (const s of sources) {
     const text = s.text.trim();
@@ -117,7 +135,11 @@ function requestedAddresses(obj: Record<string, unknown>, cniArgs: ReadonlyMap<s
     const want = requestedAddress(text, s.where);
     const prev = out.get(want.family);
     if (prev && prev.value !== want.value) {
-      throw new CniError(Code.InvalidNetworkConfig, `more than one IPv${want.family} address requested (${prev.text}, ${text})`, "an attachment gets one address per family");
+      throw new CniError(
+        Code.InvalidNetworkConfig,
+        `more than one IPv${want.family} address requested (${prev.text}, ${text})`,
+        "an attachment gets one address per family",
+      );
     }
     if (!prev) out.set(want.family, want);
   }
@@ -137,7 +159,9 @@ function requestedAddress(text: string, where: string): RequestedAddress {
     if (!PREFIX_RE.test(prefix) || Number(prefix) > bits) {
       throw new CniError(
         Code.InvalidNetworkConfig,
-        `requested address ${brief(text)} (${where}) has prefix /${JSON.stringify(prefix.length > 20 ? `${prefix.slice(0, 20)}...` : prefix).slice(1, -1)}, expected /0 to /${bits} written without a sign or leading zero`,
+        `requested address ${brief(text)} (${where}) has prefix ` +
+          `/${JSON.stringify(prefix.length > 20 ? `${prefix.slice(0, 20)}...` : prefix).slice(1, -1)}, expected /0 to /${bits} written ` +
+          `without a sign or leading zero`,
         REQUEST_FORM,
       );
     }
@@ -153,23 +177,33 @@ function ipList(root: unknown, path: string[], label: string): string[] {
   }
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) {
-    throw new CniError(Code.InvalidNetworkConfig, `${label} must be a list of address strings such as "10.0.2.50" or "10.0.2.50/24"`, `got ${brief(v, 200)}`);
+    throw new CniError(
+      Code.InvalidNetworkConfig,
+      `${label} must be a list of address strings such as "10.0.2.50" or "10.0.2.50/24"`,
+      `got ${brief(v, 200)}`,
+    );
   }
   return v as string[];
 }
 
 function attachments(obj: Record<string, unknown>): Attachment[] | null {
-  const key = "cni.dev/valid-attachments" in obj ? "cni.dev/valid-attachments" : "cni.dev/attachments" in obj ? "cni.dev/attachments" : null;
+  const key =
+    "cni.dev/valid-attachments" in obj ? "cni.dev/valid-attachments" : "cni.dev/attachments" in obj ? "cni.dev/attachments" : null;
   if (key === null) return null;
   const list = obj[key];
   // libcni marshals a nil Go slice as null, and CRI-O passes nil for a network with no live pod:
   // the key is there, so the runtime did send its list, and it is empty.
   if (list === null) return [];
-  if (!Array.isArray(list)) throw new CniError(Code.InvalidNetworkConfig, `${key} must be a list of {"containerID", "ifname"}`, `got ${brief(list, 200)}`);
+  if (!Array.isArray(list))
+    throw new CniError(Code.InvalidNetworkConfig, `${key} must be a list of {"containerID", "ifname"}`, `got ${brief(list, 200)}`);
   return list.map((a, i) => {
     const e = a as { containerID?: unknown; ifname?: unknown };
     if (typeof a !== "object" || a === null || typeof e.containerID !== "string" || typeof e.ifname !== "string") {
-      throw new CniError(Code.InvalidNetworkConfig, `${key}[${i}] must be {"containerID": string, "ifname": string}`, `got ${brief(a, 200)}`);
+      throw new CniError(
+        Code.InvalidNetworkConfig,
+        `${key}[${i}] must be {"containerID": string, "ifname": string}`,
+        `got ${brief(a, 200)}`,
+      );
     }
     return { containerID: e.containerID, ifname: e.ifname };
   });

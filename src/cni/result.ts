@@ -1,5 +1,6 @@
 // Shape an IPAM result for the config's cniVersion (SPEC section 5, and the
 // conversions of pkg/types/{020,040,100}). IPAM results carry no interfaces.
+import { addressAt, parseCidr, parseIp } from "../ipam/cidr.js";
 import type { IpamConfig, Route } from "../ipam/config.js";
 import { type CniVersion, compareVersions } from "./version.js";
 
@@ -33,6 +34,23 @@ export function formatResult(r: IpamResult, version: CniVersion): Record<string,
   if (r.dns && Object.keys(r.dns).length) out.dns = r.dns;
   else if (legacy) out.dns = {};
   return out;
+}
+
+/** The IPAM result for the addresses an attachment holds (each with the podCIDR it came from). */
+export function resultFor(held: readonly { readonly cidr: string; readonly address: string }[], ipam: IpamConfig): IpamResult {
+  const ips = held.map((h) => {
+    const p = parseCidr(h.cidr);
+    const ip = parseIp(h.address)!;
+    const cidr = p.ok ? p.cidr : null;
+    return {
+      family: ip.family,
+      address: `${h.address}/${cidr ? cidr.prefix : ip.family === 4 ? 32 : 128}`,
+      ...(ipam.gateway && cidr ? { gateway: addressAt(cidr, 0) } : {}),
+    };
+  });
+  const fams = new Set(ips.map((i) => i.family));
+  const routes = ipam.routes.filter((rt) => fams.has(familyOf(rt.dst)));
+  return { ips, routes, ...(ipam.dns ? { dns: ipam.dns } : {}) };
 }
 
 export function familyOf(cidrOrIp: string): 4 | 6 {

@@ -23,7 +23,11 @@ const FLOOR: Record<string, CniVersion> = { CHECK: "0.4.0", GC: "1.1.0", STATUS:
  */
 export function checkVersion(command: string, raw: unknown): CniVersion {
   if (raw !== undefined && raw !== null && typeof raw !== "string") {
-    throw new CniError(Code.DecodingFailure, `cniVersion must be a version string such as "${CURRENT_VERSION}", got ${brief(raw)}`, `this plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`);
+    throw new CniError(
+      Code.DecodingFailure,
+      `cniVersion must be a version string such as "${CURRENT_VERSION}", got ${brief(raw)}`,
+      `this plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`,
+    );
   }
   const v = raw === undefined || raw === null || raw === "" ? "0.1.0" : raw;
   if (!isSupported(v)) {
@@ -35,7 +39,11 @@ export function checkVersion(command: string, raw: unknown): CniVersion {
   }
   const floor = FLOOR[command];
   if (floor && compareVersions(v, floor) < 0) {
-    throw new CniError(Code.IncompatibleCNIVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${floor} or later; the config says ${v}`);
+    throw new CniError(
+      Code.IncompatibleCNIVersion,
+      `config version does not allow ${command}`,
+      `${command} needs cniVersion ${floor} or later; the config says ${v}`,
+    );
   }
   return v;
 }

@@ -4,11 +4,12 @@ import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { isSet } from "../ipam/allocator.js";
 import { type Cidr, contains, parseIp } from "../ipam/cidr.js";
-import { readNode } from "./node.js";
-import { findAttachment, heldOffsets } from "./ranges.js";
-import { openStore } from "./store.js";
+import { heldOffsets } from "../ipam/pool.js";
+import { readNode } from "../node/read.js";
+import { findAttachment } from "../store/attachments.js";
+import type { Deps } from "./index.js";
 
-export async function check(req: Request): Promise<void> {
+export async function check(req: Request, deps: Deps): Promise<void> {
   const { cmd, conf } = req;
   const expected = prevResultAddresses(req.conf.prevResult);
   let nodeCidrs: readonly Cidr[] = [];
@@ -17,25 +18,37 @@ export async function check(req: Request): Promise<void> {
   } catch (err) {
     req.log(`ignoring the node file for CHECK: ${(err as Error).message}`);
   }
-  const store = openStore(conf.ipam, req.log);
+  const store = deps.openStore(conf.ipam, req.log);
   const key = { network: conf.name, containerID: cmd.containerID, ifname: cmd.ifname };
   await store.transact({ create: false, readOnly: true }, (tx) => {
     const rec = findAttachment(tx, key, cmd.netns);
     const who = `${conf.name}/${cmd.containerID}/${cmd.ifname}`;
     if (!rec) {
-      throw new CniError(Code.CheckFailed, `podcidr-ipam holds no address for ${who}`, `the store ${store.dir} has no record of this attachment; it was never added, or was released by DEL or GC`);
+      throw new CniError(
+        Code.CheckFailed,
+        `podcidr-ipam holds no address for ${who}`,
+        `the store ${store.location} has no record of this attachment; it was never added, or was released by DEL or GC`,
+      );
     }
     const ours = [...nodeCidrs, ...tx.storedRanges().map((r) => r.cidr)];
     for (const text of expected) {
       const ip = parseIp(text);
       if (!ip || !ours.some((c) => contains(c, ip.family, ip.value))) continue;
       if (!rec.ips.some((h) => parseIp(h.address)?.value === ip.value)) {
-        throw new CniError(Code.CheckFailed, `${who} does not hold ${text}`, `it holds ${rec.ips.map((h) => h.address).join(", ") || "nothing"}`);
+        throw new CniError(
+          Code.CheckFailed,
+          `${who} does not hold ${text}`,
+          `it holds ${rec.ips.map((h) => h.address).join(", ") || "nothing"}`,
+        );
       }
     }
     for (const held of heldOffsets(rec)) {
       if (!held.cidr || held.offset < 0 || !isSet(tx.range(held.cidr), held.offset)) {
-        throw new CniError(Code.CheckFailed, `${held.address} of ${who} is not marked allocated in its podCIDR`, "the store is inconsistent; run GC (it marks held addresses again) or DEL and ADD the pod again");
+        throw new CniError(
+          Code.CheckFailed,
+          `${held.address} of ${who} is not marked allocated in its podCIDR`,
+          "the store is inconsistent; run GC (it marks held addresses again) or DEL and ADD the pod again",
+        );
       }
     }
   });

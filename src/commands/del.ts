@@ -2,21 +2,23 @@
 // Needs neither the node file nor the netns; succeeds when there is nothing to
 // release, and when another file of the store is damaged.
 import type { Request } from "../cni/dispatch.js";
-import { findAttachment, releaseRecord } from "./ranges.js";
-import { openStore } from "./store.js";
+import { findAttachment, releaseAttachment } from "../store/attachments.js";
+import type { Deps } from "./index.js";
 
-export async function del(req: Request): Promise<void> {
+export async function del(req: Request, deps: Deps): Promise<void> {
   const { cmd, conf } = req;
-  const store = openStore(conf.ipam, req.log);
+  const store = deps.openStore(conf.ipam, req.log);
   const key = { network: conf.name, containerID: cmd.containerID, ifname: cmd.ifname };
   const { value, waitedMs } = await store.transact({ create: false, skipDamaged: true, frees: true }, (tx) => {
     const rec = findAttachment(tx, key, cmd.netns);
     if (!rec) return { released: null, damaged: tx.corrupt() };
-    releaseRecord(tx, rec, Date.now(), conf.ipam.reuseCooldown * 1000);
+    releaseAttachment(tx, rec, Date.now(), conf.ipam.reuseCooldown * 1000);
     return { released: rec, damaged: tx.corrupt() };
   });
   const rec = value.released;
   const other = rec && rec.network !== conf.name ? ` (added under network ${rec.network})` : "";
-  req.log(`${rec ? `released ${rec.ips.map((h) => h.address).join(", ")}${other}` : "nothing to release"} (waited ${waitedMs} ms for the lock)`);
+  req.log(
+    `${rec ? `released ${rec.ips.map((h) => h.address).join(", ")}${other}` : "nothing to release"} (waited ${waitedMs} ms for the lock)`,
+  );
   for (const d of value.damaged) req.log(`skipped a damaged store file, left for \`podcidr-ipam repair\`: ${d.reason}`);
 }

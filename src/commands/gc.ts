@@ -5,10 +5,11 @@
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { take } from "../ipam/allocator.js";
-import { heldOffsets, releaseRecord } from "./ranges.js";
-import { openStore } from "./store.js";
+import { heldOffsets } from "../ipam/pool.js";
+import { releaseAttachment } from "../store/attachments.js";
+import type { Deps } from "./index.js";
 
-export async function gc(req: Request): Promise<void> {
+export async function gc(req: Request, deps: Deps): Promise<void> {
   const { conf } = req;
   const valid = conf.validAttachments;
   if (valid === null) {
@@ -17,13 +18,13 @@ export async function gc(req: Request): Promise<void> {
     return;
   }
   const keep = new Set(valid.map((a) => `${a.containerID}\u0000${a.ifname}`));
-  const store = openStore(conf.ipam, req.log);
+  const store = deps.openStore(conf.ipam, req.log);
   const { value: report } = await store.transact({ create: false, skipDamaged: true, frees: true }, (tx) => {
     const now = Date.now();
     let released = 0;
     for (const rec of tx.attachments(conf.name)) {
       if (keep.has(`${rec.containerID}\u0000${rec.ifname}`)) continue;
-      releaseRecord(tx, rec, now, conf.ipam.reuseCooldown * 1000);
+      releaseAttachment(tx, rec, now, conf.ipam.reuseCooldown * 1000);
       released++;
     }
     // The records are the truth of who holds what: an address any record holds is marked taken.
@@ -33,19 +34,20 @@ export async function gc(req: Request): Promise<void> {
       for (const { cidr, offset } of heldOffsets(rec)) {
         if (!cidr || offset < 0) continue;
         const range = tx.range(cidr);
-        if (take(range, offset)) {
-          tx.touch(range);
-          repaired++;
-        }
+        if (take(range, offset) && tx.touch(range)) repaired++;
       }
     }
     return { released, repaired, damaged: tx.corrupt() };
   });
-  req.log(`released ${report.released} attachment(s) of ${conf.name} not in the valid list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`);
+  req.log(
+    `released ${report.released} attachment(s) of ${conf.name} not in the valid ` +
+      `list${report.repaired ? `; re-marked ${report.repaired} held address(es)` : ""}`,
+  );
   if (report.damaged.length > 0) {
     throw new CniError(
       Code.StoreCorrupt,
-      `GC released ${report.released} attachment(s) but skipped ${report.damaged.length} damaged store file(s): ${report.damaged.map((d) => d.file).join(", ")}`,
+      `GC released ${report.released} attachment(s) but skipped ${report.damaged.length} damaged store file(s): ` +
+        `${report.damaged.map((d) => d.file).join(", ")}`,
       `${report.damaged[0]!.reason}. Run \`podcidr-ipam repair\` (with --dry-run first).`,
     );
   }

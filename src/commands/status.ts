@@ -3,15 +3,13 @@
 // without the lock (the runtime asks often, and an approximate count is enough).
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
-import { freeCount } from "../ipam/allocator.js";
-import { readNode, notReady } from "./node.js";
-import { candidates, families } from "./ranges.js";
-import { openStore } from "./store.js";
-import { Claims } from "../store/claims.js";
+import { fullFamilies, nodePool } from "../ipam/pool.js";
+import { notReady, readNode } from "../node/read.js";
+import type { Deps } from "./index.js";
 
-export async function status(req: Request): Promise<void> {
+export async function status(req: Request, deps: Deps): Promise<void> {
   try {
-    await readiness(req);
+    await readiness(req, deps);
   } catch (err) {
     // Any reason ADD would fail (a damaged store 103, a busy lock 11, ...) is "cannot serve ADD".
     if (!(err instanceof CniError) || err.code === Code.PluginNotAvailable || err.code === Code.LimitedConnectivity) throw err;
@@ -19,18 +17,19 @@ export async function status(req: Request): Promise<void> {
   }
 }
 
-async function readiness(req: Request): Promise<void> {
+// --- internal ---
+
+async function readiness(req: Request, deps: Deps): Promise<void> {
   const ipam = req.conf.ipam;
   const node = readNode(ipam.nodeFile);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
-  const store = openStore(ipam, req.log);
+  const store = deps.openStore(ipam, req.log);
   // A podCIDR served by another store (another dataDir) would refuse every ADD with code 7.
-  const claims = new Claims(ipam.nodeFile, store.dir, req.log);
+  const claims = deps.claims(ipam, store, req.log);
   for (const c of node.podCIDRs) claims.check(c);
-  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) => {
-    const stored = tx.storedRanges();
-    return families(node).filter((f) => candidates(tx, node, ipam, f, stored).every((c) => freeCount(c) <= 0));
-  });
+  const { value: full } = await store.transact({ create: false, unlocked: true }, (tx) =>
+    fullFamilies(tx, nodePool(node, ipam.gateway, tx.storedRanges())),
+  );
   if (full.length > 0) {
     throw new CniError(
       Code.PluginNotAvailable,

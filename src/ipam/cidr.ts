@@ -79,7 +79,10 @@ export function parseCidr(text: unknown): CidrParse {
   const bits = BITS[ip.family];
   if (prefix > bits) return { ok: false, reason: `"${text}" has prefix /${prefix}, longer than an IPv${ip.family} address` };
   if (prefix > MAX_PREFIX[ip.family]) {
-    return { ok: false, reason: `"${text}" is too small to allocate from: IPv${ip.family} podCIDRs must be /${MAX_PREFIX[ip.family]} or larger` };
+    return {
+      ok: false,
+      reason: `"${text}" is too small to allocate from: IPv${ip.family} podCIDRs must be /${MAX_PREFIX[ip.family]} or larger`,
+    };
   }
   const hostBits = BigInt(bits - prefix);
   const network = (ip.value >> hostBits) << hostBits;
@@ -93,7 +96,15 @@ export function parseCidr(text: unknown): CidrParse {
   const canonical = `${formatIp(ip.family, network)}/${prefix}`;
   return {
     ok: true,
-    cidr: Object.freeze({ text: canonical, family: ip.family, prefix, network, base: network + 1n, size, truncated: usable > BigInt(size) }),
+    cidr: Object.freeze({
+      text: canonical,
+      family: ip.family,
+      prefix,
+      network,
+      base: network + 1n,
+      size,
+      truncated: usable > BigInt(size),
+    }),
   };
 }
 

@@ -61,7 +61,7 @@ const show = (v: unknown): string => brief(v);
 function absPath(o: Record<string, unknown>, key: string, dflt: string): string {
   const v = o[key];
   if (v === undefined) return dflt;
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: a NUL or newline in a path is what this refuses
   if (typeof v !== "string" || !v.startsWith("/") || v.length > 4096 || /[\u0000\n]/.test(v)) {
     throw invalid(`ipam.${key} must be an absolute path, got ${show(v)}`, `for example "${dflt}"`);
   }
@@ -109,7 +109,8 @@ function routes(v: unknown): Route[] {
       if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0 || n > max) {
         throw invalid(
           `ipam.routes[${i}].${key} must be ${key === "scope" ? "an integer from 0 to 255" : "a non-negative integer"}, got ${show(n)}`,
-          "the main plugin reads a route's mtu, advmss, priority and table as integers and its scope as 0-255 (0 universe, 253 link, 254 host)",
+          "the main plugin reads a route's mtu, advmss, priority and table as integers and its scope as 0-255 (0 universe, 253 link, " +
+            "254 host)",
         );
       }
     }
@@ -124,7 +125,8 @@ function dns(v: unknown): NonNullable<IpamConfig["dns"]> {
   for (const key of ["nameservers", "search", "options"] as const) {
     const list = d[key];
     if (list === undefined) continue;
-    if (!Array.isArray(list) || !list.every((s) => typeof s === "string")) throw invalid(`ipam.dns.${key} must be a list of strings, got ${show(list)}`);
+    if (!Array.isArray(list) || !list.every((s) => typeof s === "string"))
+      throw invalid(`ipam.dns.${key} must be a list of strings, got ${show(list)}`);
     out[key] = list as string[];
   }
   if (d.domain !== undefined) {

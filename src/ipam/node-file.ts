@@ -40,15 +40,15 @@ export function decodeNodeJson(text: string, path: string): unknown {
     throw new CniError(
       Code.InvalidNodeFile,
       `node file ${path}: is not JSON`,
-      `${(err as Error).message}.${yamlish ? " It looks like YAML:" : ""} write it with \`kubectl get ciliumnode NODE -o json\` (or \`kubectl get node NODE -o json\`), not -o yaml.`,
+      `${(err as Error).message}.${yamlish ? " It looks like YAML:" : ""} write it with \`kubectl get ciliumnode NODE -o json\` (or ` +
+        `\`kubectl get node NODE -o json\`), not -o yaml.`,
     );
   }
 }
 
 /** A decoded node file to a frozen NodeInfo, or 102 saying what is wrong. */
 export function nodeFromJson(obj: unknown, path: string): NodeInfo {
-  const bad = (msg: string, details: string): CniError =>
-    new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
+  const bad = (msg: string, details: string): CniError => new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
   if (!isObject(obj)) throw bad("is not a JSON object", "expected a CiliumNode or a v1 Node object as printed by kubectl -o json");
   const kind = obj.kind;
   const apiVersion = obj.apiVersion;
@@ -97,7 +97,8 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
   }
   throw bad(
     `is a ${brief(kind ?? null)} object (apiVersion ${brief(apiVersion ?? null)}), not a CiliumNode or a v1 Node`,
-    "write one node object to it: `kubectl get ciliumnode NODE -o json` (cluster-pool IPAM) or `kubectl get node NODE -o json` (host-scope); a List, a Pod or another kind will not do",
+    "write one node object to it: `kubectl get ciliumnode NODE -o json` (cluster-pool IPAM) or `kubectl get node NODE -o json` " +
+      "(host-scope); a List, a Pod or another kind will not do",
   );
 }
 
@@ -122,7 +123,9 @@ function pushReserved(
 ): void {
   if (ip === undefined || ip === null || ip === "") return;
   const p = typeof ip === "string" ? parseIp(ip) : null;
-  const fix = `the ${role} address is never handed out, so one that does not parse could be handed to a pod; fix it on the node object (or in the file's sync job) and try again`;
+  const fix =
+    `the ${role} address is never handed out, so one that does not parse could be handed to a pod; fix it on the node object ` +
+    `(or in the file's sync job) and try again`;
   if (!p) throw bad(`${field} ${brief(ip)} is not an IP address`, fix);
   // An IPv4-mapped IPv6 text parses as IPv4: it is neither a plain IPv4 nor an IPv6 address.
   if (family !== null && (p.family !== family || (family === 4 && (ip as string).includes(":")))) {
@@ -141,7 +144,10 @@ function cidrList(list: unknown, field: string, bad: (m: string, d: string) => C
     if (out.some((c) => c.text === p.cidr.text)) continue;
     const clash = out.find((c) => overlaps(c, p.cidr));
     if (clash) {
-      throw bad(`${field}[${i}] ${p.cidr.text} overlaps ${clash.text}`, "podCIDRs must not overlap: an address in both could be handed out twice");
+      throw bad(
+        `${field}[${i}] ${p.cidr.text} overlaps ${clash.text}`,
+        "podCIDRs must not overlap: an address in both could be handed out twice",
+      );
     }
     out.push(p.cidr);
   }

@@ -50,8 +50,10 @@ export class Claims {
       if (held > 0) {
         throw new CniError(
           Code.InvalidNetworkConfig,
-          `podCIDR ${cidr.text} is served by another store, ${other}, which holds ${held} address(es) in ${claimed.text}; this network's store is ${this.storeDir}`,
-          `Two stores over one podCIDR would hand out the same addresses. Give every network that reads ${this.nodeFile} the same ipam.dataDir ` +
+          `podCIDR ${cidr.text} is served by another store, ${other}, which holds ${held} address(es) in ${claimed.text}; this ` +
+            `network's store is ${this.storeDir}`,
+          `Two stores over one podCIDR would hand out the same addresses. Give every network that reads ${this.nodeFile} the same ` +
+            `ipam.dataDir ` +
             `(they share one store), or release the other store's addresses first. The claim is ${file}.`,
         );
       }
@@ -107,7 +109,10 @@ export class Claims {
       } catch (err) {
         if (errno(err) !== "EEXIST") throw err;
       }
-      writeAtomic(path, `${JSON.stringify({ format: "podcidr-ipam/claim", cidr: cidr.text, store: realOrSelf(this.storeDir), at: new Date().toISOString() })}\n`);
+      writeAtomic(
+        path,
+        `${JSON.stringify({ format: "podcidr-ipam/claim", cidr: cidr.text, store: realOrSelf(this.storeDir), at: nowIso() })}\n`,
+      );
       fsyncDir(this.folder);
     } catch (err) {
       const e = ioError(err, `cannot write the claim ${path}`);
@@ -122,6 +127,10 @@ export class Claims {
 }
 
 // --- internal ---
+
+function nowIso(): string {
+  return new Date().toISOString();
+}
 
 function realOrSelf(p: string): string {
   try {

@@ -73,7 +73,12 @@ export function decodeRange(text: string, file: string): RangeState {
   const bits = typeof o.bits === "string" ? new Uint8Array(Buffer.from(o.bits, "base64")) : null;
   // The bitmap must be exactly the window's size, with no bit set past its end.
   const spare = p.cidr.size % 8;
-  if (!bits || o.size !== p.cidr.size || bits.length !== Math.ceil(p.cidr.size / 8) || (spare !== 0 && bits[bits.length - 1]! >> spare !== 0)) {
+  if (
+    !bits ||
+    o.size !== p.cidr.size ||
+    bits.length !== Math.ceil(p.cidr.size / 8) ||
+    (spare !== 0 && bits[bits.length - 1]! >> spare !== 0)
+  ) {
     throw corrupt(file, `its bitmap does not fit ${p.cidr.text} (${p.cidr.size} addresses)`);
   }
   const allocated = countBits(bits);
@@ -91,7 +96,19 @@ export function decodeRange(text: string, file: string): RangeState {
 
 export function encodeAttachment(rec: AttachmentRecord): string {
   const { network, containerID, ifname, netns, netnsId, namespace, pod, createdAt, ips } = rec;
-  return seal({ format: ATTACHMENT, version: ATTACHMENT_VERSION, network, containerID, ifname, netns, netnsId, namespace, pod, createdAt, ips });
+  return seal({
+    format: ATTACHMENT,
+    version: ATTACHMENT_VERSION,
+    network,
+    containerID,
+    ifname,
+    netns,
+    netnsId,
+    namespace,
+    pod,
+    createdAt,
+    ips,
+  });
 }
 
 /**
@@ -158,7 +175,8 @@ export function corrupt(file: string, why: string): CniError {
     Code.StoreCorrupt,
     `store file ${file} is corrupt: ${why}`,
     "podcidr-ipam refuses to guess which addresses are in use. Run `podcidr-ipam repair --conf <your conflist>` " +
-      "(add --dry-run first to see what it would do): it moves damaged files to quarantine/ and rebuilds the bitmaps from the attachment records. See README, Troubleshooting.",
+      "(add --dry-run first to see what it would do): it moves damaged files to quarantine/ and rebuilds the bitmaps from the " +
+      "attachment records. See README, Troubleshooting.",
   );
 }
 
@@ -169,23 +187,43 @@ function seal(o: Record<string, unknown>): string {
   return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
 }
 
-function decodeRecord(o: Record<string, any>, file: string, network: string): AttachmentRecord {
+function decodeRecord(o: Record<string, unknown>, file: string, network: string): AttachmentRecord {
   const str = (v: unknown): v is string => typeof v === "string";
   const net = o.version === 1 ? network : o.network;
   const netns = o.version === 1 ? "" : o.netns;
   const netnsId = o.version === 1 ? "" : o.netnsId;
-  if (!str(net) || !str(netns) || !str(netnsId) || !str(o.containerID) || !str(o.ifname) || !str(o.namespace) || !str(o.pod) || !str(o.createdAt) || !Array.isArray(o.ips)) {
+  if (
+    !str(net) ||
+    !str(netns) ||
+    !str(netnsId) ||
+    !str(o.containerID) ||
+    !str(o.ifname) ||
+    !str(o.namespace) ||
+    !str(o.pod) ||
+    !str(o.createdAt) ||
+    !Array.isArray(o.ips)
+  ) {
     throw corrupt(file, "a field is missing or of the wrong type");
   }
-  const ips = o.ips.map((ip: unknown) => {
+  const ips = (o.ips as unknown[]).map((ip: unknown) => {
     const e = ip as { cidr?: unknown; address?: unknown };
     if (!str(e.cidr) || !str(e.address)) throw corrupt(file, "an entry of ips is malformed");
     return { cidr: e.cidr, address: e.address };
   });
-  return { network: net, containerID: o.containerID, ifname: o.ifname, netns, netnsId, namespace: o.namespace, pod: o.pod, createdAt: o.createdAt, ips };
+  return {
+    network: net,
+    containerID: o.containerID,
+    ifname: o.ifname,
+    netns,
+    netnsId,
+    namespace: o.namespace,
+    pod: o.pod,
+    createdAt: o.createdAt,
+    ips,
+  };
 }
 
-function unseal(text: string, file: string, format: string, version = VERSION): Record<string, unknown> & { [k: string]: any } {
+function unseal(text: string, file: string, format: string, version = VERSION): Record<string, unknown> {
   let o: unknown;
   try {
     o = JSON.parse(text);
@@ -196,7 +234,10 @@ function unseal(text: string, file: string, format: string, version = VERSION): 
   const rec = o as Record<string, unknown>;
   if (rec.format !== format) throw corrupt(file, `format is ${JSON.stringify(rec.format)}, expected ${format}`);
   if (rec.version !== version) {
-    throw corrupt(file, `version ${JSON.stringify(rec.version)} is not one this build reads here (${version}); use the podcidr-ipam that wrote it`);
+    throw corrupt(
+      file,
+      `version ${JSON.stringify(rec.version)} is not one this build reads here (${version}); use the podcidr-ipam that wrote it`,
+    );
   }
   const { crc32: sum, ...rest } = rec;
   if (sum !== crc32(JSON.stringify(rest))) throw corrupt(file, "its checksum does not match its content");

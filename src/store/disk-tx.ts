@@ -1,6 +1,6 @@
 // One transaction's view of the store: loads files on demand, keeps what the
 // handler changes, and hands the commit the new content of each file.
-import { lstatSync, readdirSync } from "node:fs";
+import { type Stats, lstatSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import { type RangeState, emptyRange } from "../ipam/allocator.js";
@@ -73,11 +73,12 @@ export class DiskTx implements Tx {
     return out;
   }
 
-  touch(range: RangeState): void {
+  touch(range: RangeState): boolean {
     this.mustWrite();
     // A damaged range file is never overwritten from a partial view (DEL, GC): only repair rebuilds it.
-    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return;
+    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return false;
     this.dirty.add(range);
+    return true;
   }
 
   attachment(key: AttachmentKey): AttachmentRecord | null {
@@ -214,7 +215,7 @@ export class DiskTx implements Tx {
 
 /** A folder of the store must be a real folder (or absent), never a symlink or a file. */
 export function checkFolder(path: string): void {
-  let st;
+  let st: Stats;
   try {
     st = lstatSync(path);
   } catch (err) {
@@ -225,8 +226,10 @@ export function checkFolder(path: string): void {
     throw new CniError(
       Code.StoreCorrupt,
       `store folder ${path} is not a folder`,
-      `it is a ${st.isSymbolicLink() ? "symbolic link" : "file"}; podcidr-ipam only uses folders it made itself. If you moved the store and left a link, ` +
-        "move the real folder back in its place (mv), or point ipam.dataDir at the new place; never delete it while pods run: their addresses would be handed out again",
+      `it is a ${st.isSymbolicLink() ? "symbolic link" : "file"}; podcidr-ipam only uses folders it made itself. If you moved the store ` +
+        `and left a link, ` +
+        "move the real folder back in its place (mv), or point ipam.dataDir at the new place; never delete it while pods run: their " +
+        "addresses would be handed out again",
     );
   }
 }

@@ -15,25 +15,26 @@
 // replays it before anything else, so a SIGKILL at any instant leaves either the
 // old store or the new one. Per call: the files of the podCIDRs and the one
 // attachment involved, never all allocations.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import * as codec from "./codec.js";
 import { ATTACHMENTS, DiskTx, MAX_FILE, type TxMode, checkFolder } from "./disk-tx.js";
-import { fsyncDir, ioError, readFileNoFollow, writeAtomic } from "./io.js";
+import { applyWrites, commitWrites, unlinkIfThere } from "./commit.js";
+import { fsyncDir, ioError, readFileNoFollow } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
 import { sweepQueue } from "./lock-wait.js";
 import { findLegacy, migrate } from "./migrate.js";
+import { ensureReserve, freeReserve } from "./reserve.js";
 import type { Damaged, Store, TransactOptions, Tx } from "./store.js";
 
 export const STORE = "_store";
 const JOURNAL_RE = /^journal-[0-9a-z-]+\.json$/;
-const RESERVE = "reserve";
-const RESERVE_BYTES = 64 * 1024;
 
 export class DiskStore implements Store {
   /** The store folder, <dataDir>/_store. */
   readonly dir: string;
+  readonly location: string;
 
   constructor(
     readonly dataDir: string,
@@ -42,6 +43,7 @@ export class DiskStore implements Store {
     private readonly log: (line: string) => void,
   ) {
     this.dir = join(dataDir, STORE);
+    this.location = this.dir;
   }
 
   async transact<T>(opts: TransactOptions, fn: (tx: Tx) => T): Promise<{ value: T; waitedMs: number }> {
@@ -50,7 +52,7 @@ export class DiskStore implements Store {
       return await this.attempt(opts, fn);
     } catch (err) {
       // A DEL or GC on a full disk frees the reserve and tries once more: pod teardown must not stall.
-      if (!opts.frees || !full(err) || !this.freeReserve()) throw err;
+      if (!opts.frees || !full(err) || !freeReserve(this.dir, this.log)) throw err;
       return this.attempt(opts, fn);
     }
   }
@@ -94,65 +96,10 @@ export class DiskStore implements Store {
     }
   }
 
-  /** Commit a transaction's writes durably (see the header). Exported to the migration. */
+  /** Commit a transaction's writes durably (commit.ts), then keep the reserve. The migration commits this way too. */
   commit(writes: codec.JournalWrite[], lock: HeldLock): void {
-    if (writes.length === 0) return;
-    const journal = `journal-${lock.token}.json`;
-    let journaled = false;
-    try {
-      lock.assertHeld();
-      writeAtomic(join(this.dir, journal), codec.encodeJournal(writes), this.dir, () => lock.assertHeld());
-      journaled = true;
-      lock.assertHeld();
-      fsyncDir(this.dir);
-      this.apply(writes, lock);
-      // The journal's removal needs no fsync of its own: every write it holds is durable by now,
-      // so a journal that a power cut brings back is replayed onto the very content it holds
-      // (replay is idempotent), and the next commit's fsync of this folder makes the removal
-      // durable before any newer change can be lost behind it.
-      lock.assertHeld();
-      unlinkIfThere(join(this.dir, journal));
-    } catch (err) {
-      throw commitFailure(err, journaled, journal, lock);
-    }
-    this.ensureReserve();
-  }
-
-  /** Put every write of a journal in place. Idempotent. */
-  private apply(writes: readonly codec.JournalWrite[], lock: HeldLock): void {
-    const folders = new Set<string>([this.dir]);
-    for (const w of writes) {
-      lock.assertHeld();
-      const path = join(this.dir, w.file);
-      if (w.file.includes("/")) {
-        for (const f of this.ensureFolders(w.file.slice(0, w.file.lastIndexOf("/")))) folders.add(f);
-      }
-      if (w.content === null) unlinkIfThere(path);
-      else writeAtomic(path, w.content, this.dir, () => lock.assertHeld());
-    }
-    // Deepest first: a new network folder's entry lands in attachments/ after its own content.
-    for (const f of [...folders].sort((a, b) => b.length - a.length)) {
-      lock.assertHeld();
-      fsyncDir(f);
-    }
-  }
-
-  /** Make the folders on the way to a store file; returns every folder whose entries changed. */
-  private ensureFolders(rel: string): string[] {
-    const out: string[] = [];
-    let sub = this.dir;
-    for (const part of rel.split("/")) {
-      out.push(sub);
-      sub = join(sub, part);
-      checkFolder(sub);
-      try {
-        mkdirSync(sub, { mode: 0o700 });
-      } catch (err) {
-        if (errno(err) !== "EEXIST") throw ioError(err, `cannot create ${sub}`);
-      }
-    }
-    out.push(sub);
-    return out;
+    commitWrites(this.dir, writes, lock);
+    if (writes.length > 0) ensureReserve(this.dir);
   }
 
   /**
@@ -177,7 +124,8 @@ export class DiskStore implements Store {
       throw new CniError(
         Code.StoreCorrupt,
         `store ${this.dir} has ${journals.length} interrupted commits (${journals.join(", ")})`,
-        "only one call commits at a time, so one of them was written by a call that had lost the lock; run `podcidr-ipam repair` (it replays neither and rebuilds the bitmaps from the records)",
+        "only one call commits at a time, so one of them was written by a call that had lost the lock; run `podcidr-ipam repair` (it " +
+          "replays neither and rebuilds the bitmaps from the records)",
       );
     }
     const path = join(this.dir, journals[0]!);
@@ -187,11 +135,12 @@ export class DiskStore implements Store {
       if (text === null) return [];
       writes = codec.decodeJournal(text, path);
     } catch (err) {
-      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure)) return [{ file: path, reason: err.message }];
+      if (salvage && err instanceof CniError && (err.code === Code.StoreCorrupt || err.code === Code.StoreIOFailure))
+        return [{ file: path, reason: err.message }];
       throw err;
     }
     this.log(`podcidr-ipam: replaying the journal of an interrupted commit in ${this.dir}\n`);
-    this.apply(writes, lock);
+    applyWrites(this.dir, writes, lock);
     lock.assertHeld();
     unlinkIfThere(path);
     return [];
@@ -240,36 +189,6 @@ export class DiskStore implements Store {
     fsyncDir(this.dataDir);
   }
 
-  /** The reserve: space written once, which a DEL on a full disk can give back to finish. */
-  private ensureReserve(): void {
-    const path = join(this.dir, RESERVE);
-    if (existsSync(path)) return;
-    const tmp = join(this.dir, `.tmp-${RESERVE}-${process.pid}`);
-    let fd: number | undefined;
-    try {
-      fd = openSync(tmp, "wx", 0o600);
-      writeSync(fd, Buffer.alloc(RESERVE_BYTES));
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = undefined;
-      renameSync(tmp, path);
-    } catch {
-      if (fd !== undefined) closeSync(fd);
-      unlinkIfThere(tmp, true); // no space for it now: made again after a later commit
-    }
-  }
-
-  private freeReserve(): boolean {
-    const path = join(this.dir, RESERVE);
-    try {
-      unlinkSync(path);
-    } catch {
-      return false;
-    }
-    this.log(`podcidr-ipam: the filesystem of ${this.dir} is full; freed the store's ${RESERVE_BYTES / 1024} KiB reserve to finish\n`);
-    return true;
-  }
-
   /** Move files that failed to load to quarantine/<time>/, so a repair can rebuild around them. */
   private quarantine(files: string[]): void {
     if (files.length === 0) return;
@@ -288,39 +207,6 @@ export class DiskStore implements Store {
 }
 
 // --- internal ---
-
-function unlinkIfThere(path: string, quiet = false): void {
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    if (errno(err) !== "ENOENT" && !quiet) throw ioError(err, `cannot remove ${path}`);
-  }
-}
-
-/** Say truly what a failed commit left behind. */
-function commitFailure(err: unknown, journaled: boolean, journal: string, lock: HeldLock): unknown {
-  const lost = (err instanceof CniError && err.code === Code.TryAgainLater) || !lock.stillHeld();
-  if (lost) {
-    return new CniError(
-      Code.TryAgainLater,
-      journaled ? "lost the store lock while committing" : "lost the store lock before committing; nothing was written",
-      journaled
-        ? `the change is recorded in ${journal}, and whichever call holds the lock next completes it; ${err instanceof CniError ? err.details : String(err)}`
-        : err instanceof CniError ? err.details : String(err),
-      { cause: err },
-    );
-  }
-  if (journaled && err instanceof CniError && err.code === Code.StoreIOFailure) {
-    return new CniError(
-      err.code,
-      err.message,
-      `${err.details.replace(/ \(the store was left as it was\)/, "")}. The change is recorded in ${journal} and the next call completes it ` +
-        "(an ADD that failed here is released by the runtime's DEL as usual).",
-      { cause: err },
-    );
-  }
-  return err;
-}
 
 /** A fault that only stops writing: a read-only look at the store can still go ahead. */
 function cannotWrite(err: unknown): boolean {

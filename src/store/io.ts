@@ -13,12 +13,19 @@ export function ioError(err: unknown, what: string): CniError {
     ENOSPC: "the filesystem is full; free space and retry (the store was left as it was)",
     EDQUOT: "the disk quota is exhausted; free space and retry (the store was left as it was)",
     EROFS: "the filesystem is read-only; set ipam.dataDir to a writable folder",
-    EACCES: `permission denied for uid ${typeof process.getuid === "function" ? process.getuid() : "?"}; check the owner and mode of the folder (the runtime normally runs the plugin as root)`,
+    EACCES:
+      `permission denied for uid ${typeof process.getuid === "function" ? process.getuid() : "?"}; check the owner and mode of ` +
+      `the folder (the runtime normally runs the plugin as root)`,
     EPERM: "permission denied; check the folder's owner and mode",
     ELOOP: "a symbolic link was found where the store keeps its own files; remove it",
     ENOTDIR: "a path component is not a folder",
   };
-  return new CniError(Code.StoreIOFailure, `${what}: ${code ?? (err as Error)?.message ?? String(err)}`, (code && hint[code]) || String((err as Error)?.message ?? err), { cause: err });
+  return new CniError(
+    Code.StoreIOFailure,
+    `${what}: ${code ?? (err as Error)?.message ?? String(err)}`,
+    (code && hint[code]) || String((err as Error)?.message ?? err),
+    { cause: err },
+  );
 }
 
 /** Read a whole regular file without following a symlink. Null when it does not exist. */
@@ -32,7 +39,8 @@ export function readFileNoFollow(path: string, maxBytes: number): string | null 
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new CniError(Code.StoreCorrupt, `${path} is not a regular file`, "the store holds only regular files; remove what is there");
+    if (!st.isFile())
+      throw new CniError(Code.StoreCorrupt, `${path} is not a regular file`, "the store holds only regular files; remove what is there");
     if (st.size > maxBytes) throw new CniError(Code.StoreCorrupt, `${path} is ${st.size} bytes, larger than any file the store writes`, "");
     return readAll(fd, st.size);
   } finally {

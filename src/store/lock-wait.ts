@@ -63,7 +63,13 @@ export class Waiter {
       if (!fs.lstatSync(this.queue).isDirectory()) return null;
       const me = selfInfo();
       const name = `${bootPrefix()}-${process.hrtime.bigint().toString().padStart(20, "0")}-${process.pid}-${me.start}`;
-      fs.closeSync(fs.openSync(join(this.queue, name), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600));
+      fs.closeSync(
+        fs.openSync(
+          join(this.queue, name),
+          fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+          0o600,
+        ),
+      );
       return name;
     } catch {
       return null; // cannot queue (full disk...): wait as head, by timer and inotify
@@ -74,7 +80,10 @@ export class Waiter {
   private predecessor(mine: string): string | null {
     let names: string[];
     try {
-      names = fs.readdirSync(this.queue).filter((n) => n < mine).sort();
+      names = fs
+        .readdirSync(this.queue)
+        .filter((n) => n < mine)
+        .sort();
     } catch {
       return null;
     }
@@ -130,7 +139,11 @@ export function sweepQueue(storeDir: string): void {
 let prefix: string | undefined;
 
 function bootPrefix(): string {
-  prefix ??= (selfInfo().boot.replace(/[^0-9a-f]/g, "").slice(0, 12) || "noboot").padEnd(12, "0");
+  prefix ??= (
+    selfInfo()
+      .boot.replace(/[^0-9a-f]/g, "")
+      .slice(0, 12) || "noboot"
+  ).padEnd(12, "0");
   return prefix;
 }
 

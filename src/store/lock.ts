@@ -15,15 +15,12 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
-import { ioError, readFileNoFollow, uniqueSuffix } from "./io.js";
+import { ioError, uniqueSuffix } from "./io.js";
+import { STALE_MS, describeHolder, readOwner, recoverIfAbandoned, removeEntry, removeLockFolder } from "./lock-reap.js";
 import { Waiter } from "./lock-wait.js";
-import { procInfo, selfInfo } from "./proc.js";
+import { selfInfo } from "./proc.js";
 
-/** A lease not renewed for this long has expired. */
-export const STALE_MS = 5000;
-/** A lock folder with no owner file (its holder died between two system calls) is removed after this. */
-const ORPHAN_MS = 2000;
-const REAP_GUARD_STALE_MS = 2000;
+export { STALE_MS } from "./lock-reap.js";
 const REAP_EVERY_MS = 50;
 
 export interface HeldLock {
@@ -69,12 +66,6 @@ export async function acquire(dir: string, timeoutMs: number): Promise<HeldLock>
   }
 }
 
-/** Judge the current holder without waiting: why it keeps the lock, for messages (status, timeouts). */
-export function describeHolder(dir: string): string {
-  const v = judge(join(dir, "lock"), join(dir, "lock.owner"));
-  return v.why;
-}
-
 // --- internal ---
 
 /** mkdir the lock and write the owner file in one synchronous step. Null when someone holds it. */
@@ -85,12 +76,23 @@ function tryTake(dir: string): Owner | null {
   } catch (err) {
     if (errno(err) === "EEXIST") return null;
     if (errno(err) === "ENOENT") {
-      throw new CniError(Code.StoreIOFailure, `store folder ${dir} disappeared while this call waited for its lock`, "it was moved or removed; put it back (never delete it while pods hold addresses)");
+      throw new CniError(
+        Code.StoreIOFailure,
+        `store folder ${dir} disappeared while this call waited for its lock`,
+        "it was moved or removed; put it back (never delete it while pods hold addresses)",
+      );
     }
     throw ioError(err, `cannot take the store lock ${lockPath}`);
   }
   const me = selfInfo();
-  const owner: Owner = { pid: process.pid, pidns: me.pidns, start: me.start, boot: me.boot, ino: 0, token: `${process.pid}-${uniqueSuffix()}` };
+  const owner: Owner = {
+    pid: process.pid,
+    pidns: me.pidns,
+    start: me.start,
+    boot: me.boot,
+    ino: 0,
+    token: `${process.pid}-${uniqueSuffix()}`,
+  };
   const ownerPath = join(dir, "lock.owner");
   try {
     owner.ino = fs.statSync(lockPath).ino;
@@ -148,90 +150,6 @@ function held(lockPath: string, ownerPath: string, owner: Owner, waitedMs: numbe
   };
 }
 
-type Verdict = { act: "wait" | "remove" | "kill"; why: string; owner: Owner | null; pid?: number };
-
-/** What to do about the current holder of the lock. */
-function judge(lockPath: string, ownerPath: string): Verdict {
-  let st: fs.Stats;
-  try {
-    st = fs.lstatSync(lockPath);
-  } catch {
-    return { act: "wait", why: "released", owner: null };
-  }
-  if (!st.isDirectory()) {
-    throw new CniError(Code.StoreCorrupt, `store lock ${lockPath} is not a folder`, "something other than podcidr-ipam put a file or symbolic link there; remove it (no call can hold the lock meanwhile)");
-  }
-  const age = Date.now() - st.mtimeMs;
-  const leaseOver = age > STALE_MS || age < -STALE_MS;
-  const owner = readOwner(ownerPath);
-  if (!owner || owner.ino !== st.ino) {
-    // No owner file for this lock folder: its holder died between mkdir and writing it.
-    const orphan = age > ORPHAN_MS || age < -ORPHAN_MS;
-    return { act: orphan ? "remove" : "wait", why: "held by a call that has not written lock.owner yet", owner: null };
-  }
-  const me = selfInfo();
-  if (!owner.pidns || owner.pidns !== me.pidns) {
-    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} in another pid namespace (${owner.pidns || "unknown"})`, owner };
-  }
-  const info = procInfo(owner.pid);
-  if (!info || info.state === "Z" || info.state === "X" || (owner.start >= 0 && info.start !== owner.start)) {
-    return { act: "remove", why: `held by pid ${owner.pid}, which has exited`, owner };
-  }
-  if (info.state === "?") {
-    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} (its state is hidden from this user)`, owner };
-  }
-  if (info.state === "T") {
-    return { act: leaseOver ? "kill" : "wait", why: `held by pid ${owner.pid}, which is stopped (SIGSTOP); it is killed once stopped for ${STALE_MS / 1000}s`, owner, pid: owner.pid };
-  }
-  const doing = info.state === "D" ? "in disk I/O" : info.state === "t" ? "stopped by a tracer" : "running";
-  return { act: "wait", why: `held by pid ${owner.pid} (${doing})`, owner };
-}
-
-/** Remove the lock of a holder that is dead (or kill one that is stopped past its lease), under a guard. */
-function recoverIfAbandoned(dir: string): void {
-  const lockPath = join(dir, "lock");
-  const ownerPath = join(dir, "lock.owner");
-  const first = judge(lockPath, ownerPath);
-  if (first.act === "wait") return;
-  if (first.act === "kill" && first.pid !== undefined) {
-    try {
-      process.kill(first.pid, "SIGKILL");
-    } catch {
-      /* gone already, or not ours to kill: judged again next time */
-    }
-    return; // removed once it is dead, on a later look
-  }
-  const guard = join(dir, "lock.reap");
-  try {
-    fs.mkdirSync(guard, { mode: 0o700 });
-  } catch (err) {
-    if (errno(err) !== "EEXIST") return;
-    try {
-      const st = fs.lstatSync(guard);
-      const age = Date.now() - st.mtimeMs;
-      if (!st.isDirectory()) fs.unlinkSync(guard); // not ours (a planted link or file): never followed
-      else if (age > REAP_GUARD_STALE_MS || age < -REAP_GUARD_STALE_MS) fs.rmdirSync(guard); // a reaper killed mid-way
-    } catch {
-      /* someone else cleaned it */
-    }
-    return;
-  }
-  try {
-    // Look again under the guard: another waiter may have reaped and a live call taken the lock.
-    const again = judge(lockPath, ownerPath);
-    if (again.act === "remove" && again.owner?.token === first.owner?.token) {
-      if (again.owner) removeEntry(ownerPath);
-      removeLockFolder(lockPath);
-    }
-  } finally {
-    try {
-      fs.rmdirSync(guard);
-    } catch {
-      /* nothing to do */
-    }
-  }
-}
-
 function timedOut(dir: string, timeoutMs: number): CniError {
   let why: string;
   try {
@@ -242,52 +160,7 @@ function timedOut(dir: string, timeoutMs: number): CniError {
   return new CniError(
     Code.TryAgainLater,
     `timed out after ${timeoutMs / 1000}s waiting for the store lock ${join(dir, "lock")}`,
-    `${why}; a call holds the lock only while it allocates or releases: if that process is stuck, stop it and the next call recovers the lock`,
+    `${why}; a call holds the lock only while it allocates or releases: if that process is stuck, stop it and the next call recovers ` +
+      `the lock`,
   );
-}
-
-function readOwner(path: string): Owner | null {
-  try {
-    const text = readFileNoFollow(path, 4096);
-    if (text === null) return null;
-    const o = JSON.parse(text) as Partial<Owner>;
-    if (typeof o.pid !== "number" || typeof o.ino !== "number" || typeof o.token !== "string") return null;
-    return { pid: o.pid, ino: o.ino, token: o.token, pidns: String(o.pidns ?? ""), start: typeof o.start === "number" ? o.start : -1, boot: String(o.boot ?? "") };
-  } catch {
-    return null;
-  }
-}
-
-/** Remove a file, symlink or FIFO at path; an empty folder there too (a damaged lock.owner). */
-function removeEntry(path: string): void {
-  try {
-    fs.unlinkSync(path);
-  } catch (err) {
-    const code = errno(err);
-    if (code === "ENOENT") return;
-    if (code === "EISDIR" || code === "EPERM") {
-      try {
-        fs.rmdirSync(path);
-        return;
-      } catch (e) {
-        throw new CniError(Code.StoreCorrupt, `${path} is a folder, not the lock's owner file`, `something other than podcidr-ipam made it; remove it (rm -r ${path})`, { cause: e });
-      }
-    }
-    throw err;
-  }
-}
-
-/** rmdir the lock folder; files someone put inside it are removed first (they would block every call). */
-function removeLockFolder(lockPath: string): void {
-  try {
-    fs.rmdirSync(lockPath);
-  } catch (err) {
-    if (errno(err) !== "ENOTEMPTY" && errno(err) !== "EEXIST") return;
-    try {
-      for (const n of fs.readdirSync(lockPath)) removeEntry(join(lockPath, n));
-      fs.rmdirSync(lockPath);
-    } catch {
-      /* left for repair, which names it */
-    }
-  }
 }

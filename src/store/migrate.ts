@@ -51,7 +51,8 @@ export function findLegacy(dataDir: string): Legacy[] {
       throw new CniError(
         Code.StoreCorrupt,
         `the store of network ${e.name} in ${path} is a symbolic link`,
-        `podcidr-ipam moves it into ${join(dataDir, "_store")} but follows no link: move the real folder back in its place (mv), then run any call; never delete it while pods run`,
+        `podcidr-ipam moves it into ${join(dataDir, "_store")} but follows no link: move the real folder back in its place (mv), then ` +
+          `run any call; never delete it while pods run`,
       );
     }
     out.push({ network: e.name, path });
@@ -60,7 +61,14 @@ export function findLegacy(dataDir: string): Legacy[] {
 }
 
 /** Merge each legacy store into the shared one. Returns the legacy files that were damaged (salvage only). */
-export async function migrate(store: MigratingStore, legacy: readonly Legacy[], lock: HeldLock, timeoutMs: number, log: (s: string) => void, salvage: boolean): Promise<Damaged[]> {
+export async function migrate(
+  store: MigratingStore,
+  legacy: readonly Legacy[],
+  lock: HeldLock,
+  timeoutMs: number,
+  log: (s: string) => void,
+  salvage: boolean,
+): Promise<Damaged[]> {
   const damaged: Damaged[] = [];
   for (const l of legacy) {
     const old = await acquire(l.path, timeoutMs);
@@ -85,7 +93,10 @@ export async function migrate(store: MigratingStore, legacy: readonly Legacy[], 
       leaveMarker(l.path, archive);
       fsyncDir(store.dataDir);
       for (const b of broken) damaged.push({ ...b, file: b.file.replace(l.path, archive) });
-      log(`podcidr-ipam: moved the store of network ${l.network} (${records.length} attachments, ${ranges.length} ranges) into ${store.dir}; the old folder is kept as ${archive}\n`);
+      log(
+        `podcidr-ipam: moved the store of network ${l.network} (${records.length} attachments, ${ranges.length} ranges) into ` +
+          `${store.dir}; the old folder is kept as ${archive}\n`,
+      );
     } catch (err) {
       throw ioError(err, `cannot move the store of network ${l.network} (${l.path}) into ${store.dir}`);
     } finally {
@@ -133,7 +144,9 @@ function readLegacy(l: Legacy, salvage: boolean): { records: AttachmentRecord[];
     } catch (err) {
       if (errno(err) !== "ENOENT") throw err;
     }
-    const extra = [...overlay.keys()].filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes("/")).map((k) => k.slice(prefix.length));
+    const extra = [...overlay.keys()]
+      .filter((k) => k.startsWith(prefix) && !k.slice(prefix.length).includes("/"))
+      .map((k) => k.slice(prefix.length));
     return [...new Set([...on, ...extra])].sort();
   };
   const ranges: LegacyRange[] = [];

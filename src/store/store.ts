@@ -43,7 +43,8 @@ export interface Tx {
   range(cidr: Cidr): RangeState;
   /** Every range stored, including ones for CIDRs no node file lists any more. */
   storedRanges(): RangeState[];
-  touch(range: RangeState): void;
+  /** Mark a range changed. False when it will not be written: its file failed to load (only repair rewrites it). */
+  touch(range: RangeState): boolean;
   attachment(key: AttachmentKey): AttachmentRecord | null;
   /** The networks that hold attachments (one readdir). */
   networks(): string[];
@@ -71,6 +72,8 @@ export interface TransactOptions {
 }
 
 export interface Store {
+  /** Where the store lives (the folder), for messages and for the claims beside the node file. */
+  readonly location: string;
   /**
    * Run fn under the store's lock; commit what it changed atomically and durably before resolving.
    * fn must have no effect outside tx: it may run twice (once against the empty store before a

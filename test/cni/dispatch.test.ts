@@ -17,10 +17,15 @@ function conf(cniVersion: unknown = "1.1.0", extra: Record<string, unknown> = {}
   return JSON.stringify({ cniVersion, name: "podnet", type: "bridge", ipam: { type: "podcidr-ipam", dataDir: "/tmp/none" }, ...extra });
 }
 
-type Behaviour = (req: Request) => Promise<IpamResult | void>;
+/** What a fake handler does: what it resolves to is ignored but for ADD, whose result is printed. */
+type Behaviour = (req: Request) => Promise<unknown>;
 
 /** Run dispatch with a plain env object and fake handlers; collect what it wrote. */
-async function drive(env: Record<string, string | undefined>, stdin: string | Error, behave: Partial<Handlers> = {}) {
+async function drive(
+  env: Record<string, string | undefined>,
+  stdin: string | Error,
+  behave: Partial<Record<keyof Handlers, Behaviour>> = {},
+) {
   const out: string[] = [];
   const err: string[] = [];
   const calls: { command: string; req: Request }[] = [];
@@ -35,12 +40,21 @@ async function drive(env: Record<string, string | undefined>, stdin: string | Er
     stdout: (t) => out.push(t),
     stderr: (t) => err.push(t),
   };
-  const fake = (command: keyof Handlers): Behaviour => async (req) => {
-    calls.push({ command, req });
-    const b = behave[command];
-    return b ? b(req) : undefined;
-  };
-  const handlers: Handlers = { ADD: fake("ADD"), DEL: fake("DEL"), CHECK: fake("CHECK"), GC: fake("GC"), STATUS: fake("STATUS") };
+  const fake =
+    (command: keyof Handlers): Behaviour =>
+    async (req) => {
+      calls.push({ command, req });
+      const b = behave[command];
+      // ADD always answers with a result; an empty one is enough here.
+      return b ? b(req) : command === "ADD" ? { ips: [], routes: [] } : undefined;
+    };
+  const handlers = {
+    ADD: fake("ADD"),
+    DEL: fake("DEL"),
+    CHECK: fake("CHECK"),
+    GC: fake("GC"),
+    STATUS: fake("STATUS"),
+  } as unknown as Handlers;
   const code = await dispatch(io, handlers);
   const stdout = out.join("");
   return { code, stdout, json: stdout ? JSON.parse(stdout) : undefined, stderr: err.join(""), calls, stdinReads };
@@ -87,17 +101,22 @@ describe("dispatch: routing", () => {
     expect(req.conf.ipam.dataDir).toBe("/tmp/none");
   });
 
-  it.each(["0.3.1", "0.4.0", "1.0.0", "1.1.0"].map((v) => ({ v })))("[$v] prints the ADD result shaped for the config's version", async ({ v }) => {
-    const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, conf(v), { ADD: async () => RESULT });
-    expect(r.code).toBe(0);
-    expect(r.stdout.endsWith("}\n")).toBe(true);
-    expect(r.stdout.split("\n")).toHaveLength(2);
-    expect(r.json.cniVersion).toBe(v);
-    expect(r.json.ips[0].address).toBe("10.0.2.5/24");
-  });
+  it.each(["0.3.1", "0.4.0", "1.0.0", "1.1.0"].map((v) => ({ v })))(
+    "[$v] prints the ADD result shaped for the config's version",
+    async ({ v }) => {
+      const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, conf(v), { ADD: async () => RESULT });
+      expect(r.code).toBe(0);
+      expect(r.stdout.endsWith("}\n")).toBe(true);
+      expect(r.stdout.split("\n")).toHaveLength(2);
+      expect(r.json.cniVersion).toBe(v);
+      expect(r.json.ips[0].address).toBe("10.0.2.5/24");
+    },
+  );
 
-  it("treats a config with \"cniVersion\": null as 0.1.0, as skel does", async () => {
-    const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, JSON.stringify({ cniVersion: null, name: "podnet", ipam: {} }), { ADD: async () => RESULT });
+  it('treats a config with "cniVersion": null as 0.1.0, as skel does', async () => {
+    const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, JSON.stringify({ cniVersion: null, name: "podnet", ipam: {} }), {
+      ADD: async () => RESULT,
+    });
     expect(r.code).toBe(0);
     expect(r.json).toEqual({ cniVersion: "0.1.0", ip4: { ip: "10.0.2.5/24", gateway: "10.0.2.1", routes: [{ dst: "0.0.0.0/0" }] } });
   });
@@ -123,9 +142,13 @@ describe("dispatch: routing", () => {
   });
 
   it("reads the requested addresses, IP= in CNI_ARGS included, and CNI_ARGS into the request", async () => {
-    const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0;IP=fd00::250" }, conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }), {
-      ADD: async () => RESULT,
-    });
+    const r = await drive(
+      { ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "K8S_POD_NAME=web-0;IP=fd00::250" },
+      conf("1.1.0", { runtimeConfig: { ips: ["10.0.2.50/24"] } }),
+      {
+        ADD: async () => RESULT,
+      },
+    );
     const req = r.calls[0]!.req;
     expect(req.conf.requested).toEqual([
       { family: 6, value: 0xfd000000000000000000000000000250n, text: "fd00::250" },
@@ -136,7 +159,10 @@ describe("dispatch: routing", () => {
 
   it("refuses a mistyped IP key in CNI_ARGS with 4 before calling the handler", async () => {
     const r = await drive({ ...ENV, CNI_COMMAND: "ADD", CNI_ARGS: "IgnoreUnknown=1;ip=10.0.2.50" }, conf("1.1.0"));
-    expect(r.json).toMatchObject({ code: Code.InvalidEnvironmentVariables, msg: 'CNI_ARGS key "ip" is not IP: write IP=<address>, in upper case with no spaces' });
+    expect(r.json).toMatchObject({
+      code: Code.InvalidEnvironmentVariables,
+      msg: 'CNI_ARGS key "ip" is not IP: write IP=<address>, in upper case with no spaces',
+    });
     expect(r.calls).toEqual([]);
   });
 });
@@ -146,7 +172,13 @@ describe("dispatch: errors", () => {
     // An unknown command is refused before stdin is read (as skel does); a bad environment after, to echo the version.
     { name: "an unknown command", env: { ...ENV, CNI_COMMAND: "UPDATE" }, msg: "unknown CNI_COMMAND: UPDATE", version: "1.1.0", reads: 0 },
     { name: "no CNI_COMMAND", env: { ...ENV }, msg: "unknown CNI_COMMAND: ", version: "1.1.0", reads: 0 },
-    { name: "a missing CNI_NETNS on ADD", env: { ...ENV, CNI_NETNS: undefined, CNI_COMMAND: "ADD" }, msg: "required env variables [CNI_NETNS] missing", version: "0.4.0", reads: 1 },
+    {
+      name: "a missing CNI_NETNS on ADD",
+      env: { ...ENV, CNI_NETNS: undefined, CNI_COMMAND: "ADD" },
+      msg: "required env variables [CNI_NETNS] missing",
+      version: "0.4.0",
+      reads: 1,
+    },
   ])("answers $name with code 4 and calls no handler", async ({ env, msg, version, reads }) => {
     const r = await drive(env, conf("0.4.0"));
     expect(r.code).toBe(1);
@@ -163,7 +195,9 @@ describe("dispatch: errors", () => {
       },
     });
     expect(r.code).toBe(1);
-    expect(r.stdout).toBe(`${JSON.stringify({ cniVersion: "0.4.0", code: 100, msg: "no free address in 10.0.2.0/24", details: "254 of 254 in use" })}\n`);
+    expect(r.stdout).toBe(
+      `${JSON.stringify({ cniVersion: "0.4.0", code: 100, msg: "no free address in 10.0.2.0/24", details: "254 of 254 in use" })}\n`,
+    );
     expect(r.stderr).toBe("");
   });
 
@@ -189,14 +223,62 @@ describe("dispatch: errors", () => {
 
   it.each([
     { name: "an empty stdin", stdin: "", code: Code.DecodingFailure, msg: "no network config on stdin", version: "1.1.0" },
-    { name: "stdin that is not JSON", stdin: "{", code: Code.DecodingFailure, msg: "network config on stdin is not valid JSON", version: "1.1.0" },
-    { name: "a JSON array", stdin: "[]", code: Code.DecodingFailure, msg: "network config on stdin must be a JSON object", version: "1.1.0" },
-    { name: "an unknown cniVersion", stdin: conf("2.0.0"), code: Code.IncompatibleCNIVersion, msg: "incompatible CNI versions", version: "1.1.0" },
-    { name: "a numeric cniVersion", stdin: conf(1), code: Code.DecodingFailure, msg: 'cniVersion must be a version string such as "1.1.0", got 1', version: "1.1.0" },
-    { name: "an object cniVersion", stdin: conf({}), code: Code.DecodingFailure, msg: 'cniVersion must be a version string such as "1.1.0", got {}', version: "1.1.0" },
-    { name: "stdin over 1 MiB", stdin: conf("1.1.0", { padding: "p".repeat(1 << 20) }), code: Code.DecodingFailure, msg: "network config on stdin is more than 1048576 bytes", version: "1.1.0" },
-    { name: "a missing network name", stdin: JSON.stringify({ cniVersion: "0.3.1", ipam: {} }), code: Code.InvalidNetworkConfig, msg: "missing network name", version: "0.3.1" },
-    { name: "a bad ipam key", stdin: conf("1.0.0", { ipam: { gateway: "yes" } }), code: Code.InvalidNetworkConfig, msg: 'ipam.gateway must be true or false, got "yes"', version: "1.0.0" },
+    {
+      name: "stdin that is not JSON",
+      stdin: "{",
+      code: Code.DecodingFailure,
+      msg: "network config on stdin is not valid JSON",
+      version: "1.1.0",
+    },
+    {
+      name: "a JSON array",
+      stdin: "[]",
+      code: Code.DecodingFailure,
+      msg: "network config on stdin must be a JSON object",
+      version: "1.1.0",
+    },
+    {
+      name: "an unknown cniVersion",
+      stdin: conf("2.0.0"),
+      code: Code.IncompatibleCNIVersion,
+      msg: "incompatible CNI versions",
+      version: "1.1.0",
+    },
+    {
+      name: "a numeric cniVersion",
+      stdin: conf(1),
+      code: Code.DecodingFailure,
+      msg: 'cniVersion must be a version string such as "1.1.0", got 1',
+      version: "1.1.0",
+    },
+    {
+      name: "an object cniVersion",
+      stdin: conf({}),
+      code: Code.DecodingFailure,
+      msg: 'cniVersion must be a version string such as "1.1.0", got {}',
+      version: "1.1.0",
+    },
+    {
+      name: "stdin over 1 MiB",
+      stdin: conf("1.1.0", { padding: "p".repeat(1 << 20) }),
+      code: Code.DecodingFailure,
+      msg: "network config on stdin is more than 1048576 bytes",
+      version: "1.1.0",
+    },
+    {
+      name: "a missing network name",
+      stdin: JSON.stringify({ cniVersion: "0.3.1", ipam: {} }),
+      code: Code.InvalidNetworkConfig,
+      msg: "missing network name",
+      version: "0.3.1",
+    },
+    {
+      name: "a bad ipam key",
+      stdin: conf("1.0.0", { ipam: { gateway: "yes" } }),
+      code: Code.InvalidNetworkConfig,
+      msg: 'ipam.gateway must be true or false, got "yes"',
+      version: "1.0.0",
+    },
   ])("reports $name before calling the handler", async ({ stdin, code, msg, version }) => {
     const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, stdin);
     expect(r.code).toBe(1);
@@ -214,6 +296,11 @@ describe("dispatch: errors", () => {
   it("answers a stdin that cannot be read with code 5", async () => {
     const r = await drive({ ...ENV, CNI_COMMAND: "ADD" }, new Error("EIO: i/o error"));
     expect(r.code).toBe(1);
-    expect(r.json).toEqual({ cniVersion: "1.1.0", code: Code.IOFailure, msg: "cannot read the network config from stdin", details: "EIO: i/o error" });
+    expect(r.json).toEqual({
+      cniVersion: "1.1.0",
+      code: Code.IOFailure,
+      msg: "cannot read the network config from stdin",
+      details: "EIO: i/o error",
+    });
   });
 });

@@ -33,7 +33,13 @@ describe("parseCommand", () => {
 describe("parseEnv", () => {
   it("reads every variable of an ADD", () => {
     const cmd = parseEnv("ADD", FULL);
-    expect(cmd).toMatchObject({ command: "ADD", containerID: "3f8a9c0d1e2b", netns: "/var/run/netns/cni-1234", ifname: "eth0", path: "/opt/cni/bin" });
+    expect(cmd).toMatchObject({
+      command: "ADD",
+      containerID: "3f8a9c0d1e2b",
+      netns: "/var/run/netns/cni-1234",
+      ifname: "eth0",
+      path: "/opt/cni/bin",
+    });
     expect([...cmd.args]).toEqual([
       ["K8S_POD_NAMESPACE", "default"],
       ["K8S_POD_NAME", "web-0"],
@@ -46,7 +52,12 @@ describe("parseEnv", () => {
   });
 
   it("ignores per-container variables for GC and STATUS", () => {
-    expect(parseEnv("GC", { CNI_PATH: "/opt/cni/bin", CNI_CONTAINERID: "bad id!" })).toMatchObject({ containerID: "", ifname: "", netns: "", path: "/opt/cni/bin" });
+    expect(parseEnv("GC", { CNI_PATH: "/opt/cni/bin", CNI_CONTAINERID: "bad id!" })).toMatchObject({
+      containerID: "",
+      ifname: "",
+      netns: "",
+      path: "/opt/cni/bin",
+    });
     expect(parseEnv("GC", { CNI_PATH: "/opt/cni/bin", CNI_ARGS: "junk" }).args.size).toBe(0);
     expect(parseEnv("STATUS", {})).toMatchObject({ command: "STATUS", containerID: "", path: "" });
   });
@@ -105,7 +116,14 @@ describe("parseCniArgs", () => {
   it.each([
     { name: "an empty string", raw: "", expected: [] },
     { name: "one pair", raw: "IP=10.0.2.50", expected: [["IP", "10.0.2.50"]] },
-    { name: "stray separators", raw: ";A=1;;B=2;", expected: [["A", "1"], ["B", "2"]] },
+    {
+      name: "stray separators",
+      raw: ";A=1;;B=2;",
+      expected: [
+        ["A", "1"],
+        ["B", "2"],
+      ],
+    },
     { name: "an empty value", raw: "IgnoreUnknown=", expected: [["IgnoreUnknown", ""]] },
     { name: "an = inside the value", raw: "A=b=c", expected: [["A", "b=c"]] },
     { name: "a repeated key (last wins)", raw: "A=1;A=2", expected: [["A", "2"]] },

@@ -14,7 +14,8 @@ const base = (top: Record<string, unknown> = {}): Record<string, unknown> => ({
 
 /** parseNetConf for ADD with CNI_ARGS as the runtime sends it. */
 const add = (cniArgs = "", top: Record<string, unknown> = {}): NetConf => parseNetConf(base(top), "ADD", parseCniArgs(cniArgs));
-const requested = (cniArgs = "", top: Record<string, unknown> = {}) => add(cniArgs, top).requested.map((r) => ({ family: r.family, value: r.value, text: r.text }));
+const requested = (cniArgs = "", top: Record<string, unknown> = {}) =>
+  add(cniArgs, top).requested.map((r) => ({ family: r.family, value: r.value, text: r.text }));
 
 describe("parseNetConf: requested addresses", () => {
   it("reads IP= in CNI_ARGS, one address per family, with its value", () => {
@@ -26,11 +27,16 @@ describe("parseNetConf: requested addresses", () => {
 
   it("reads args.cni.ips and runtimeConfig.ips", () => {
     expect(requested("", { args: { cni: { ips: ["10.0.2.52"] } } })).toEqual([{ family: 4, value: 0x0a000234n, text: "10.0.2.52" }]);
-    expect(requested("", { runtimeConfig: { ips: ["fd00::251/120"] } })).toEqual([{ family: 6, value: 0xfd000000000000000000000000000251n, text: "fd00::251/120" }]);
+    expect(requested("", { runtimeConfig: { ips: ["fd00::251/120"] } })).toEqual([
+      { family: 6, value: 0xfd000000000000000000000000000251n, text: "fd00::251/120" },
+    ]);
   });
 
   it("counts the same address from several sources once, however it is written", () => {
-    const got = requested("IP=10.0.2.50", { args: { cni: { ips: ["10.0.2.50/24"] } }, runtimeConfig: { ips: ["::ffff:10.0.2.50", " 10.0.2.50 "] } });
+    const got = requested("IP=10.0.2.50", {
+      args: { cni: { ips: ["10.0.2.50/24"] } },
+      runtimeConfig: { ips: ["::ffff:10.0.2.50", " 10.0.2.50 "] },
+    });
     expect(got).toEqual([{ family: 4, value: 0x0a000232n, text: "10.0.2.50" }]);
   });
 
@@ -47,18 +53,36 @@ describe("parseNetConf: requested addresses", () => {
 
   it("reads requested addresses only for ADD", () => {
     for (const command of ["DEL", "CHECK"] as const) {
-      expect(parseNetConf(base({ runtimeConfig: { ips: ["10.0.2.50"] } }), command, parseCniArgs("IP=10.0.2.51;ip=x")).requested).toEqual([]);
+      expect(parseNetConf(base({ runtimeConfig: { ips: ["10.0.2.50"] } }), command, parseCniArgs("IP=10.0.2.51;ip=x")).requested).toEqual(
+        [],
+      );
     }
   });
 
   it.each([
-    { name: "an IPv4 prefix over 32", args: "IP=10.0.2.61/33", fragment: 'requested address "10.0.2.61/33" (CNI_ARGS IP=) has prefix /33, expected /0 to /32' },
-    { name: "an IPv6 prefix over 128", args: "IP=fd00::5/129", fragment: 'requested address "fd00::5/129" (CNI_ARGS IP=) has prefix /129, expected /0 to /128' },
-    { name: "a prefix with a leading zero", args: "IP=10.0.2.61/024", fragment: 'requested address "10.0.2.61/024" (CNI_ARGS IP=) has prefix /024' },
+    {
+      name: "an IPv4 prefix over 32",
+      args: "IP=10.0.2.61/33",
+      fragment: 'requested address "10.0.2.61/33" (CNI_ARGS IP=) has prefix /33, expected /0 to /32',
+    },
+    {
+      name: "an IPv6 prefix over 128",
+      args: "IP=fd00::5/129",
+      fragment: 'requested address "fd00::5/129" (CNI_ARGS IP=) has prefix /129, expected /0 to /128',
+    },
+    {
+      name: "a prefix with a leading zero",
+      args: "IP=10.0.2.61/024",
+      fragment: 'requested address "10.0.2.61/024" (CNI_ARGS IP=) has prefix /024',
+    },
     { name: "a prefix with a sign", args: "IP=10.0.2.61/+8", fragment: "has prefix /+8" },
     { name: "an empty prefix", args: "IP=10.0.2.61/", fragment: 'requested address "10.0.2.61/" (CNI_ARGS IP=) has prefix /,' },
     { name: "two prefixes", args: "IP=10.0.2.61/24/24", fragment: "has prefix /24/24" },
-    { name: "a second, bad address", args: "IP=fd00::5,10.0.2.300", fragment: 'requested address "10.0.2.300" (CNI_ARGS IP=) is not an IP address' },
+    {
+      name: "a second, bad address",
+      args: "IP=fd00::5,10.0.2.300",
+      fragment: 'requested address "10.0.2.300" (CNI_ARGS IP=) is not an IP address',
+    },
   ])("refuses $name with 7", ({ args, fragment }) => {
     const err = failure(() => add(args));
     expect(err.code).toBe(Code.InvalidNetworkConfig);
@@ -67,9 +91,21 @@ describe("parseNetConf: requested addresses", () => {
   });
 
   it.each([
-    { name: "runtimeConfig.ips", top: { runtimeConfig: { ips: ["10.0.2.61/33"] } }, fragment: 'requested address "10.0.2.61/33" (runtimeConfig.ips[0]) has prefix /33' },
-    { name: "args.cni.ips", top: { args: { cni: { ips: ["10.0.2.5", "fd00::5/0129"] } } }, fragment: 'requested address "fd00::5/0129" (args.cni.ips[1]) has prefix /0129' },
-    { name: "runtimeConfig.ips with a zone", top: { runtimeConfig: { ips: ["fd00::5%eth0"] } }, fragment: 'requested address "fd00::5%eth0" (runtimeConfig.ips[0]) is not an IP address' },
+    {
+      name: "runtimeConfig.ips",
+      top: { runtimeConfig: { ips: ["10.0.2.61/33"] } },
+      fragment: 'requested address "10.0.2.61/33" (runtimeConfig.ips[0]) has prefix /33',
+    },
+    {
+      name: "args.cni.ips",
+      top: { args: { cni: { ips: ["10.0.2.5", "fd00::5/0129"] } } },
+      fragment: 'requested address "fd00::5/0129" (args.cni.ips[1]) has prefix /0129',
+    },
+    {
+      name: "runtimeConfig.ips with a zone",
+      top: { runtimeConfig: { ips: ["fd00::5%eth0"] } },
+      fragment: 'requested address "fd00::5%eth0" (runtimeConfig.ips[0]) is not an IP address',
+    },
   ])("applies the same rule to $name", ({ top, fragment }) => {
     const err = failure(() => add("", top));
     expect(err.code).toBe(Code.InvalidNetworkConfig);
@@ -102,7 +138,10 @@ describe("parseNetConf: requested addresses", () => {
   );
 
   it("ignores other unknown CNI_ARGS keys", () => {
-    expect(add("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;IPS=1;IP_ADDR=10.0.2.9;MAC=x").requested).toEqual([]);
+    expect(
+      add("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;IPS=1;IP_ADDR=10.0.2.9;MAC=x")
+        .requested,
+    ).toEqual([]);
   });
 });
 

@@ -80,7 +80,11 @@ describe("formatResult", () => {
 
   it.each([
     { name: "0.1.0", version: "0.1.0", expected: { cniVersion: "0.1.0", ip4: { ip: "10.0.2.5/24" } } },
-    { name: "0.3.1 (empty dns kept, as types/040 does)", version: "0.3.1", expected: { cniVersion: "0.3.1", ips: [{ version: "4", address: "10.0.2.5/24" }], dns: {} } },
+    {
+      name: "0.3.1 (empty dns kept, as types/040 does)",
+      version: "0.3.1",
+      expected: { cniVersion: "0.3.1", ips: [{ version: "4", address: "10.0.2.5/24" }], dns: {} },
+    },
     { name: "0.4.0", version: "0.4.0", expected: { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.2.5/24" }], dns: {} } },
     { name: "1.0.0", version: "1.0.0", expected: { cniVersion: "1.0.0", ips: [{ address: "10.0.2.5/24" }] } },
     { name: "1.1.0", version: "1.1.0", expected: { cniVersion: "1.1.0", ips: [{ address: "10.0.2.5/24" }] } },

@@ -34,7 +34,7 @@ describe("checkVersion", () => {
     { name: "ADD at 0.2.0", command: "ADD", raw: "0.2.0", expected: "0.2.0" },
     { name: "ADD without a version (0.1.0)", command: "ADD", raw: undefined, expected: "0.1.0" },
     { name: "DEL with an empty version (0.1.0)", command: "DEL", raw: "", expected: "0.1.0" },
-    { name: "ADD with a null version (read as \"\", so 0.1.0, as skel's decoder does)", command: "ADD", raw: null, expected: "0.1.0" },
+    { name: 'ADD with a null version (read as "", so 0.1.0, as skel\'s decoder does)', command: "ADD", raw: null, expected: "0.1.0" },
     { name: "CHECK at its floor 0.4.0", command: "CHECK", raw: "0.4.0", expected: "0.4.0" },
     { name: "GC at 1.1.0", command: "GC", raw: "1.1.0", expected: "1.1.0" },
     { name: "STATUS at 1.1.0", command: "STATUS", raw: "1.1.0", expected: "1.1.0" },

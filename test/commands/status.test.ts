@@ -9,12 +9,16 @@ import { parseCniArgs, parseEnv } from "../../src/cni/env.js";
 import { parseNetConf } from "../../src/cni/netconf.js";
 import { CniError, Code } from "../../src/errors.js";
 import { add } from "../../src/commands/add.js";
-import { status } from "../../src/commands/status.js";
+import { diskDeps } from "../../src/commands/index.js";
+import { status as statusHandler } from "../../src/commands/status.js";
+import { ciliumNode } from "../helpers/node";
+
+const status = (req: Request): Promise<void> => statusHandler(req, diskDeps);
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-status-"));
-  writeFileSync(join(dir, "node.json"), JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.0.2.0/24"] } } }));
+  writeFileSync(join(dir, "node.json"), JSON.stringify(ciliumNode(["10.0.2.0/24"])));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -22,7 +26,11 @@ const RANGE = () => join(dir, "data", "_store", "range-10.0.2.0_24.json");
 
 function request(command: "ADD" | "STATUS", ipam: Record<string, unknown> = {}): Request {
   const env = { CNI_CONTAINERID: "c1", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" };
-  const obj = { cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile: join(dir, "node.json"), dataDir: join(dir, "data"), waitForPodCIDRs: 0, ...ipam } };
+  const obj = {
+    cniVersion: "1.1.0",
+    name: "podnet",
+    ipam: { type: "podcidr-ipam", nodeFile: join(dir, "node.json"), dataDir: join(dir, "data"), waitForPodCIDRs: 0, ...ipam },
+  };
   return { cmd: parseEnv(command, env), version: "1.1.0", conf: parseNetConf(obj, command, parseCniArgs("")), log: () => {} };
 }
 
@@ -39,7 +47,7 @@ async function statusFailure(): Promise<CniError> {
 /** What ADD answers in the same state (it must fail too). */
 async function addFailure(): Promise<CniError> {
   try {
-    await add({ ...request("ADD"), cmd: parseEnv("ADD", { CNI_CONTAINERID: "c2", CNI_NETNS: "/x", CNI_IFNAME: "eth0" }) });
+    await add({ ...request("ADD"), cmd: parseEnv("ADD", { CNI_CONTAINERID: "c2", CNI_NETNS: "/x", CNI_IFNAME: "eth0" }) }, diskDeps);
   } catch (err) {
     return err as CniError;
   }
@@ -48,12 +56,12 @@ async function addFailure(): Promise<CniError> {
 
 describe("status", () => {
   it("succeeds when ADD can be served", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     await expect(status(request("STATUS"))).resolves.toBeUndefined();
   });
 
   it("answers a damaged range file (ADD: 103) with 50, keeping the 103 message and code", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     writeFileSync(RANGE(), "x");
     const fromAdd = await addFailure();
     expect(fromAdd.code).toBe(Code.StoreCorrupt);
@@ -64,7 +72,7 @@ describe("status", () => {
   });
 
   it("answers a symbolic link in the store (ADD: 105) with 50 and code 105 in the details", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     unlinkSync(RANGE());
     symlinkSync(join(dir, "node.json"), RANGE());
     const err = await statusFailure();
@@ -82,7 +90,7 @@ describe("status", () => {
   });
 
   it("does not wait for a held lock: it reads the store without it", async () => {
-    await add(request("ADD"));
+    await add(request("ADD"), diskDeps);
     mkdirSync(join(dir, "data", "_store", "lock"));
     const started = Date.now();
     await expect(status(request("STATUS", { lockTimeout: 30 }))).resolves.toBeUndefined();

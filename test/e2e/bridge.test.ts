@@ -1,7 +1,8 @@
 // End to end under the real bridge plugin, in real network namespaces.
 import { spawnSync } from "node:child_process";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker } from "./harness";
+import { ciliumNode } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);
@@ -45,7 +46,12 @@ suite("bridge, dual stack from a CiliumNode", () => {
     await w.expectChecksPass(pods, conf);
     const st = w.status();
     expect(st.ranges.map((r: any) => r.allocated)).toEqual([3, 3]);
-    expect(st.ranges[0].addresses.filter((a: any) => a.owner).map((a: any) => a.owner.pod).sort()).toEqual(["api", "db", "web"]);
+    expect(
+      st.ranges[0].addresses
+        .filter((a: any) => a.owner)
+        .map((a: any) => a.owner.pod)
+        .sort(),
+    ).toEqual(["api", "db", "web"]);
 
     for (const p of pods) {
       const d = await w.exec("DEL", p, conf);
@@ -62,11 +68,11 @@ suite("bridge, dual stack from a CiliumNode", () => {
     const p = w.newPod("lost");
     await w.add(p, conf);
     // A runtime's GC that believed the pod dead (sent to our plugin directly: Debian's bridge speaks CNI 1.0.0, before GC).
-    const r = spawnSync(
-      `${w.cniPath}/podcidr-ipam`,
-      [],
-      { env: { PATH: process.env.PATH, CNI_COMMAND: "GC", CNI_PATH: w.cniPath }, input: JSON.stringify({ ...conf, cniVersion: "1.1.0", "cni.dev/valid-attachments": [] }), encoding: "utf8" },
-    );
+    const r = spawnSync(`${w.cniPath}/podcidr-ipam`, [], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: "GC", CNI_PATH: w.cniPath },
+      input: JSON.stringify({ ...conf, cniVersion: "1.1.0", "cni.dev/valid-attachments": [] }),
+      encoding: "utf8",
+    });
     expect(r.status, r.stdout).toBe(0);
     const c = await w.exec("CHECK", p, conf);
     expect(c.code).not.toBe(0);

@@ -17,7 +17,8 @@ export function e2eBlocker(): string | null {
   if (process.getuid?.() !== 0) return "not running as root";
   if (spawnSync("ip", ["-V"]).status !== 0) return "`ip` (iproute2) is not installed";
   if (spawnSync("ping", ["-V"]).status !== 0) return "`ping` (iputils-ping) is not installed";
-  for (const p of ["bridge", "ptp", "host-local"]) if (!existsSync(join(SYSTEM_CNI, p))) return `${SYSTEM_CNI}/${p} is missing (apt-get install containernetworking-plugins)`;
+  for (const p of ["bridge", "ptp", "host-local"])
+    if (!existsSync(join(SYSTEM_CNI, p))) return `${SYSTEM_CNI}/${p} is missing (apt-get install containernetworking-plugins)`;
   const probe = `pcie2e-probe-${process.pid}`;
   const add = spawnSync("ip", ["netns", "add", probe], { encoding: "utf8" });
   if (add.status !== 0) return `cannot create a network namespace: ${add.stderr.trim()}`;
@@ -36,7 +37,10 @@ let seq = 0;
 
 /** A short unique name (interface names are at most 15 characters). */
 export function uniq(prefix: string): string {
-  return `${prefix}${(process.pid % 1000).toString(36)}${(seq++).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 15);
+  return `${prefix}${(process.pid % 1000).toString(36)}${(seq++).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(
+    0,
+    15,
+  );
 }
 
 export interface Pod {
@@ -72,7 +76,14 @@ export class World {
 
   /** Our ipam section. */
   ipam(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return { type: "podcidr-ipam", nodeFile: this.nodeFile, dataDir: this.dataDir, waitForPodCIDRs: 0, routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }], ...extra };
+    return {
+      type: "podcidr-ipam",
+      nodeFile: this.nodeFile,
+      dataDir: this.dataDir,
+      waitForPodCIDRs: 0,
+      routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }],
+      ...extra,
+    };
   }
 
   /** A bridge plugin config (what libcni derives from a conflist for this plugin). */
@@ -143,7 +154,11 @@ export class World {
 
   /** True when `from` gets an echo reply from `ip` within a few seconds (IPv6 DAD may still be running). */
   ping(from: Pod, ip: string): boolean {
-    const r = spawnSync("ip", ["netns", "exec", from.netns, "ping", ip.includes(":") ? "-6" : "-4", "-c", "1", "-w", "6", "-i", "0.2", ip], { encoding: "utf8" });
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", from.netns, "ping", ip.includes(":") ? "-6" : "-4", "-c", "1", "-w", "6", "-i", "0.2", ip],
+      { encoding: "utf8" },
+    );
     return r.status === 0;
   }
 
@@ -173,7 +188,11 @@ export class World {
 
   /** `podcidr-ipam status --json` for this world's store. */
   status(): any {
-    const r = spawnSync(BIN, ["status", "--json", "--all-addresses", "--data-dir", this.dataDir, "--network", this.network, "--node-file", this.nodeFile], { encoding: "utf8", env: { PATH: process.env.PATH } });
+    const r = spawnSync(
+      BIN,
+      ["status", "--json", "--all-addresses", "--data-dir", this.dataDir, "--network", this.network, "--node-file", this.nodeFile],
+      { encoding: "utf8", env: { PATH: process.env.PATH } },
+    );
     return JSON.parse(r.stdout);
   }
 
@@ -189,13 +208,15 @@ export function addr(result: any, i: number): string {
   return String(result.ips[i].address).split("/")[0]!;
 }
 
-export function ciliumNode(podCIDRs: string[], spec: Record<string, unknown> = {}): object {
-  return { apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "e2e-node" }, spec: { ...spec, ipam: { podCIDRs } } };
-}
-
 /** A host-local ipam section for this world: one range set per subnet, state under hostLocalDir. */
 export function hostLocalIpam(w: World, subnets: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { type: "host-local", dataDir: w.hostLocalDir, ranges: subnets.map((subnet) => [{ subnet }]), routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }], ...extra };
+  return {
+    type: "host-local",
+    dataDir: w.hostLocalDir,
+    ranges: subnets.map((subnet) => [{ subnet }]),
+    routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }],
+    ...extra,
+  };
 }
 
 export interface IpamCall {

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker, hostLocalIpam, ipamExec } from "./harness";
+import { ciliumNode } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker, hostLocalIpam, ipamExec } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);
@@ -45,10 +46,14 @@ function pair(subnets: string[] = [V4, V6], spec: Record<string, unknown> = NODE
   const hlWorld = new World();
   const ourWorld = new World();
   worlds.push(hlWorld, ourWorld);
-  ourWorld.writeNode(ciliumNode(subnets, spec));
+  ourWorld.writeNode(ciliumNode(subnets, { spec }));
   const routes = [{ dst: "0.0.0.0/0" }, { dst: "::/0" }].filter((r) => subnets.some((s) => s.includes(":") === r.dst.includes(":")));
   return {
-    hl: { w: hlWorld, conf: hlWorld.bridgeConf("1.0.0", hostLocalIpam(hlWorld, subnets, { routes })), stateDir: join(hlWorld.hostLocalDir, hlWorld.network) },
+    hl: {
+      w: hlWorld,
+      conf: hlWorld.bridgeConf("1.0.0", hostLocalIpam(hlWorld, subnets, { routes })),
+      stateDir: join(hlWorld.hostLocalDir, hlWorld.network),
+    },
     ours: { w: ourWorld, conf: ourWorld.bridgeConf("1.0.0", ourWorld.ipam({ routes })), stateDir: join(ourWorld.dataDir, "_store") },
   };
 }
@@ -76,7 +81,9 @@ function tree(dir: string, rel = ""): string[] {
 /** A bridge result with the parts that differ by design (addresses, MACs, names) blanked. */
 function shape(result: any): unknown {
   return JSON.parse(
-    JSON.stringify(result, (k, v) => (["address", "mac", "name", "sandbox", "gateway"].includes(k) && typeof v === "string" ? `<${k}>` : v)),
+    JSON.stringify(result, (k, v) =>
+      ["address", "mac", "name", "sandbox", "gateway"].includes(k) && typeof v === "string" ? `<${k}>` : v,
+    ),
   );
 }
 
@@ -88,7 +95,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
   it("allocation order and reserved addresses: host-local hands out the node's router and health IPs, we skip them; both start at .2 with gateway .1; bridge results have the same fields", async () => {
     const { hl, ours } = pair();
     const got: Record<string, Pod[]> = { hl: [], ours: [] };
-    for (const [key, s] of [["hl", hl], ["ours", ours]] as const) {
+    for (const [key, s] of [
+      ["hl", hl],
+      ["ours", ours],
+    ] as const) {
       for (const name of ["a", "b", "c"]) {
         const p = s.w.newPod(name);
         await s.w.add(p, s.conf);
@@ -126,7 +136,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(got.ours![0]!.result.dns).toEqual({});
 
     // Same: CHECK through bridge passes; DEL through bridge releases everything.
-    for (const [s, pods] of [[hl, got.hl!], [ours, got.ours!]] as const) {
+    for (const [s, pods] of [
+      [hl, got.hl!],
+      [ours, got.ours!],
+    ] as const) {
       for (const p of pods) {
         const c = await s.w.exec("CHECK", p, s.conf);
         expect(c.code, c.stdout + c.stderr).toBe(0);
@@ -149,16 +162,35 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(hlRaw.json).toEqual({ ...ourRaw.json, dns: {} });
     expect(ourRaw.json).toEqual({
       cniVersion: "1.0.0",
-      ips: [{ address: "10.0.2.2/24", gateway: "10.0.2.1" }, { address: "fd00::202/120", gateway: "fd00::201" }],
+      ips: [
+        { address: "10.0.2.2/24", gateway: "10.0.2.1" },
+        { address: "fd00::202/120", gateway: "fd00::201" },
+      ],
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }],
     });
     expect(tree(hl.stateDir)).toEqual(["10.0.2.2", "fd00::202", "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
     expect(readFileSync(join(hl.stateDir, "10.0.2.2"), "utf8")).toBe("ctr-state\r\neth0");
     expect(readFileSync(join(hl.stateDir, "last_reserved_ip.1"), "utf8")).toBe("fd00::202");
     const net = ours.w.network;
-    expect(tree(ours.stateDir)).toEqual(["attachments/", `attachments/${net}/`, `attachments/${net}/ctr-state@eth0.json`, "range-10.0.2.0_24.json", "range-fd00--200_120.json", "reserve"]);
+    expect(tree(ours.stateDir)).toEqual([
+      "attachments/",
+      `attachments/${net}/`,
+      `attachments/${net}/ctr-state@eth0.json`,
+      "range-10.0.2.0_24.json",
+      "range-fd00--200_120.json",
+      "reserve",
+    ]);
     const rec = JSON.parse(readFileSync(join(ours.stateDir, `attachments/${net}/ctr-state@eth0.json`), "utf8"));
-    expect(rec).toMatchObject({ network: net, containerID: "ctr-state", ifname: "eth0", netns: "/var/run/netns/ipam-direct", ips: [{ cidr: V4, address: "10.0.2.2" }, { cidr: V6, address: "fd00::202" }] });
+    expect(rec).toMatchObject({
+      network: net,
+      containerID: "ctr-state",
+      ifname: "eth0",
+      netns: "/var/run/netns/ipam-direct",
+      ips: [
+        { cidr: V4, address: "10.0.2.2" },
+        { cidr: V6, address: "fd00::202" },
+      ],
+    });
     expect(rec.crc32).toMatch(/^[0-9a-f]{8}$/);
   });
 
@@ -168,19 +200,29 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     const again = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "ctr-twice" });
     expect(again.code).toBe(1);
     expect(again.json.code).toBe(999);
-    expect(again.json.msg).toBe("failed to allocate for range 0: 10.0.2.2 has been allocated to ctr-twice, duplicate allocation is not allowed");
+    expect(again.json.msg).toBe(
+      "failed to allocate for range 0: 10.0.2.2 has been allocated to ctr-twice, duplicate allocation is not allowed",
+    );
 
     expect(await ipamAdd(ours, "ctr-twice")).toEqual(["10.0.2.2/24", "fd00::202/120"]);
     const ourAgain = await ipamExec(ours.w, "ADD", ours.conf, { containerID: "ctr-twice" });
     expect(ourAgain.code).toBe(1);
     expect(ourAgain.json.code).toBe(106);
-    expect(ourAgain.json.msg).toBe(`${ours.w.network}/ctr-twice/eth0 already holds 10.0.2.2, fd00::202 in netns /var/run/netns/ipam-direct`);
+    expect(ourAgain.json.msg).toBe(
+      `${ours.w.network}/ctr-twice/eth0 already holds 10.0.2.2, fd00::202 in netns /var/run/netns/ipam-direct`,
+    );
     // A container restarted without a DEL (a new netns) gets its addresses back, where host-local still refuses.
-    const restarted = await ipamExec(ours.w, "ADD", ours.conf, { containerID: "ctr-twice", env: { CNI_NETNS: "/var/run/netns/restarted" } });
+    const restarted = await ipamExec(ours.w, "ADD", ours.conf, {
+      containerID: "ctr-twice",
+      env: { CNI_NETNS: "/var/run/netns/restarted" },
+    });
     expect(restarted.json.ips.map((i: any) => i.address)).toEqual(["10.0.2.2/24", "fd00::202/120"]);
     const hlRestarted = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "ctr-twice", env: { CNI_NETNS: "/var/run/netns/restarted" } });
     expect(hlRestarted.json.code).toBe(999);
-    expect(ours.w.status().ranges.map((r: any) => [r.allocated, r.used])).toEqual([[1, 4], [1, 4]]); // one pod; used counts gateway, router, health
+    expect(ours.w.status().ranges.map((r: any) => [r.allocated, r.used])).toEqual([
+      [1, 4],
+      [1, 4],
+    ]); // one pod; used counts gateway, router, health
     // Same: another ifname of the same container is a separate attachment.
     for (const s of [hl, ours]) {
       const r = await ipamExec(s.w, "ADD", s.conf, { containerID: "ctr-twice", ifname: "net1" });
@@ -200,7 +242,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(tree(hl.stateDir)).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
     expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`]);
 
-    const missing = (s: Side, key: string) => ({ ...s.conf, ipam: { ...(s.conf.ipam as object), dataDir: join(s.w.dir, "missing"), [key]: join(s.w.dir, "missing", "node.json") } });
+    const missing = (s: Side, key: string) => ({
+      ...s.conf,
+      ipam: { ...(s.conf.ipam as object), dataDir: join(s.w.dir, "missing"), [key]: join(s.w.dir, "missing", "node.json") },
+    });
     const hlMissing = { ...hl, conf: missing(hl, "unusedNodeFile") };
     const ourMissing = { ...ours, conf: missing(ours, "nodeFile") };
     await ipamDel(hlMissing, "ctr-del");
@@ -212,7 +257,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
   it("CHECK: host-local ignores prevResult (passes when the container holds any address), we compare it address by address", async () => {
     const { hl, ours } = pair();
     for (const s of [hl, ours]) await ipamAdd(s, "ctr-check");
-    const withPrev = (s: Side, address: string) => ({ ...s.conf, prevResult: { cniVersion: "1.0.0", ips: [{ address, gateway: "10.0.2.1" }] } });
+    const withPrev = (s: Side, address: string) => ({
+      ...s.conf,
+      prevResult: { cniVersion: "1.0.0", ips: [{ address, gateway: "10.0.2.1" }] },
+    });
 
     // Same: the prevResult that ADD returned passes.
     for (const s of [hl, ours]) {
@@ -268,7 +316,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
 
     const hlFull = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "x-full" });
     expect(hlFull.code).toBe(1);
-    expect(hlFull.json).toEqual({ code: 999, msg: "failed to allocate for range 0: no IP addresses available in range set: 10.0.9.1-10.0.9.6" });
+    expect(hlFull.json).toEqual({
+      code: 999,
+      msg: "failed to allocate for range 0: no IP addresses available in range set: 10.0.9.1-10.0.9.6",
+    });
     const ourFull = await ipamExec(ours.w, "ADD", ours.conf, { containerID: "x-full" });
     expect(ourFull.code).toBe(1);
     expect(ourFull.json.code).toBe(100);
@@ -290,7 +341,10 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     const hlVersion = await ipamExec(hl.w, "VERSION", { ...hl.conf });
     expect(hlVersion.json).toEqual({ cniVersion: "1.0.0", supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] });
     const ourVersion = await ipamExec(ours.w, "VERSION", { ...ours.conf });
-    expect(ourVersion.json).toEqual({ cniVersion: "1.0.0", supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] });
+    expect(ourVersion.json).toEqual({
+      cniVersion: "1.0.0",
+      supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+    });
 
     for (const command of ["GC", "STATUS"]) {
       const r = await ipamExec(hl.w, command, { ...hl.conf, cniVersion: "1.1.0" });
@@ -300,7 +354,12 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     const hlAdd11 = await ipamExec(hl.w, "ADD", { ...hl.conf, cniVersion: "1.1.0" });
     expect(hlAdd11.json).toMatchObject({ code: 1, msg: "incompatible CNI versions" });
 
-    const st = await ipamExec(ours.w, "STATUS", { ...ours.conf, cniVersion: "1.1.0" }, { env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined } });
+    const st = await ipamExec(
+      ours.w,
+      "STATUS",
+      { ...ours.conf, cniVersion: "1.1.0" },
+      { env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined } },
+    );
     expect(st.code, st.stdout).toBe(0);
     await ipamAdd(ours, "gc-live");
     await ipamAdd(ours, "gc-gone");
@@ -314,4 +373,3 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`, `${ours.w.network}/gc-live@eth0.json`]);
   });
 });
-

@@ -2,7 +2,8 @@
 // our result in the old format (version on each IP) must satisfy ptp.
 import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker } from "./harness";
+import { ciliumNode } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);

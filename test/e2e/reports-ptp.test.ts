@@ -11,8 +11,9 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { ciliumNode } from "../helpers/node";
 import { type RunResult, collect } from "../helpers/plugin";
-import { World, announceSkip, ciliumNode, e2eBlocker, uniq } from "./harness";
+import { World, announceSkip, e2eBlocker, uniq } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);
@@ -87,7 +88,10 @@ suite("protocol F1: a repeated ADD through ptp", () => {
     expect.soft(second.json?.code, second.stdout).toBe(100);
 
     // Teardown as the runtime does it: both DELs succeed and free everything.
-    for (const [id, ns] of [["p2", b], ["p1", a]] as const) {
+    for (const [id, ns] of [
+      ["p2", b],
+      ["p1", a],
+    ] as const) {
       const d = await ptp(w, h, "DEL", id, ns, conf);
       expect(d.code, d.stdout + d.stderr).toBe(0);
     }

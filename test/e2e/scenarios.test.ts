@@ -3,7 +3,8 @@
 import { existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Pod, World, addr, announceSkip, ciliumNode, e2eBlocker } from "./harness";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { type Pod, World, addr, announceSkip, e2eBlocker } from "./harness";
 
 const blocker = e2eBlocker();
 if (blocker) announceSkip(blocker);
@@ -19,7 +20,7 @@ function hasEth0(p: Pod): boolean {
 suite("host-scope cluster (v1 Node with an IPv6 /64)", () => {
   it("pods get addresses from spec.podCIDRs and reach each other over both families", async () => {
     w = new World();
-    w.writeNode({ apiVersion: "v1", kind: "Node", metadata: { name: "worker" }, spec: { podCIDR: "10.244.2.0/24", podCIDRs: ["10.244.2.0/24", "fd00:10:244:2::/64"] } });
+    w.writeNode(v1Node({ podCIDR: "10.244.2.0/24", podCIDRs: ["10.244.2.0/24", "fd00:10:244:2::/64"] }));
     const conf = w.bridgeConf();
     const a = w.newPod("a");
     const b = w.newPod("b");

@@ -2,8 +2,11 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FIXTURES, Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, attachmentsDir, call, ciliumNode, delOk, rangeOf, replaceNode, snapshot, statusJson, v1Node } from "../helpers/exe";
+import { FIXTURES, type RunResult, Sandbox, run } from "../helpers/plugin";
+import { expectCniError } from "../helpers/protocol";
+import { addErr, addOk, addrs, attachmentsDir, call, delOk, rangeOf, replaceNode, statusJson } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -159,7 +162,7 @@ describe("addresses never handed out", () => {
     expect(await fill()).toEqual(["10.0.5.2", "10.0.5.6"]);
   });
 
-  it("hands out the first address when \"gateway\": false, and returns no gateway", async () => {
+  it('hands out the first address when "gateway": false, and returns no gateway', async () => {
     sandbox();
     sb.writeNode(ciliumNode(["10.0.5.0/29"], { router: ["10.0.5.3"], health: { ipv4: "10.0.5.4" }, ingress: { ipv4: "10.0.5.5" } }));
     const first = await addOk(sb, "g0", { ipam: { gateway: false } });
@@ -186,7 +189,10 @@ describe("addresses never handed out", () => {
   it("skips the cilium-host and health IPs named by v1 Node annotations", async () => {
     sandbox();
     sb.writeNode(
-      v1Node({ podCIDRs: ["10.244.9.0/29"] }, { "io.cilium.network.ipv4-cilium-host": "10.244.9.2", "io.cilium.network.ipv4-health-ip": "10.244.9.5" }),
+      v1Node(
+        { podCIDRs: ["10.244.9.0/29"] },
+        { "io.cilium.network.ipv4-cilium-host": "10.244.9.2", "io.cilium.network.ipv4-health-ip": "10.244.9.5" },
+      ),
     );
     expect(await fill()).toEqual(["10.244.9.3", "10.244.9.4", "10.244.9.6"]);
   });
@@ -231,11 +237,27 @@ describe("requested addresses", () => {
   });
 
   const cases: [string, string, string][] = [
-    ["outside every podCIDR", "10.9.9.9", "requested address 10.9.9.9 is not available: it is outside every podCIDR of the node (10.0.2.0/24, fd00::200/120)"],
+    [
+      "outside every podCIDR",
+      "10.9.9.9",
+      "requested address 10.9.9.9 is not available: it is outside every podCIDR of the node (10.0.2.0/24, fd00::200/120)",
+    ],
     ["the gateway", "10.0.2.1", "requested address 10.0.2.1 is not available: it is reserved in 10.0.2.0/24 (gateway)"],
-    ["the network address", "10.0.2.0", "requested address 10.0.2.0 is not available: it is the network or broadcast address of 10.0.2.0/24"],
-    ["the broadcast address", "10.0.2.255", "requested address 10.0.2.255 is not available: it is the network or broadcast address of 10.0.2.0/24"],
-    ["the IPv6 subnet-router anycast address", "fd00::200", "requested address fd00::200 is not available: it is the subnet-router anycast address of fd00::200/120"],
+    [
+      "the network address",
+      "10.0.2.0",
+      "requested address 10.0.2.0 is not available: it is the network or broadcast address of 10.0.2.0/24",
+    ],
+    [
+      "the broadcast address",
+      "10.0.2.255",
+      "requested address 10.0.2.255 is not available: it is the network or broadcast address of 10.0.2.0/24",
+    ],
+    [
+      "the IPv6 subnet-router anycast address",
+      "fd00::200",
+      "requested address fd00::200 is not available: it is the subnet-router anycast address of fd00::200/120",
+    ],
     ["the IPv6 gateway", "fd00::201", "requested address fd00::201 is not available: it is reserved in fd00::200/120 (gateway)"],
     ["the router IP", "10.0.2.236", "requested address 10.0.2.236 is not available: it is reserved in 10.0.2.0/24 (router)"],
     ["the health IP", "10.0.2.48", "requested address 10.0.2.48 is not available: it is reserved in 10.0.2.0/24 (health)"],
@@ -266,7 +288,7 @@ describe("requested addresses", () => {
     expect(e.msg).toBe("requested address fd00::202 is not available: it is held by podnet/ctr-x/eth0");
   });
 
-  it("allows requesting the first address when \"gateway\": false", async () => {
+  it('allows requesting the first address when "gateway": false', async () => {
     sandbox("ciliumnode-cluster-pool.json");
     const res = await addOk(sb, "a", { args: "IP=10.0.2.1", ipam: { gateway: false } });
     // gateway: false applies to both families: fd00::201 is a pod address too.
@@ -425,19 +447,52 @@ describe("store files", () => {
     const before = snapshot(sb.dataDir);
     expect(before.size).toBeGreaterThan(3);
 
-    const bad: { name: string; p: () => Promise<{ code: number | null; json: any }> }[] = [
-      { name: "invalid JSON", p: () => run({ command: "ADD", containerID: "x1", stdin: "{not json" }) },
-      { name: "bad requested IP", p: () => call(sb, "ADD", "x2", { args: "IP=banana" }) },
-      { name: "two IPv4 requested", p: () => call(sb, "ADD", "x3", { args: "IP=10.0.2.70,10.0.2.71" }) },
-      { name: "held requested IP", p: () => call(sb, "ADD", "x4", { args: "IP=10.0.2.3" }) },
-      { name: "outside requested IP", p: () => call(sb, "ADD", "x5", { args: "IP=192.168.0.1" }) },
-      { name: "bad ipam key", p: () => call(sb, "ADD", "x6", { ipam: { reuseCooldown: "soon" } }) },
-      { name: "unknown CHECK", p: () => run({ command: "CHECK", containerID: "x7", stdin: { ...sb.conf(), prevResult: { cniVersion: "1.1.0", ips: [] } } }) },
+    const bad: { name: string; p: () => Promise<RunResult>; code: number; msg: string }[] = [
+      {
+        name: "invalid JSON",
+        p: () => run({ command: "ADD", containerID: "x1", stdin: "{not json" }),
+        code: 6,
+        msg: "network config on stdin is not valid JSON",
+      },
+      {
+        name: "bad requested IP",
+        p: () => call(sb, "ADD", "x2", { args: "IP=banana" }),
+        code: 7,
+        msg: 'requested address "banana" (CNI_ARGS IP=) is not an IP address',
+      },
+      {
+        name: "two IPv4 requested",
+        p: () => call(sb, "ADD", "x3", { args: "IP=10.0.2.70,10.0.2.71" }),
+        code: 7,
+        msg: "more than one IPv4 address requested (10.0.2.70, 10.0.2.71)",
+      },
+      {
+        name: "held requested IP",
+        p: () => call(sb, "ADD", "x4", { args: "IP=10.0.2.3" }),
+        code: 101,
+        msg: "requested address 10.0.2.3 is not available: it is held by podnet/b/eth0",
+      },
+      {
+        name: "outside requested IP",
+        p: () => call(sb, "ADD", "x5", { args: "IP=192.168.0.1" }),
+        code: 101,
+        msg: "requested address 192.168.0.1 is not available: it is outside every podCIDR of the node",
+      },
+      {
+        name: "bad ipam key",
+        p: () => call(sb, "ADD", "x6", { ipam: { reuseCooldown: "soon" } }),
+        code: 7,
+        msg: "ipam.reuseCooldown must be a number of seconds",
+      },
+      {
+        name: "unknown CHECK",
+        p: () => run({ command: "CHECK", containerID: "x7", stdin: { ...sb.conf(), prevResult: { cniVersion: "1.1.0", ips: [] } } }),
+        code: 104,
+        msg: "podcidr-ipam holds no address for podnet/x7/eth0",
+      },
     ];
     for (const b of bad) {
-      const r = await b.p();
-      expect(r.code, b.name).not.toBe(0);
-      expect(r.json?.code, b.name).toBeGreaterThan(0);
+      expectCniError(await b.p(), b.code, b.msg);
       expect(snapshot(sb.dataDir), b.name).toEqual(before);
     }
   });

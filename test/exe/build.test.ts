@@ -43,6 +43,7 @@ describe.runIf(isScript)("the bundled executable", () => {
   });
 
   it("holds only ASCII, so the source Node reads back is the one the cache was made for", () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the class is all of ASCII, control characters included
     expect(text.search(/[^\x00-\x7f]/)).toBe(-1);
   });
 
@@ -50,12 +51,22 @@ describe.runIf(isScript)("the bundled executable", () => {
   function addDel(cmd: string, args: string[]): string[] {
     const sb = new Sandbox("ciliumnode-cluster-pool.json");
     try {
-      const env = { PATH: process.env.PATH, CNI_CONTAINERID: "c1", CNI_NETNS: "/var/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
+      const env = {
+        PATH: process.env.PATH,
+        CNI_CONTAINERID: "c1",
+        CNI_NETNS: "/var/run/netns/x",
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/opt/cni/bin",
+      };
       const conf = JSON.stringify(sb.conf("1.0.0"));
       const add = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD" }, input: conf, encoding: "utf8" });
       expect(add.status, add.stdout + add.stderr).toBe(0);
       // The same container in a new netns (a restart) gets the same addresses back: the store was read and written.
-      const again = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "ADD", CNI_NETNS: "/var/run/netns/y" }, input: conf, encoding: "utf8" });
+      const again = spawnSync(cmd, args, {
+        env: { ...env, CNI_COMMAND: "ADD", CNI_NETNS: "/var/run/netns/y" },
+        input: conf,
+        encoding: "utf8",
+      });
       expect(again.stdout).toBe(add.stdout);
       const del = spawnSync(cmd, args, { env: { ...env, CNI_COMMAND: "DEL" }, input: conf, encoding: "utf8" });
       expect(del.status, del.stdout + del.stderr).toBe(0);
@@ -68,13 +79,16 @@ describe.runIf(isScript)("the bundled executable", () => {
   it("still allocates correctly when V8 refuses the cache (a Node started with other flags)", () => {
     // --no-opt changes V8's flag hash: under it, V8 refuses the cache...
     const sb = new Sandbox();
-    let probe;
+    let probe: { stdout: string; stderr: string } | undefined;
     try {
       writeFileSync(join(sb.dir, "source.js"), literal("source"));
       writeFileSync(join(sb.dir, "cache.bin"), Buffer.from(literal("cache"), "base64"));
-      const js = 'const fs = require("node:fs"); const { Script } = require("node:vm"); const [src, cache] = process.argv.slice(1);' +
+      const js =
+        'const fs = require("node:fs"); const { Script } = require("node:vm"); const [src, cache] = process.argv.slice(1);' +
         "process.stdout.write(String(new Script(fs.readFileSync(src, 'utf8'), { cachedData: fs.readFileSync(cache) }).cachedDataRejected));";
-      probe = spawnSync(process.execPath, ["--no-opt", "-e", js, join(sb.dir, "source.js"), join(sb.dir, "cache.bin")], { encoding: "utf8" });
+      probe = spawnSync(process.execPath, ["--no-opt", "-e", js, join(sb.dir, "source.js"), join(sb.dir, "cache.bin")], {
+        encoding: "utf8",
+      });
       // (the same probe without the flag: accepted, so it is the flag that makes the difference)
       const plain = spawnSync(process.execPath, ["-e", js, join(sb.dir, "source.js"), join(sb.dir, "cache.bin")], { encoding: "utf8" });
       expect(plain.stdout, plain.stderr).toBe("false");

@@ -3,7 +3,9 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, cli, run } from "../helpers/plugin";
-import { addOk, addrs, attachmentsDir, ciliumNode, delOk, rangeOf, snapshot, statusArgs, statusJson } from "../helpers/exe";
+import { addOk, addrs, attachmentsDir, delOk, rangeOf, statusArgs, statusJson } from "../helpers/exe";
+import { ciliumNode } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 function sandbox(fixture?: string): Sandbox {
@@ -17,11 +19,21 @@ function check(containerID: string, prevResult: unknown, o: { version?: string; 
 }
 
 function gc(extra: Record<string, unknown>, version = "1.1.0") {
-  return run({ command: "GC", containerID: "", ifname: "", env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined }, stdin: { ...sb.conf(version), ...extra } });
+  return run({
+    command: "GC",
+    containerID: "",
+    ifname: "",
+    env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined },
+    stdin: { ...sb.conf(version), ...extra },
+  });
 }
 
 function status(version = "1.1.0") {
-  return run({ command: "STATUS", env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined }, stdin: sb.conf(version) });
+  return run({
+    command: "STATUS",
+    env: { CNI_CONTAINERID: undefined, CNI_IFNAME: undefined, CNI_NETNS: undefined },
+    stdin: sb.conf(version),
+  });
 }
 
 function attachmentFiles(): string[] {
@@ -102,7 +114,11 @@ describe("CHECK", () => {
   it("fails with 104 for a 0.4.0 prevResult naming another address", async () => {
     sandbox("ciliumnode-cluster-pool.json");
     await addOk(sb, "a", { version: "0.4.0" });
-    const r = await check("a", { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.2.7/24", gateway: "10.0.2.1" }], dns: {} }, { version: "0.4.0" });
+    const r = await check(
+      "a",
+      { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.2.7/24", gateway: "10.0.2.1" }], dns: {} },
+      { version: "0.4.0" },
+    );
     expect(r.json?.code).toBe(104);
   });
 
@@ -189,7 +205,11 @@ describe("GC", () => {
     expect(attachmentFiles()).toEqual([]);
     expect(readdirSync(attachmentsDir(sb, "othernet"))).toEqual(["o@eth0.json"]);
     const st = await statusJson(sb);
-    expect(rangeOf(st, "10.0.2.0/24").addresses.filter((a: any) => a.owner).map((a: any) => [a.ip, a.owner.network])).toEqual([[addrs(other)[0], "othernet"]]);
+    expect(
+      rangeOf(st, "10.0.2.0/24")
+        .addresses.filter((a: any) => a.owner)
+        .map((a: any) => [a.ip, a.owner.network]),
+    ).toEqual([[addrs(other)[0], "othernet"]]);
   });
 
   it("releases what it can past a damaged record of its network, then reports the damage (103)", async () => {

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, readlinkSy
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { prng } from "../helpers/prng";
+import { ciliumNode } from "../helpers/node";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { killInstant, measureCall, median } from "../helpers/timing";
 
@@ -12,7 +13,7 @@ let sb: Sandbox;
 beforeEach(() => {
   sb = new Sandbox();
   // A /24 and an IPv6 /120: 253 and 254 pod addresses.
-  sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n1" }, spec: { ipam: { podCIDRs: ["10.9.0.0/24", "fd00:9::/120"] } } });
+  sb.writeNode(ciliumNode(["10.9.0.0/24", "fd00:9::/120"]));
 });
 afterEach(() => sb.cleanup());
 

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
 import { SUPPORTED, expectCniError, expectJsonSuccess } from "../helpers/protocol";
-import { addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
+import { addOk, addrs, replaceNode } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 
 let sb: Sandbox;
 beforeEach(() => {
@@ -28,7 +30,11 @@ describe("CNI 1.1.0 route fields (ipam.routes)", () => {
     { name: "an mtu given as text", route: { mtu: "1400" }, fragment: 'ipam.routes[0].mtu must be a non-negative integer, got "1400"' },
     { name: "a negative table", route: { table: -1 }, fragment: "ipam.routes[0].table must be a non-negative integer, got -1" },
     { name: "a fractional advmss", route: { advmss: 1.5 }, fragment: "ipam.routes[0].advmss must be a non-negative integer, got 1.5" },
-    { name: "a priority given as text", route: { priority: "10" }, fragment: 'ipam.routes[0].priority must be a non-negative integer, got "10"' },
+    {
+      name: "a priority given as text",
+      route: { priority: "10" },
+      fragment: 'ipam.routes[0].priority must be a non-negative integer, got "10"',
+    },
     { name: "a scope by name", route: { scope: "link" }, fragment: 'ipam.routes[0].scope must be an integer from 0 to 255, got "link"' },
     { name: "a scope over 255", route: { scope: 256 }, fragment: "ipam.routes[0].scope must be an integer from 0 to 255, got 256" },
   ])("ADD refuses $name with 7 and allocates nothing", async ({ route, fragment }) => {
@@ -48,10 +54,26 @@ describe("CNI 1.1.0 route fields (ipam.routes)", () => {
 describe("node file: router, health and ingress addresses that do not parse", () => {
   const CIDRS = ["10.0.2.0/24", "fd00::200/120"];
   it.each([
-    { name: "a router IP with a trailing space", node: ciliumNode(CIDRS, { router: ["10.0.2.2 "] }), fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address' },
-    { name: "a router IP with a leading zero", node: ciliumNode(CIDRS, { router: ["010.0.2.3"] }), fragment: 'spec.addresses[1].ip "010.0.2.3" is not an IP address' },
-    { name: "an IPv6 address in spec.health.ipv4", node: ciliumNode(CIDRS, { health: { ipv4: "fd00::202" } }), fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address' },
-    { name: "an IPv4 address in spec.ingress.ipv6", node: ciliumNode(CIDRS, { ingress: { ipv6: "10.0.2.2" } }), fragment: 'spec.ingress.ipv6 "10.0.2.2" is not an IPv6 address' },
+    {
+      name: "a router IP with a trailing space",
+      node: ciliumNode(CIDRS, { router: ["10.0.2.2 "] }),
+      fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address',
+    },
+    {
+      name: "a router IP with a leading zero",
+      node: ciliumNode(CIDRS, { router: ["010.0.2.3"] }),
+      fragment: 'spec.addresses[1].ip "010.0.2.3" is not an IP address',
+    },
+    {
+      name: "an IPv6 address in spec.health.ipv4",
+      node: ciliumNode(CIDRS, { health: { ipv4: "fd00::202" } }),
+      fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address',
+    },
+    {
+      name: "an IPv4 address in spec.ingress.ipv6",
+      node: ciliumNode(CIDRS, { ingress: { ipv6: "10.0.2.2" } }),
+      fragment: 'spec.ingress.ipv6 "10.0.2.2" is not an IPv6 address',
+    },
     {
       name: "a v1 Node cilium-host annotation with a trailing space",
       node: v1Node({ podCIDRs: CIDRS }, { "io.cilium.network.ipv4-cilium-host": "10.0.2.2 " }),
@@ -84,25 +106,63 @@ describe("node file: router, health and ingress addresses that do not parse", ()
 
 describe("requested addresses and CNI_ARGS", () => {
   it.each([
-    { name: "IP= with an IPv4 prefix over 32", args: "IP=10.0.2.61/33", top: {}, fragment: 'requested address "10.0.2.61/33" (CNI_ARGS IP=) has prefix /33' },
-    { name: "IP= with a prefix written with a leading zero", args: "IP=10.0.2.61/024", top: {}, fragment: 'requested address "10.0.2.61/024" (CNI_ARGS IP=) has prefix /024' },
+    {
+      name: "IP= with an IPv4 prefix over 32",
+      args: "IP=10.0.2.61/33",
+      top: {},
+      fragment: 'requested address "10.0.2.61/33" (CNI_ARGS IP=) has prefix /33',
+    },
+    {
+      name: "IP= with a prefix written with a leading zero",
+      args: "IP=10.0.2.61/024",
+      top: {},
+      fragment: 'requested address "10.0.2.61/024" (CNI_ARGS IP=) has prefix /024',
+    },
     { name: "IP= with a prefix that is not a number", args: "IP=10.0.2.61/x", top: {}, fragment: "has prefix /x" },
-    { name: "runtimeConfig.ips with an IPv6 prefix over 128", args: "", top: { runtimeConfig: { ips: ["fd00::261/129"] } }, fragment: 'requested address "fd00::261/129" (runtimeConfig.ips[0]) has prefix /129' },
-    { name: "args.cni.ips with an IPv4 prefix over 32", args: "", top: { args: { cni: { ips: ["10.0.2.61/33"] } } }, fragment: 'requested address "10.0.2.61/33" (args.cni.ips[0]) has prefix /33' },
-    { name: "two different IPv4 addresses from two sources", args: "IP=10.0.2.70", top: { args: { cni: { ips: ["10.0.2.71"] } } }, fragment: "more than one IPv4 address requested (10.0.2.70, 10.0.2.71)" },
+    {
+      name: "runtimeConfig.ips with an IPv6 prefix over 128",
+      args: "",
+      top: { runtimeConfig: { ips: ["fd00::261/129"] } },
+      fragment: 'requested address "fd00::261/129" (runtimeConfig.ips[0]) has prefix /129',
+    },
+    {
+      name: "args.cni.ips with an IPv4 prefix over 32",
+      args: "",
+      top: { args: { cni: { ips: ["10.0.2.61/33"] } } },
+      fragment: 'requested address "10.0.2.61/33" (args.cni.ips[0]) has prefix /33',
+    },
+    {
+      name: "two different IPv4 addresses from two sources",
+      args: "IP=10.0.2.70",
+      top: { args: { cni: { ips: ["10.0.2.71"] } } },
+      fragment: "more than one IPv4 address requested (10.0.2.70, 10.0.2.71)",
+    },
   ])("ADD refuses $name with 7 and allocates nothing", async ({ args, top, fragment }) => {
     const before = await seeded();
-    const r = await run({ command: "ADD", containerID: "a", args: `IgnoreUnknown=1;K8S_POD_NAME=web-0${args ? `;${args}` : ""}`, stdin: sb.conf("1.1.0", {}, top) });
+    const r = await run({
+      command: "ADD",
+      containerID: "a",
+      args: `IgnoreUnknown=1;K8S_POD_NAME=web-0${args ? `;${args}` : ""}`,
+      stdin: sb.conf("1.1.0", {}, top),
+    });
     expectCniError(r, 7, fragment);
     expect(snapshot(sb.dataDir)).toEqual(before);
   });
 
-  it.each(["ip=10.0.2.89", "IP =10.0.2.89", " Ip=10.0.2.89"])("ADD refuses the mistyped key in CNI_ARGS %j with 4 and allocates nothing", async (pair) => {
-    const before = await seeded();
-    const r = await run({ command: "ADD", containerID: "a", args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;${pair}`, stdin: sb.conf() });
-    expectCniError(r, 4, `CNI_ARGS key ${JSON.stringify(pair.split("=")[0])}`, "write IP=");
-    expect(snapshot(sb.dataDir)).toEqual(before);
-  });
+  it.each(["ip=10.0.2.89", "IP =10.0.2.89", " Ip=10.0.2.89"])(
+    "ADD refuses the mistyped key in CNI_ARGS %j with 4 and allocates nothing",
+    async (pair) => {
+      const before = await seeded();
+      const r = await run({
+        command: "ADD",
+        containerID: "a",
+        args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;${pair}`,
+        stdin: sb.conf(),
+      });
+      expectCniError(r, 4, `CNI_ARGS key ${JSON.stringify(pair.split("=")[0])}`, "write IP=");
+      expect(snapshot(sb.dataDir)).toEqual(before);
+    },
+  );
 
   it("DEL ignores a mistyped key (only ADD reads requested addresses)", async () => {
     await addOk(sb, "a");
@@ -129,7 +189,11 @@ describe("node file being written (waitForPodCIDRs)", () => {
     const before = await seeded();
     writeFileSync(sb.nodeFile, "");
     const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf() });
-    const e = expectCniError(r, 11, `node file ${sb.nodeFile} is empty: the sync job may be writing it in place; write a temp file and mv it`);
+    const e = expectCniError(
+      r,
+      11,
+      `node file ${sb.nodeFile} is empty: the sync job may be writing it in place; write a temp file and mv it`,
+    );
     expect(e.details).toContain(`mv ${sb.nodeFile}.tmp ${sb.nodeFile}`);
     expect(snapshot(sb.dataDir)).toEqual(before);
   });
@@ -161,7 +225,7 @@ describe("node file being written (waitForPodCIDRs)", () => {
   });
 
   it('a v1 Node with "podCIDRs": null falls back to spec.podCIDR', async () => {
-    replaceNode(sb, { apiVersion: "v1", kind: "Node", metadata: { name: "n" }, spec: { podCIDRs: null, podCIDR: "10.0.3.0/24" } });
+    replaceNode(sb, v1Node({ podCIDRs: null, podCIDR: "10.0.3.0/24" }));
     const res = await addOk(sb, "a");
     expect(res.ips).toEqual([{ address: "10.0.3.2/24", gateway: "10.0.3.1" }]);
   });
@@ -203,7 +267,11 @@ describe("cniVersion corner cases", () => {
   it('ADD with "cniVersion": null answers in 0.1.0, as skel and host-local do', async () => {
     const r = await run({ command: "ADD", containerID: "a", stdin: sb.conf(null as unknown as string) });
     const res = expectJsonSuccess(r);
-    expect(res).toEqual({ cniVersion: "0.1.0", ip4: { ip: "10.0.2.2/24", gateway: "10.0.2.1" }, ip6: { ip: "fd00::202/120", gateway: "fd00::201" } });
+    expect(res).toEqual({
+      cniVersion: "0.1.0",
+      ip4: { ip: "10.0.2.2/24", gateway: "10.0.2.1" },
+      ip6: { ip: "fd00::202/120", gateway: "fd00::201" },
+    });
   });
 
   it.each([

@@ -2,7 +2,9 @@
 import { writeFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
-import { addErr, addOk, addrs, ciliumNode, replaceNode, snapshot, v1Node } from "../helpers/exe";
+import { addErr, addOk, addrs, replaceNode } from "../helpers/exe";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { snapshot } from "../helpers/snapshot";
 import { measureCall } from "../helpers/timing";
 
 let sb: Sandbox;
@@ -24,7 +26,9 @@ async function lateWrite(): Promise<{ atMs: number; wait: number }> {
   const ms = await measureCall(3, async (i) => expect((await addErr(sb, `probe-${i}`)).code).toBe(11));
   const atMs = Math.ceil(3 * ms[ms.length - 1]!);
   const wait = Math.max(3, Math.ceil((4 * atMs + 1000) / 1000));
-  process.stdout.write(`[timing] node file: failing ADDs took ${ms.map((m) => m.toFixed(0)).join("/")} ms; written at ${atMs} ms, waitForPodCIDRs ${wait}\n`);
+  process.stdout.write(
+    `[timing] node file: failing ADDs took ${ms.map((m) => m.toFixed(0)).join("/")} ms; written at ${atMs} ms, waitForPodCIDRs ${wait}\n`,
+  );
   return { atMs, wait };
 }
 
@@ -158,7 +162,7 @@ describe("malformed node files (102)", () => {
 
   it("podCIDRs that is not a list: 102", async () => {
     sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: "10.0.2.0/24" } } });
+    sb.writeNode(ciliumNode("10.0.2.0/24"));
     const e = await addErr(sb, "a");
     expect(e.code).toBe(102);
     expect(e.msg).toContain("spec.ipam.podCIDRs must be a list of CIDR strings");

@@ -3,7 +3,15 @@
 // stdout, an exit status. See /work/shared/reference/cni.md sections 1-5.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Sandbox, run } from "../helpers/plugin";
-import { SUPPORTED, expectCniError, expectJsonSuccess, expectNoTrace, expectSilentSuccess, runDevNull, tmpEntries } from "../helpers/protocol";
+import {
+  SUPPORTED,
+  expectCniError,
+  expectJsonSuccess,
+  expectNoTrace,
+  expectSilentSuccess,
+  runDevNull,
+  tmpEntries,
+} from "../helpers/protocol";
 
 const FIXTURE = "ciliumnode-cluster-pool.json";
 let sb: Sandbox;
@@ -44,7 +52,15 @@ describe("VERSION", () => {
 
   it("answers without container variables (as libcni sets dummies or nothing)", async () => {
     expectVersion(expectJsonSuccess(await run({ command: "VERSION", env: ALL_UNSET, stdin: { cniVersion: "0.4.0" } })));
-    expectVersion(expectJsonSuccess(await run({ command: "VERSION", env: { CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy" }, stdin: { cniVersion: "1.1.0" } })));
+    expectVersion(
+      expectJsonSuccess(
+        await run({
+          command: "VERSION",
+          env: { CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy" },
+          stdin: { cniVersion: "1.1.0" },
+        }),
+      ),
+    );
   });
 
   it("ignores a bad or unsupported stdin", async () => {
@@ -106,12 +122,26 @@ describe("required environment variables", () => {
 
   it("STATUS needs none of them (unset, or empty as libcni passes them)", async () => {
     expectSilentSuccess(await run({ command: "STATUS", env: ALL_UNSET, stdin: sb.conf("1.1.0") }));
-    expectSilentSuccess(await run({ command: "STATUS", env: { CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_PATH: "", CNI_ARGS: "" }, stdin: sb.conf("1.1.0") }));
+    expectSilentSuccess(
+      await run({
+        command: "STATUS",
+        env: { CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_PATH: "", CNI_ARGS: "" },
+        stdin: sb.conf("1.1.0"),
+      }),
+    );
   });
 
   it("GC needs only CNI_PATH; empty container variables are fine", async () => {
-    expectSilentSuccess(await run({ command: "GC", env: { CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_ARGS: "" }, stdin: sb.conf("1.1.0") }));
-    expectSilentSuccess(await run({ command: "GC", env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined }, stdin: sb.conf("1.1.0", {}, { "cni.dev/valid-attachments": [] }) }));
+    expectSilentSuccess(
+      await run({ command: "GC", env: { CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_ARGS: "" }, stdin: sb.conf("1.1.0") }),
+    );
+    expectSilentSuccess(
+      await run({
+        command: "GC",
+        env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined },
+        stdin: sb.conf("1.1.0", {}, { "cni.dev/valid-attachments": [] }),
+      }),
+    );
   });
 });
 
@@ -313,7 +343,11 @@ describe("unknown keys are ignored", () => {
         hairpinMode: false,
         mtu: 1450,
         capabilities: { portMappings: true, bandwidth: true, ips: false },
-        runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }], bandwidth: { ingressRate: 1000 }, somethingNew: "x" },
+        runtimeConfig: {
+          portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }],
+          bandwidth: { ingressRate: 1000 },
+          somethingNew: "x",
+        },
         args: { cni: { labels: [{ key: "app", value: "web" }], unknownThing: 1 }, k8s: { whatever: true } },
         "cni.dev/some-runtime-key": { a: 1 },
         futureTopLevel: [null, {}],
@@ -342,7 +376,11 @@ describe("unknown keys are ignored", () => {
   });
 
   it("OpenTelemetry and CNI_NETNS_OVERRIDE variables are ignored", async () => {
-    const r = await run({ command: "ADD", env: { TRACEPARENT: "00-abc-def-01", TRACESTATE: "x=y", BAGGAGE: "k=v", CNI_NETNS_OVERRIDE: "1" }, stdin: sb.conf() });
+    const r = await run({
+      command: "ADD",
+      env: { TRACEPARENT: "00-abc-def-01", TRACESTATE: "x=y", BAGGAGE: "k=v", CNI_NETNS_OVERRIDE: "1" },
+      stdin: sb.conf(),
+    });
     expect(expectJsonSuccess(r).ips[0].address).toBe("10.0.2.2/24");
   });
 });

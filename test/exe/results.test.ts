@@ -15,7 +15,12 @@ beforeEach(() => {
 afterEach(() => sb.cleanup());
 
 const ROUTES = [{ dst: "0.0.0.0/0" }, { dst: "::/0" }];
-const DNS = { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["default.svc.cluster.local", "svc.cluster.local"], options: ["ndots:5"] };
+const DNS = {
+  nameservers: ["10.96.0.10"],
+  domain: "cluster.local",
+  search: ["default.svc.cluster.local", "svc.cluster.local"],
+  options: ["ndots:5"],
+};
 
 const is1x = (v: string): boolean => v.startsWith("1.");
 const is03 = (v: string): boolean => ["0.3.0", "0.3.1", "0.4.0"].includes(v);
@@ -134,7 +139,11 @@ describe("routes", () => {
         if (is1x(v)) {
           expect(obj).toEqual({ cniVersion: v, ips: [{ address: "10.0.3.2/24", gateway: "10.0.3.1" }], routes: [{ dst: "0.0.0.0/0" }] });
         } else if (is03(v)) {
-          expect(obj).toEqual({ cniVersion: v, ips: [{ version: "4", address: "10.0.3.2/24", gateway: "10.0.3.1" }], routes: [{ dst: "0.0.0.0/0" }] });
+          expect(obj).toEqual({
+            cniVersion: v,
+            ips: [{ version: "4", address: "10.0.3.2/24", gateway: "10.0.3.1" }],
+            routes: [{ dst: "0.0.0.0/0" }],
+          });
         } else {
           expect(obj).toEqual({ cniVersion: v, ip4: { ip: "10.0.3.2/24", gateway: "10.0.3.1", routes: [{ dst: "0.0.0.0/0" }] } });
         }
@@ -170,7 +179,13 @@ describe('"gateway": false', () => {
       if (is1x(v)) {
         expect(obj).toEqual({ cniVersion: v, ips: [{ address: "10.0.2.1/24" }, { address: "fd00::201/120" }] });
       } else if (is03(v)) {
-        expect(obj).toEqual({ cniVersion: v, ips: [{ version: "4", address: "10.0.2.1/24" }, { version: "6", address: "fd00::201/120" }] });
+        expect(obj).toEqual({
+          cniVersion: v,
+          ips: [
+            { version: "4", address: "10.0.2.1/24" },
+            { version: "6", address: "fd00::201/120" },
+          ],
+        });
       } else {
         expect(obj).toEqual({ cniVersion: v, ip4: { ip: "10.0.2.1/24" }, ip6: { ip: "fd00::201/120" } });
       }

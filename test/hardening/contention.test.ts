@@ -1,6 +1,7 @@
 // Guarantee 1 under contention: 200 ADDs from 16 concurrent workers on one
 // network, then DEL of all. Reports the wall time and the longest lock wait.
 import { afterEach, describe, expect, it } from "vitest";
+import { ciliumNode } from "../helpers/node";
 import { Sandbox, run } from "../helpers/plugin";
 import { duplicates, loadStore, unowned } from "./invariants";
 import { record, size } from "./report";
@@ -29,7 +30,7 @@ function lockWait(stderr: string): number {
 describe("contention", () => {
   it("200 ADDs from 16 workers get distinct addresses; DEL of all leaves the store empty", async () => {
     sb = new Sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.20.0.0/23", "fd00:20::/119"] } } });
+    sb.writeNode(ciliumNode(["10.20.0.0/23", "fd00:20::/119"]));
     const total = size(200, 400);
     const ids = Array.from({ length: total }, (_, i) => `c-${i}`);
     const addrs = new Map<string, string[]>();
@@ -38,7 +39,10 @@ describe("contention", () => {
     await workers(16, ids, async (id) => {
       const r = await run({ command: "ADD", containerID: id, stdin: sb.conf() });
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      addrs.set(id, r.json.ips.map((i: any) => i.address));
+      addrs.set(
+        id,
+        r.json.ips.map((i: any) => i.address),
+      );
       maxWait = Math.max(maxWait, lockWait(r.stderr));
     });
     const addMs = Date.now() - t0;

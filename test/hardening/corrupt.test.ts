@@ -5,7 +5,8 @@
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { ciliumNode } from "../helpers/node";
+import { prng } from "../helpers/prng";
 import { Sandbox, cli, run } from "../helpers/plugin";
 import { duplicates, loadStore, recordsByContainer } from "./invariants";
 import { record } from "./report";
@@ -33,66 +34,78 @@ const MUTATIONS: Record<string, (b: Buffer) => Buffer> = {
 
 beforeAll(async () => {
   base = new Sandbox();
-  base.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.50.0.0/24", "fd00:50::/120"] } } });
+  base.writeNode(ciliumNode(["10.50.0.0/24", "fd00:50::/120"]));
   for (const id of PODS) expect((await run({ command: "ADD", containerID: id, stdin: base.conf() })).code).toBe(0);
 });
 afterAll(() => {
   base?.cleanup();
-  record("corrupted store: refuse, then repair", "1. no address held twice", { cases, "calls refused with 103": refused, "stores repaired": repaired, duplicates: 0, "files reset": 0 });
+  record("corrupted store: refuse, then repair", "1. no address held twice", {
+    cases,
+    "calls refused with 103": refused,
+    "stores repaired": repaired,
+    duplicates: 0,
+    "files reset": 0,
+  });
 });
 
 const TARGETS = ["range-10.50.0.0_24.json", "range-fd00-50--_120.json", "attachments/podnet/p2@eth0.json", "journal-1-dead.json"];
 
 describe.each(TARGETS)("damaged %s", (target) => {
-  it.each(Object.keys(MUTATIONS))("%s: refused with 103 and a repair hint, left as it is, and repaired without a duplicate", async (mutation) => {
-    cases++;
-    const sb = new Sandbox();
-    try {
-      // A copy of the world, but for the claims beside the node file: those name the original store,
-      // which still holds the same addresses, so the copy would rightly be refused as a second store.
-      cpSync(base.dir, sb.dir, { recursive: true, filter: (src) => !src.endsWith(".claims") });
-      const net = join(sb.dataDir, "_store");
-      const file = join(net, target);
-      const original = target.startsWith("journal-") ? readFileSync(join(net, "range-10.50.0.0_24.json")) : readFileSync(file);
-      const damaged = MUTATIONS[mutation]!(original);
-      writeFileSync(file, damaged);
+  it.each(Object.keys(MUTATIONS))(
+    "%s: refused with 103 and a repair hint, left as it is, and repaired without a duplicate",
+    async (mutation) => {
+      cases++;
+      const sb = new Sandbox();
+      try {
+        // A copy of the world, but for the claims beside the node file: those name the original store,
+        // which still holds the same addresses, so the copy would rightly be refused as a second store.
+        cpSync(base.dir, sb.dir, { recursive: true, filter: (src) => !src.endsWith(".claims") });
+        const net = join(sb.dataDir, "_store");
+        const file = join(net, target);
+        const original = target.startsWith("journal-") ? readFileSync(join(net, "range-10.50.0.0_24.json")) : readFileSync(file);
+        const damaged = MUTATIONS[mutation]!(original);
+        writeFileSync(file, damaged);
 
-      // A call that reads the damaged file refuses it. (An ADD for another pod does not read p2's record.)
-      const who = target.startsWith("attachments/") ? { command: "DEL", containerID: "p2" } : { command: "ADD", containerID: "newcomer" };
-      const r = await run({ ...who, stdin: sb.conf() });
-      expect(r.code).not.toBe(0);
-      expect(r.json.code, r.stdout).toBe(103);
-      expect(r.json.msg).toContain(file);
-      expect(r.json.details).toContain("podcidr-ipam repair");
-      expect(readFileSync(file).equals(damaged)).toBe(true);
-      refused++;
+        // A call that reads the damaged file refuses it. (An ADD for another pod does not read p2's record.)
+        const who = target.startsWith("attachments/") ? { command: "DEL", containerID: "p2" } : { command: "ADD", containerID: "newcomer" };
+        const r = await run({ ...who, stdin: sb.conf() });
+        expect(r.code).not.toBe(0);
+        expect(r.json.code, r.stdout).toBe(103);
+        expect(r.json.msg).toContain(file);
+        expect(r.json.details).toContain("podcidr-ipam repair");
+        expect(readFileSync(file).equals(damaged)).toBe(true);
+        refused++;
 
-      const rep = await cli(["repair", "--json", "--data-dir", sb.dataDir, "--network", "podnet"]);
-      expect(rep.code, rep.stderr).toBe(0);
-      expect(rep.json.quarantined.map((q: any) => q.file)).toEqual([file]);
-      expect(existsSync(join(net, "quarantine"))).toBe(true);
-      repaired++;
+        const rep = await cli(["repair", "--json", "--data-dir", sb.dataDir, "--network", "podnet"]);
+        expect(rep.code, rep.stderr).toBe(0);
+        expect(rep.json.quarantined.map((q: any) => q.file)).toEqual([file]);
+        expect(existsSync(join(net, "quarantine"))).toBe(true);
+        repaired++;
 
-      const v = await loadStore(sb);
-      expect(duplicates(v)).toEqual([]);
-      const held = recordsByContainer(v);
-      const survivors = target.startsWith("attachments/") ? PODS.filter((p) => p !== "p2") : PODS;
-      expect([...held.keys()].sort()).toEqual(survivors.map((p) => `${p}/eth0`));
-      if (target.startsWith("attachments/")) {
-        // p2's record is lost but its bits were intact: its addresses stay taken, unowned, until an operator frees them.
-        expect(rep.json.lostRecords).toEqual(["podnet/p2/eth0"]);
-        expect(rep.json.ranges.flatMap((x: any) => x.unowned)).toEqual(["10.50.0.4", "fd00:50::4"]);
+        const v = await loadStore(sb);
+        expect(duplicates(v)).toEqual([]);
+        const held = recordsByContainer(v);
+        const survivors = target.startsWith("attachments/") ? PODS.filter((p) => p !== "p2") : PODS;
+        expect([...held.keys()].sort()).toEqual(survivors.map((p) => `${p}/eth0`));
+        if (target.startsWith("attachments/")) {
+          // p2's record is lost but its bits were intact: its addresses stay taken, unowned, until an operator frees them.
+          expect(rep.json.lostRecords).toEqual(["podnet/p2/eth0"]);
+          expect(rep.json.ranges.flatMap((x: any) => x.unowned)).toEqual(["10.50.0.4", "fd00:50::4"]);
+        }
+        // The store works again and the newcomer gets an address nobody holds.
+        const a = await run({ command: "ADD", containerID: "newcomer", stdin: sb.conf() });
+        expect(a.code, a.stdout + a.stderr).toBe(0);
+        const taken = new Set([...(await loadStore(sb)).holders.keys()]);
+        expect(taken.size).toBe(2 * (survivors.length + 1));
+        expect(
+          ["10.50.0.4", "fd00:50::4"].some((ip) => a.json.ips.some((x: any) => x.address.startsWith(`${ip}/`))) &&
+            target.startsWith("attachments/"),
+        ).toBe(false);
+      } finally {
+        sb.cleanup();
       }
-      // The store works again and the newcomer gets an address nobody holds.
-      const a = await run({ command: "ADD", containerID: "newcomer", stdin: sb.conf() });
-      expect(a.code, a.stdout + a.stderr).toBe(0);
-      const taken = new Set([...(await loadStore(sb)).holders.keys()]);
-      expect(taken.size).toBe(2 * (survivors.length + 1));
-      expect(["10.50.0.4", "fd00:50::4"].some((ip) => a.json.ips.some((x: any) => x.address.startsWith(`${ip}/`))) && target.startsWith("attachments/")).toBe(false);
-    } finally {
-      sb.cleanup();
-    }
-  });
+    },
+  );
 });
 
 describe("repair on a healthy store", () => {

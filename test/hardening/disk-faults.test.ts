@@ -8,11 +8,26 @@
 // "The store" here is its logical content: the files plus a pending journal
 // applied over them (what the next call will see after replaying it).
 import { execFileSync, spawnSync } from "node:child_process";
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, statfsSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, type RunResult, cli, run } from "../helpers/plugin";
+import { snapshot } from "../helpers/snapshot";
 import { record, size } from "./report";
 
 const NETWORK = "podnet";
@@ -36,7 +51,9 @@ function mountBlocker(): string | null {
 }
 
 function announceSkip(blocker: string): void {
-  process.stderr.write(`\n!!! podcidr-ipam disk-fault hardening tests SKIPPED: ${blocker}.\n!!! They need root to mount a tmpfs / loop filesystem.\n`);
+  process.stderr.write(
+    `\n!!! podcidr-ipam disk-fault hardening tests SKIPPED: ${blocker}.\n!!! They need root to mount a tmpfs / loop filesystem.\n`,
+  );
   if (process.env.PODCIDR_E2E === "require") throw new Error(`disk-fault tests required (PODCIDR_E2E=require) but cannot run: ${blocker}`);
 }
 
@@ -255,8 +272,11 @@ function problems(view: StoreView): Problems {
   for (const [key, names] of holders) if (names.length > 1) out.duplicates.push(`${key}: ${names.join(", ")}`);
   for (const r of byCidr.values()) {
     if (popcount(r.bits) !== r.allocated) out.badCounts.push(`${r.cidr}: allocated ${r.allocated}, bitmap ${popcount(r.bits)}`);
-    const held = new Set([...view.records.values()].flatMap((rec) => rec.ips.filter((i) => i.cidr === r.cidr).map((i) => offsetOf(r.cidr, i.address))));
-    for (let o = 0; o < r.bits.length * 8; o++) if (r.bits[o >> 3]! & (1 << (o & 7)) && !held.has(o)) out.leaks.push(`${r.cidr} offset ${o}`);
+    const held = new Set(
+      [...view.records.values()].flatMap((rec) => rec.ips.filter((i) => i.cidr === r.cidr).map((i) => offsetOf(r.cidr, i.address))),
+    );
+    for (let o = 0; o < r.bits.length * 8; o++)
+      if (r.bits[o >> 3]! & (1 << (o & 7)) && !held.has(o)) out.leaks.push(`${r.cidr} offset ${o}`);
   }
   return out;
 }
@@ -268,25 +288,18 @@ function expectConsistent(view: StoreView, what: string): void {
 /** Records and bitmaps, for comparing two logical states. */
 function canonical(view: StoreView): string {
   const recs = [...view.records.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, r]) => [n, r.ips]);
-  const ranges = [...view.ranges.values()].sort((a, b) => a.cidr.localeCompare(b.cidr)).map((r) => [r.cidr, r.allocated, r.bits.toString("base64")]);
+  const ranges = [...view.ranges.values()]
+    .sort((a, b) => a.cidr.localeCompare(b.cidr))
+    .map((r) => [r.cidr, r.allocated, r.bits.toString("base64")]);
   return JSON.stringify({ recs, ranges });
 }
 
-/** Bytes of every store file except the lock's own (lock/, lock.owner, lock.reap/). */
-function storeBytes(netDir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string): void => {
-    for (const n of readdirSync(join(netDir, rel))) {
-      const r = rel ? `${rel}/${n}` : n;
-      // The lock's files, the queue and the reserve a DEL may free are not the store's content.
-      if (!rel && (n.startsWith("lock") || n === "queue" || n === "reserve")) continue;
-      const st = statSync(join(netDir, r));
-      if (st.isDirectory()) walk(r);
-      else out[r] = readFileSync(join(netDir, r)).toString("base64");
-    }
-  };
-  if (existsSync(netDir)) walk("");
-  return out;
+/** Every store file and its bytes, except the lock's own files (lock/, lock.owner, lock.reap/), the queue and the reserve a DEL may free: they are not the store's content. */
+function storeBytes(netDir: string): Map<string, string> {
+  return snapshot(netDir, {
+    filesOnly: true,
+    skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve"),
+  });
 }
 
 const recName = (id: string): string => `${id}@eth0.json`;
@@ -339,7 +352,8 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
 
   for (const kind of kinds) {
     it(`${kind}: each ADD/DEL succeeds durably or fails with 105 ENOSPC; the store stays loadable, and nothing leaks once space is back`, async () => {
-      const f = (fsys = new SmallFs(kind));
+      fsys = new SmallFs(kind);
+      const f = fsys;
       const expected = new Set<string>(); // attachments that must be held in the end
       const mustDel = new Set<string>(); // failed ADDs / DELs the runtime will retry as DEL
 
@@ -354,7 +368,12 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         const r = await f.status();
         const ok = (r.code === 0 || r.code === 1) && r.json !== undefined;
         if (!ok) totals.statusUnreadable++;
-        expect.soft(ok, `status --json must load ${what}; exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}, stderr ${r.stderr.trim()}`).toBe(true);
+        expect
+          .soft(
+            ok,
+            `status --json must load ${what}; exit ${r.code}, stdout ${JSON.stringify(r.stdout.slice(0, 200))}, stderr ${r.stderr.trim()}`,
+          )
+          .toBe(true);
         if (r.json) {
           // It shows the store as the next call will see it, or (a journal still pending) as the files are.
           const counts = (v: StoreView): string => JSON.stringify([...v.ranges.values()].map((x) => [x.cidr, x.allocated]).sort());
@@ -402,16 +421,19 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         expect(old || same(recs, newRecs), `after a failed ${command} ${id}: records ${[...recs].join(",")}`).toBe(true);
         if (old) {
           expect(canonical(after), `a failed ${command} that kept the old records must keep the old bitmaps`).toBe(canonical(before));
-          if (!after.journal && !before.journal) expect(storeBytes(f.netDir), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
+          if (!after.journal && !before.journal)
+            expect(storeBytes(f.netDir), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
         } else {
           totals.rolledForward++;
         }
         // "the store was left as it was" must be true when the error says so.
         if (/left as it was|nothing was changed/.test(`${r.json.msg} ${r.json.details}`)) {
-          expect.soft(
-            canonical(after),
-            `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
-          ).toBe(canonical(before));
+          expect
+            .soft(
+              canonical(after),
+              `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
+            )
+            .toBe(canonical(before));
         }
         return false;
       };
@@ -467,7 +489,9 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         expect(view.journal, "journal left after space is back").toBe(false);
         expect(view.tmpFiles, "temp files left behind").toEqual([]);
         expectConsistent(view, `round ${k} after space is back`);
-        expect([...view.records.keys()].sort(), `round ${k}: exactly the attachments the runtime believes exist`).toEqual([...expected].map(recName).sort());
+        expect([...view.records.keys()].sort(), `round ${k}: exactly the attachments the runtime believes exist`).toEqual(
+          [...expected].map(recName).sort(),
+        );
         const st = await f.status();
         expect(st.code, st.stderr).toBe(0);
         expect(st.json.ranges.map((x: any) => x.allocated)).toEqual([expected.size, expected.size]);
@@ -478,7 +502,8 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
 
 suite("read-only store", () => {
   it("ADD and DEL fail with 105 naming EROFS, status still reads the store, and after remount rw nothing changed and everything works", async () => {
-    const f = (fsys = new SmallFs("tmpfs"));
+    fsys = new SmallFs("tmpfs");
+    const f = fsys;
     let calls = 0;
     const go = async (p: Promise<RunResult>): Promise<RunResult> => {
       calls++;
@@ -534,13 +559,20 @@ suite("read-only store", () => {
     const view = readStore(f.netDir, false);
     expectConsistent(view, "after remount rw");
     expect([...view.records.keys()].sort()).toEqual([recName("new"), recName("p1")]);
-    record("read-only store", "1. no address held twice", { calls, erofsFailures: erofs, storeChanged: 0, duplicates: problems(view).duplicates.length, leaks: problems(view).leaks.length });
+    record("read-only store", "1. no address held twice", {
+      calls,
+      erofsFailures: erofs,
+      storeChanged: 0,
+      duplicates: problems(view).duplicates.length,
+      leaks: problems(view).leaks.length,
+    });
   });
 });
 
 suite("a success is durable", () => {
   it("when ADD and DEL answer, the attachment and range files hold the change and no journal remains", async () => {
-    const f = (fsys = new SmallFs("tmpfs"));
+    fsys = new SmallFs("tmpfs");
+    const f = fsys;
     const rangeFiles = ["range-10.0.2.0_24.json", "range-fd00--200_120.json"];
     for (let i = 0; i < 5; i++) {
       const id = `pod${i}`;

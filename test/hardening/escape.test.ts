@@ -4,10 +4,23 @@
 // huge file or a character device. The plugin must never write outside its
 // folder, never follow a link it did not create, and never hang.
 import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { type ExpectStatic, afterAll, afterEach, describe, expect, it } from "vitest";
 import { type RunResult, Sandbox, run } from "../helpers/plugin";
+import { changes, snapshot } from "../helpers/snapshot";
 import { record } from "./report";
 
 const NETWORK = "podnet";
@@ -18,42 +31,13 @@ const CALL_BOUND_MS = 15_000;
 const figures = { cases: 0, calls: 0, outsideWrites: 0, hangs: 0 };
 
 afterAll(() => {
-  record("escape attempts", "5. nobody escapes the data dir", { cases: figures.cases, calls: figures.calls, outsideWrites: figures.outsideWrites, hangs: figures.hangs });
+  record("escape attempts", "5. nobody escapes the data dir", {
+    cases: figures.cases,
+    calls: figures.calls,
+    outsideWrites: figures.outsideWrites,
+    hangs: figures.hangs,
+  });
 });
-
-/**
- * Every entry under dir (not following links): type, mode, inode, size, mtime,
- * and the bytes of files / the target of links. FIFOs and devices are never opened.
- */
-function snap(dir: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (rel: string): void => {
-    if (rel && skip(rel)) return;
-    const abs = rel ? join(dir, rel) : dir;
-    let st;
-    try {
-      st = lstatSync(abs);
-    } catch {
-      return;
-    }
-    const head = `${(st.mode & 0o7777).toString(8)} ino=${st.ino} size=${st.size} mtime=${st.mtimeMs}`;
-    if (st.isDirectory()) {
-      out.set(rel || ".", `dir ${head}`);
-      for (const n of readdirSync(abs).sort()) walk(rel ? join(rel, n) : n);
-    } else if (st.isSymbolicLink()) out.set(rel, `link ${head} -> ${readlinkSync(abs)}`);
-    else if (st.isFile()) out.set(rel, `file ${head} ${readFileSync(abs).toString("base64")}`);
-    else out.set(rel, `other ${head}`);
-  };
-  walk("");
-  return out;
-}
-
-function diff(a: Map<string, string>, b: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(b.has(k) ? `changed ${k}` : `removed ${k}`);
-  for (const k of b.keys()) if (!a.has(k)) out.push(`created ${k}`);
-  return out;
-}
 
 /**
  * A sandbox whose data dir sits two folders deep, beside an `outside` folder
@@ -82,25 +66,38 @@ class World {
     return this.sb.conf("1.1.0", { dataDir: this.dataDir, ...ipam }, top);
   }
 
-  async call(command: string, containerID: string, o: { ifname?: string; top?: Record<string, unknown>; ipam?: Record<string, unknown>; args?: string } = {}): Promise<RunResult> {
+  async call(
+    command: string,
+    containerID: string,
+    o: { ifname?: string; top?: Record<string, unknown>; ipam?: Record<string, unknown>; args?: string } = {},
+  ): Promise<RunResult> {
     figures.calls++;
     const started = Date.now();
-    const r = await run({ command, containerID, ifname: o.ifname ?? "eth0", args: o.args, stdin: this.conf(o.top, o.ipam), killAfterMs: CALL_BOUND_MS });
+    const r = await run({
+      command,
+      containerID,
+      ifname: o.ifname ?? "eth0",
+      args: o.args,
+      stdin: this.conf(o.top, o.ipam),
+      killAfterMs: CALL_BOUND_MS,
+    });
     if (r.signal) figures.hangs++;
     // Soft: report the hang and go on, so the rest of the case still runs.
-    this.expect.soft(r.signal, `${command} ${containerID} hung for ${Date.now() - started} ms and was killed; stderr: ${r.stderr}`).toBeNull();
+    this.expect
+      .soft(r.signal, `${command} ${containerID} hung for ${Date.now() - started} ms and was killed; stderr: ${r.stderr}`)
+      .toBeNull();
     return r;
   }
 
   /** Everything in the sandbox except the store folder. */
   outsideSnap(): Map<string, string> {
     const store = join("d1", "d2", "data");
-    return snap(this.sb.dir, (rel) => rel === store || rel.startsWith(`${store}/`));
+    return snapshot(this.sb.dir, { stat: true, skip: (rel) => rel === store || rel.startsWith(`${store}/`) });
   }
 
   /** The store, without the lock's own files (whose mtimes change on every call). */
   storeSnap(): Map<string, string> {
-    return snap(this.netDir, (rel) => rel.startsWith("lock"));
+    return snapshot(this.netDir, { stat: true, skip: (rel) => rel.startsWith("lock") });
   }
 
   cleanup(): void {
@@ -119,7 +116,7 @@ afterEach(() => {
 });
 
 function expectNoOutsideWrite(w: World, before: Map<string, string>, what: string): void {
-  const d = diff(before, w.outsideSnap());
+  const d = changes(before, w.outsideSnap());
   if (d.length) figures.outsideWrites++;
   w.expect(d, `${what}: something outside the data dir changed`).toEqual([]);
 }
@@ -140,8 +137,41 @@ describe("hostile names", () => {
     const w = world();
     expect((await w.call("ADD", "live")).code).toBe(0);
     const abs = join(w.sb.dir, "abs-target");
-    const badNames = ["..", ".", "../escape", "../../../../escape", "a/../../escape", "a/b", "/", abs, `${abs}/x`, "x".repeat(201), "ネット", "net@x", "net x", "net\n", "-net", ".hidden", "net\\..\\x", "%2e%2e"];
-    const badIfnames = ["..", ".", "/", "../x", "../../../../etc", "a/b", abs, "x".repeat(16), "eth0:1", "eth 0", "eth\t0", "eth\n0", "\u0007"];
+    const badNames = [
+      "..",
+      ".",
+      "../escape",
+      "../../../../escape",
+      "a/../../escape",
+      "a/b",
+      "/",
+      abs,
+      `${abs}/x`,
+      "x".repeat(201),
+      "ネット",
+      "net@x",
+      "net x",
+      "net\n",
+      "-net",
+      ".hidden",
+      "net\\..\\x",
+      "%2e%2e",
+    ];
+    const badIfnames = [
+      "..",
+      ".",
+      "/",
+      "../x",
+      "../../../../etc",
+      "a/b",
+      abs,
+      "x".repeat(16),
+      "eth0:1",
+      "eth 0",
+      "eth\t0",
+      "eth\n0",
+      "\u0007",
+    ];
     const prevResult = { cniVersion: "1.1.0", ips: [{ address: "10.0.2.2/24" }] };
     let n = 0;
     const before = w.outsideSnap();
@@ -167,7 +197,7 @@ describe("hostile names", () => {
       }
     }
     expectNoOutsideWrite(w, before, "hostile names");
-    expect(diff(store, w.storeSnap()), "a refused call changed the store").toEqual([]);
+    expect(changes(store, w.storeSnap()), "a refused call changed the store").toEqual([]);
     expect(existsSync(abs)).toBe(false);
     expect(readdirSync(w.dataDir)).toEqual(["_store"]);
     figures.cases += n;
@@ -203,7 +233,13 @@ describe("hostile names", () => {
     const gc = await run({
       command: "GC",
       path: "/opt/cni/bin",
-      stdin: w.conf({ "cni.dev/valid-attachments": [{ containerID: "live", ifname: "eth0" }, { containerID: "../../x", ifname: "../y" }, { containerID: "/etc", ifname: "passwd" }] }),
+      stdin: w.conf({
+        "cni.dev/valid-attachments": [
+          { containerID: "live", ifname: "eth0" },
+          { containerID: "../../x", ifname: "../y" },
+          { containerID: "/etc", ifname: "passwd" },
+        ],
+      }),
       killAfterMs: CALL_BOUND_MS,
     });
     figures.calls++;
@@ -249,7 +285,18 @@ function seal(o: Record<string, unknown>): string {
  */
 function evilJournal(w: World): string {
   const live = JSON.parse(readFileSync(join(w.attDir, "live@eth0.json"), "utf8"));
-  const evil = seal({ format: "podcidr-ipam/attachment", version: 2, network: NETWORK, containerID: "evil", ifname: "eth0", netns: "/x", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: live.ips });
+  const evil = seal({
+    format: "podcidr-ipam/attachment",
+    version: 2,
+    network: NETWORK,
+    containerID: "evil",
+    ifname: "eth0",
+    netns: "/x",
+    namespace: "",
+    pod: "",
+    createdAt: new Date().toISOString(),
+    ips: live.ips,
+  });
   return seal({ format: "podcidr-ipam/journal", version: 1, writes: [{ file: `attachments/${NETWORK}/evil@eth0.json`, content: evil }] });
 }
 
@@ -417,9 +464,12 @@ async function plantedCase(w: World, c: PlantCase): Promise<void> {
   expectNoOutsideWrite(w, before, `DEL with ${c.name}`);
   // Nothing read through a planted link may come back as state.
   const att = w.attDir;
-  if (existsSync(att) && lstatSync(att).isDirectory()) expect(readdirSync(att), "a record came from a planted journal").not.toContain("evil@eth0.json");
+  if (existsSync(att) && lstatSync(att).isDirectory())
+    expect(readdirSync(att), "a record came from a planted journal").not.toContain("evil@eth0.json");
   expect(existsSync(join(w.outsideDir, "evil@eth0.json"))).toBe(false);
-  process.stdout.write(`[escape] ${c.name}: ADD ${add.code === 0 ? "ok" : `${add.json?.code} ${add.json?.msg}`} | DEL ${del.code === 0 ? "ok" : `${del.json?.code} ${del.json?.msg}`}\n`);
+  process.stdout.write(
+    `[escape] ${c.name}: ADD ${add.code === 0 ? "ok" : `${add.json?.code} ${add.json?.msg}`} | DEL ${del.code === 0 ? "ok" : `${del.json?.code} ${del.json?.msg}`}\n`,
+  );
   figures.cases++;
 }
 
@@ -469,7 +519,7 @@ describe("a node file that is not a regular JSON file", () => {
       const ms = Date.now() - started;
       expectCode(add, [102], `ADD with a node file that is ${c.name}`);
       expect(ms, `ADD with a node file that is ${c.name} took ${ms} ms`).toBeLessThan(5000);
-      expect(diff(store, w.storeSnap()), "the failed ADD changed the store").toEqual([]);
+      expect(changes(store, w.storeSnap()), "the failed ADD changed the store").toEqual([]);
       const del = await w.call("DEL", "live", { ipam: { nodeFile } });
       expect(del.code, `DEL needs no node file: ${del.stdout}`).toBe(0);
       expectNoOutsideWrite(w, before, `node file ${c.name}`);

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { dispatch } from "../../src/cni/dispatch";
 import { handlers } from "../../src/commands/index";
 import { STALE_MS } from "../../src/store/lock";
+import { ciliumNode } from "../helpers/node";
 import { BIN, Sandbox, collect, run } from "../helpers/plugin";
 import { measureCall } from "../helpers/timing";
 import { duplicates, loadStore, recordsByContainer, unowned } from "./invariants";
@@ -66,7 +67,7 @@ function lockHolder(): number | null {
 describe("frozen lock holder", () => {
   it("a GC stopped inside its critical section past the stale threshold does not commit over the ADDs that ran meanwhile", async () => {
     sb = new Sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.40.0.0/20"] } } });
+    sb.writeNode(ciliumNode(["10.40.0.0/20"]));
     const seeded = size(1200, 3000);
     await seed(seeded);
 
@@ -75,7 +76,9 @@ describe("frozen lock holder", () => {
     const ids = ["new-a", "new-b", "new-c"];
     const gcCall = (keep: string[]): ChildProcess => {
       const child = spawn(BIN, [], { env: { PATH: process.env.PATH, CNI_COMMAND: "GC", CNI_PATH: "/x" }, stdio: ["pipe", "pipe", "pipe"] });
-      child.stdin!.end(JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": keep.map((containerID) => ({ containerID, ifname: "eth0" })) }));
+      child.stdin!.end(
+        JSON.stringify({ ...sb.conf(), "cni.dev/valid-attachments": keep.map((containerID) => ({ containerID, ifname: "eth0" })) }),
+      );
       return child;
     };
     expect(readBytes(process.pid), "this test watches a call's reads in /proc/<pid>/io").not.toBeNull();
@@ -111,13 +114,19 @@ describe("frozen lock holder", () => {
           gc.kill("SIGSTOP");
           readAtStop = (readBytes(gc.pid!) ?? 0) - atLock;
           // Still the holder, and not yet committing (no journal, no temp file of one).
-          stopped = lockHolder() === gc.pid && !readdirSync(join(sb.dataDir, "_store")).some((n) => n.startsWith("journal-") || n.startsWith(".tmp-"));
+          stopped =
+            lockHolder() === gc.pid &&
+            !readdirSync(join(sb.dataDir, "_store")).some((n) => n.startsWith("journal-") || n.startsWith(".tmp-"));
           break;
         }
       }
       await new Promise((r) => setImmediate(r));
     }
-    const sorted = (xs: number[]): string => [...xs].sort((a, b) => a - b).map((x) => x.toFixed(0)).join("/");
+    const sorted = (xs: number[]): string =>
+      [...xs]
+        .sort((a, b) => a - b)
+        .map((x) => x.toFixed(0))
+        .join("/");
     process.stdout.write(
       `[timing] frozen holder: keep-all GCs held the lock ${sorted(holds.map((h) => h.ms))} ms reading ${sorted(holds.map((h) => h.bytes))} bytes; ` +
         `the GC under test was stopped ${readAtStop} bytes into its reads: ${stopped}\n`,
@@ -146,7 +155,7 @@ describe("frozen lock holder", () => {
     const held = recordsByContainer(v);
     // Every seeded pod still holds its address (the GC committed nothing) and the new pods hold theirs.
     expect(held.size).toBe(seeded + 3);
-    ids.forEach((id, i) => expect(held.get(`${id}/eth0`)).toEqual([adds[i]!.json.ips[0].address.split("/")[0]]));
+    for (const [i, id] of ids.entries()) expect(held.get(`${id}/eth0`)).toEqual([adds[i]!.json.ips[0].address.split("/")[0]]);
     record("frozen holder: GC SIGSTOPped inside the lock", "1. no address held twice", {
       "stopped past stale threshold ms": waited,
       "stopped at bytes read under the lock": `${readAtStop} of ${Math.max(...holds.map((h) => h.bytes))}`,

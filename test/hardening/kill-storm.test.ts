@@ -8,7 +8,8 @@
 import { spawn } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { afterEach, describe, expect, it } from "vitest";
-import { prng } from "../helpers/errors";
+import { prng } from "../helpers/prng";
+import { ciliumNode } from "../helpers/node";
 import { BIN, Sandbox, collect, run } from "../helpers/plugin";
 import { killInstant, measureCall, median } from "../helpers/timing";
 import { duplicates, loadStore, recordsByContainer, unowned } from "./invariants";
@@ -33,7 +34,7 @@ describe("kill storm", () => {
     const seed = 20261124;
     const rand = prng(seed);
     sb = new Sandbox();
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.30.0.0/22", "fd00:30::/118"] } } });
+    sb.writeNode(ciliumNode(["10.30.0.0/22", "fd00:30::/118"]));
     const containers = size(45, 150);
     const parallel = 3;
     let calls = 0;
@@ -46,8 +47,16 @@ describe("kill storm", () => {
     // Kills are drawn from 0 to 1.2x the median of the last `window` such durations.
     const window = 15;
     const recent: Record<string, number[]> = { ADD: [], DEL: [] };
-    recent.ADD = await measureCall(6, (i) => run({ command: "ADD", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)), parallel);
-    recent.DEL = await measureCall(6, (i) => run({ command: "DEL", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)), parallel);
+    recent.ADD = await measureCall(
+      6,
+      (i) => run({ command: "ADD", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)),
+      parallel,
+    );
+    recent.DEL = await measureCall(
+      6,
+      (i) => run({ command: "DEL", containerID: `m-${i}`, stdin: sb.conf() }).then((r) => expect(r.code, r.stderr).toBe(0)),
+      parallel,
+    );
     const measured = { ADD: median(recent.ADD), DEL: median(recent.DEL) };
     calls += 12;
     // Go on past `containers` until more than a tenth of that many calls were killed before they

@@ -19,9 +19,16 @@ export type Figures = Record<string, number | string>;
  * when HARDENING_REPORT_DIR is set.
  */
 export function record(test: string, guarantee: string, figures: Figures): void {
-  process.stdout.write(`[hardening] ${test}: ${Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(" ")}\n`);
+  process.stdout.write(
+    `[hardening] ${test}: ${Object.entries(figures)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}\n`,
+  );
   const dir = process.env.HARDENING_REPORT_DIR;
   if (!dir) return;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, `${test.replace(/[^a-z0-9]+/gi, "-")}.json`), JSON.stringify({ test, guarantee, size: FULL ? "full" : "ci", figures }));
+  writeFileSync(
+    join(dir, `${test.replace(/[^a-z0-9]+/gi, "-")}.json`),
+    JSON.stringify({ test, guarantee, size: FULL ? "full" : "ci", figures }),
+  );
 }

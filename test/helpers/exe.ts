@@ -1,32 +1,9 @@
-// Shared helpers for the executable tests: small node objects, CNI calls with
-// the usual env, the status CLI, and a byte-level snapshot of the data dir.
-import { existsSync, lstatSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
+// Shared helpers for the executable tests: CNI calls with the usual env, the
+// node file replaced as a sync job does, and the status CLI.
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { type RunResult, Sandbox, cli, run } from "./plugin";
-
-/** A CiliumNode with the given podCIDRs (and optional router/health/ingress IPs, operator error). */
-export function ciliumNode(
-  podCIDRs: string[] | undefined,
-  extra: { router?: string[]; health?: { ipv4?: string; ipv6?: string }; ingress?: { ipv4?: string; ipv6?: string }; operatorError?: string } = {},
-): Record<string, unknown> {
-  const spec: Record<string, unknown> = { ipam: podCIDRs === undefined ? {} : { podCIDRs } };
-  if (extra.router) spec.addresses = [{ ip: "172.18.0.9", type: "InternalIP" }, ...extra.router.map((ip) => ({ ip, type: "CiliumInternalIP" }))];
-  if (extra.health) spec.health = extra.health;
-  if (extra.ingress) spec.ingress = extra.ingress;
-  return {
-    apiVersion: "cilium.io/v2",
-    kind: "CiliumNode",
-    metadata: { name: "test-node" },
-    spec,
-    ...(extra.operatorError !== undefined ? { status: { ipam: { "operator-status": { error: extra.operatorError } } } } : {}),
-  };
-}
-
-/** A v1 Node with spec.podCIDRs / spec.podCIDR and optional annotations. */
-export function v1Node(spec: { podCIDRs?: string[]; podCIDR?: string }, annotations?: Record<string, string>): Record<string, unknown> {
-  return { apiVersion: "v1", kind: "Node", metadata: { name: "test-node", ...(annotations ? { annotations } : {}) }, spec };
-}
+import { type RunResult, type Sandbox, cli, run } from "./plugin";
 
 /** Replace the node file atomically (write a temp file, rename), as a careful sync job does. */
 export function replaceNode(sb: Sandbox, obj: object | string): void {
@@ -74,7 +51,11 @@ export async function addOk(sb: Sandbox, containerID: string, o: CallOptions = {
 }
 
 /** ADD that must fail; returns the parsed error object. */
-export async function addErr(sb: Sandbox, containerID: string, o: CallOptions = {}): Promise<{ code: number; msg: string; details: string }> {
+export async function addErr(
+  sb: Sandbox,
+  containerID: string,
+  o: CallOptions = {},
+): Promise<{ code: number; msg: string; details: string }> {
   const r = await call(sb, "ADD", containerID, o);
   expect(r.code, `ADD ${containerID} should fail: ${r.stdout}${r.stderr}`).not.toBe(0);
   expect(r.json, r.stdout).toBeDefined();
@@ -116,23 +97,4 @@ export function rangeOf(status: any, cidr: string): any {
   const r = status.ranges.find((x: any) => x.cidr === cidr);
   expect(r, `status has no range ${cidr}: ${JSON.stringify(status.ranges.map((x: any) => x.cidr))}`).toBeDefined();
   return r;
-}
-
-/** Every entry under dir: relative path -> "dir <mode>" or "file <mode> <content>". */
-export function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!existsSync(dir)) return out;
-  const walk = (rel: string): void => {
-    const abs = rel ? join(dir, rel) : dir;
-    const st = lstatSync(abs);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isDirectory()) {
-      out.set(rel || ".", `dir ${mode}`);
-      for (const n of readdirSync(abs).sort()) walk(rel ? join(rel, n) : n);
-    } else {
-      out.set(rel, `${st.isFile() ? "file" : "other"} ${mode} ${st.isFile() ? readFileSync(abs).toString("base64") : ""}`);
-    }
-  };
-  walk("");
-  return out;
 }

@@ -64,7 +64,15 @@ export function expectNoTrace(sb: Sandbox, before: Set<string>, names: string[] 
   if (existsSync(sb.dataDir)) expect(readdirSync(sb.dataDir, { recursive: true })).toEqual([]);
   expect(readdirSync(sb.dir).filter((e) => e !== "data")).toEqual(existsSync(sb.nodeFile) ? ["node.json"] : []);
   const gained = [...tmpEntries()].filter((e) => !before.has(e));
-  const bases = names.map((n) => n.split("/").filter((s) => s !== "" && s !== "." && s !== "..").pop() ?? "").filter((b) => b !== "");
+  const bases = names
+    .map(
+      (n) =>
+        n
+          .split("/")
+          .filter((s) => s !== "" && s !== "." && s !== "..")
+          .pop() ?? "",
+    )
+    .filter((b) => b !== "");
   const suspicious = gained.filter((e) => bases.some((b) => e === b || e.startsWith(`${b}@`) || e.startsWith(`${b}.`)));
   expect(suspicious).toEqual([]);
 }

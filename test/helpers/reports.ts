@@ -246,7 +246,17 @@ export function start(stdin: object, env: Record<string, string>, wrapper: strin
 
 /** strace with a delay injected into fsync: every one (when omitted), or the Nth of each process. */
 export function straceFsync(delayUs: number, when?: number): string[] {
-  return ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", `inject=fsync:delay_enter=${delayUs}${when !== undefined ? `:when=${when}` : ""}`];
+  return [
+    "strace",
+    "-f",
+    "-qq",
+    "-o",
+    "/dev/null",
+    "-e",
+    "trace=fsync",
+    "-e",
+    `inject=fsync:delay_enter=${delayUs}${when !== undefined ? `:when=${when}` : ""}`,
+  ];
 }
 
 // --- the README ----------------------------------------------------------------

@@ -29,7 +29,7 @@ export function median(ms: number[]): number {
 
 /**
  * A kill instant drawn uniformly from [0, over × spanMs), from a seeded PRNG
- * (`prng` in ./errors): with spanMs a call's measured duration, about 1/over of
+ * (`prng` in ./prng): with spanMs a call's measured duration, about 1/over of
  * the kills land before the call ends, on a fast machine and a slow one alike.
  */
 export function killInstant(rand: () => number, spanMs: number, over = 1.2): number {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { failure as thrown } from "../helpers/errors";
-import { CniError, Code } from "../../src/errors.js";
+import { type CniError, Code } from "../../src/errors.js";
 import { DEFAULTS, parseIpamConfig } from "../../src/ipam/config.js";
 
 const failure = (ipam: unknown): CniError => thrown(() => parseIpamConfig(ipam));
@@ -69,30 +69,110 @@ describe("parseIpamConfig", () => {
     { name: "a numeric dataDir", ipam: { dataDir: 5 }, msg: "ipam.dataDir must be an absolute path, got 5" },
     { name: "a path with a newline", ipam: { dataDir: "/a\nb" }, msg: 'ipam.dataDir must be an absolute path, got "/a\\nb"' },
     { name: "a path with a NUL", ipam: { nodeFile: "/a\u0000b" }, msg: 'ipam.nodeFile must be an absolute path, got "/a\\u0000b"' },
-    { name: "a negative wait", ipam: { waitForPodCIDRs: -1 }, msg: "ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got -1" },
-    { name: "a wait over the limit", ipam: { waitForPodCIDRs: 601 }, msg: "ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got 601" },
-    { name: "a wait given as text", ipam: { waitForPodCIDRs: "10" }, msg: 'ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got "10"' },
-    { name: "a zero lock timeout", ipam: { lockTimeout: 0 }, msg: "ipam.lockTimeout must be a number of seconds from 0.001 to 3600, got 0" },
-    { name: "a cool-down over a day", ipam: { reuseCooldown: 86401 }, msg: "ipam.reuseCooldown must be a number of seconds from 0 to 86400, got 86401" },
+    {
+      name: "a negative wait",
+      ipam: { waitForPodCIDRs: -1 },
+      msg: "ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got -1",
+    },
+    {
+      name: "a wait over the limit",
+      ipam: { waitForPodCIDRs: 601 },
+      msg: "ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got 601",
+    },
+    {
+      name: "a wait given as text",
+      ipam: { waitForPodCIDRs: "10" },
+      msg: 'ipam.waitForPodCIDRs must be a number of seconds from 0 to 600, got "10"',
+    },
+    {
+      name: "a zero lock timeout",
+      ipam: { lockTimeout: 0 },
+      msg: "ipam.lockTimeout must be a number of seconds from 0.001 to 3600, got 0",
+    },
+    {
+      name: "a cool-down over a day",
+      ipam: { reuseCooldown: 86401 },
+      msg: "ipam.reuseCooldown must be a number of seconds from 0 to 86400, got 86401",
+    },
     { name: "a gateway given as text", ipam: { gateway: "true" }, msg: 'ipam.gateway must be true or false, got "true"' },
-    { name: "routes as an object", ipam: { routes: { dst: "0.0.0.0/0" } }, msg: 'ipam.routes must be a list of {"dst": CIDR, "gw": IP}, got {"dst":"0.0.0.0/0"}' },
+    {
+      name: "routes as an object",
+      ipam: { routes: { dst: "0.0.0.0/0" } },
+      msg: 'ipam.routes must be a list of {"dst": CIDR, "gw": IP}, got {"dst":"0.0.0.0/0"}',
+    },
     { name: "a route as a string", ipam: { routes: ["0.0.0.0/0"] }, msg: 'ipam.routes[0] must be an object, got "0.0.0.0/0"' },
-    { name: "a route without dst", ipam: { routes: [{ gw: "10.0.0.1" }] }, msg: 'ipam.routes[0].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got undefined' },
-    { name: "a route dst without prefix", ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "10.0.0.0" }] }, msg: 'ipam.routes[1].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0"' },
-    { name: "a route dst with prefix /33", ipam: { routes: [{ dst: "10.0.0.0/33" }] }, msg: 'ipam.routes[0].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0/33"' },
-    { name: "a route with a bad gw", ipam: { routes: [{ dst: "::/0", gw: "fd00::zz" }] }, msg: 'ipam.routes[0].gw must be an IP address, got "fd00::zz"' },
+    {
+      name: "a route without dst",
+      ipam: { routes: [{ gw: "10.0.0.1" }] },
+      msg: 'ipam.routes[0].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got undefined',
+    },
+    {
+      name: "a route dst without prefix",
+      ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "10.0.0.0" }] },
+      msg: 'ipam.routes[1].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0"',
+    },
+    {
+      name: "a route dst with prefix /33",
+      ipam: { routes: [{ dst: "10.0.0.0/33" }] },
+      msg: 'ipam.routes[0].dst must be a CIDR such as "0.0.0.0/0" or "::/0", got "10.0.0.0/33"',
+    },
+    {
+      name: "a route with a bad gw",
+      ipam: { routes: [{ dst: "::/0", gw: "fd00::zz" }] },
+      msg: 'ipam.routes[0].gw must be an IP address, got "fd00::zz"',
+    },
     // CNI 1.1.0 route fields, as Go's types.Route decodes them (MTU, AdvMSS, Priority int; Table, Scope *int).
-    { name: "a route mtu given as text", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: "1400" }] }, msg: 'ipam.routes[0].mtu must be a non-negative integer, got "1400"' },
-    { name: "a negative route table", ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", table: -1 }] }, msg: "ipam.routes[1].table must be a non-negative integer, got -1" },
-    { name: "a fractional route advmss", ipam: { routes: [{ dst: "0.0.0.0/0", advmss: 1460.5 }] }, msg: "ipam.routes[0].advmss must be a non-negative integer, got 1460.5" },
-    { name: "a route priority given as a boolean", ipam: { routes: [{ dst: "0.0.0.0/0", priority: true }] }, msg: "ipam.routes[0].priority must be a non-negative integer, got true" },
-    { name: "a null route mtu", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: null }] }, msg: "ipam.routes[0].mtu must be a non-negative integer, got null" },
-    { name: "a route mtu past 2^53", ipam: { routes: [{ dst: "0.0.0.0/0", mtu: 2 ** 53 }] }, msg: "ipam.routes[0].mtu must be a non-negative integer, got 9007199254740992" },
-    { name: "a route scope given by name", ipam: { routes: [{ dst: "0.0.0.0/0", scope: "link" }] }, msg: 'ipam.routes[0].scope must be an integer from 0 to 255, got "link"' },
-    { name: "a route scope over 255", ipam: { routes: [{ dst: "0.0.0.0/0", scope: 256 }] }, msg: "ipam.routes[0].scope must be an integer from 0 to 255, got 256" },
-    { name: "a negative route scope", ipam: { routes: [{ dst: "0.0.0.0/0", scope: -1 }] }, msg: "ipam.routes[0].scope must be an integer from 0 to 255, got -1" },
+    {
+      name: "a route mtu given as text",
+      ipam: { routes: [{ dst: "0.0.0.0/0", mtu: "1400" }] },
+      msg: 'ipam.routes[0].mtu must be a non-negative integer, got "1400"',
+    },
+    {
+      name: "a negative route table",
+      ipam: { routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", table: -1 }] },
+      msg: "ipam.routes[1].table must be a non-negative integer, got -1",
+    },
+    {
+      name: "a fractional route advmss",
+      ipam: { routes: [{ dst: "0.0.0.0/0", advmss: 1460.5 }] },
+      msg: "ipam.routes[0].advmss must be a non-negative integer, got 1460.5",
+    },
+    {
+      name: "a route priority given as a boolean",
+      ipam: { routes: [{ dst: "0.0.0.0/0", priority: true }] },
+      msg: "ipam.routes[0].priority must be a non-negative integer, got true",
+    },
+    {
+      name: "a null route mtu",
+      ipam: { routes: [{ dst: "0.0.0.0/0", mtu: null }] },
+      msg: "ipam.routes[0].mtu must be a non-negative integer, got null",
+    },
+    {
+      name: "a route mtu past 2^53",
+      ipam: { routes: [{ dst: "0.0.0.0/0", mtu: 2 ** 53 }] },
+      msg: "ipam.routes[0].mtu must be a non-negative integer, got 9007199254740992",
+    },
+    {
+      name: "a route scope given by name",
+      ipam: { routes: [{ dst: "0.0.0.0/0", scope: "link" }] },
+      msg: 'ipam.routes[0].scope must be an integer from 0 to 255, got "link"',
+    },
+    {
+      name: "a route scope over 255",
+      ipam: { routes: [{ dst: "0.0.0.0/0", scope: 256 }] },
+      msg: "ipam.routes[0].scope must be an integer from 0 to 255, got 256",
+    },
+    {
+      name: "a negative route scope",
+      ipam: { routes: [{ dst: "0.0.0.0/0", scope: -1 }] },
+      msg: "ipam.routes[0].scope must be an integer from 0 to 255, got -1",
+    },
     { name: "dns as a list", ipam: { dns: [] }, msg: "ipam.dns must be an object, got []" },
-    { name: "dns nameservers as a string", ipam: { dns: { nameservers: "10.96.0.10" } }, msg: 'ipam.dns.nameservers must be a list of strings, got "10.96.0.10"' },
+    {
+      name: "dns nameservers as a string",
+      ipam: { dns: { nameservers: "10.96.0.10" } },
+      msg: 'ipam.dns.nameservers must be a list of strings, got "10.96.0.10"',
+    },
     { name: "a numeric dns domain", ipam: { dns: { domain: 1 } }, msg: "ipam.dns.domain must be a string, got 1" },
   ])("rejects $name, naming the key and the value", ({ ipam, msg }) => {
     const err = failure(ipam);

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { failure as thrown } from "../helpers/errors";
-import { CniError, Code } from "../../src/errors.js";
+import { ciliumNode, v1Node } from "../helpers/node";
+import { type CniError, Code } from "../../src/errors.js";
 import { type NodeInfo, parseNodeFile } from "../../src/ipam/node-file.js";
 
 const FIXTURES = join(__dirname, "../fixtures");
@@ -17,21 +18,6 @@ function parse(obj: unknown): NodeInfo {
 }
 
 const failure = (obj: unknown): CniError => thrown(() => parse(obj));
-
-const ciliumNode = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
-  apiVersion: "cilium.io/v2",
-  kind: "CiliumNode",
-  metadata: { name: "worker" },
-  spec,
-  ...extra,
-});
-
-const v1Node = (spec: Record<string, unknown>, annotations?: Record<string, string>) => ({
-  apiVersion: "v1",
-  kind: "Node",
-  metadata: { name: "worker", ...(annotations ? { annotations } : {}) },
-  spec,
-});
 
 const reservedOf = (info: NodeInfo) => info.reserved.map((r) => ({ ip: r.ip, family: r.family, role: r.role }));
 
@@ -50,15 +36,16 @@ describe("parseNodeFile: CiliumNode", () => {
 
   it("reserves the ingress addresses and both families of health", () => {
     const info = parse(
-      ciliumNode({
-        addresses: [
-          { ip: "10.0.2.1", type: "CiliumInternalIP" },
-          { ip: "fd00::201", type: "CiliumInternalIP" },
-          { ip: "192.0.2.10", type: "ExternalIP" },
-        ],
-        health: { ipv4: "10.0.2.2", ipv6: "fd00::202" },
-        ingress: { ipv4: "10.0.2.3", ipv6: "fd00::203" },
-        ipam: { podCIDRs: ["10.0.2.0/24", "fd00::200/120"] },
+      ciliumNode(["10.0.2.0/24", "fd00::200/120"], {
+        spec: {
+          addresses: [
+            { ip: "10.0.2.1", type: "CiliumInternalIP" },
+            { ip: "fd00::201", type: "CiliumInternalIP" },
+            { ip: "192.0.2.10", type: "ExternalIP" },
+          ],
+          health: { ipv4: "10.0.2.2", ipv6: "fd00::202" },
+          ingress: { ipv4: "10.0.2.3", ipv6: "fd00::203" },
+        },
       }),
     );
     expect(reservedOf(info)).toEqual([
@@ -73,11 +60,18 @@ describe("parseNodeFile: CiliumNode", () => {
 
   it("reads an empty or absent reserved address as none", () => {
     const info = parse(
-      ciliumNode({
-        addresses: [{ ip: "", type: "CiliumInternalIP" }, { type: "CiliumInternalIP" }, { ip: null, type: "CiliumInternalIP" }, "junk", { ip: "nonsense", type: "InternalIP" }],
-        health: { ipv4: "", ipv6: null },
-        ingress: "10.0.2.3",
-        ipam: { podCIDRs: ["10.0.2.0/24"] },
+      ciliumNode(["10.0.2.0/24"], {
+        spec: {
+          addresses: [
+            { ip: "", type: "CiliumInternalIP" },
+            { type: "CiliumInternalIP" },
+            { ip: null, type: "CiliumInternalIP" },
+            "junk",
+            { ip: "nonsense", type: "InternalIP" },
+          ],
+          health: { ipv4: "", ipv6: null },
+          ingress: "10.0.2.3",
+        },
       }),
     );
     expect(info.reserved).toEqual([]);
@@ -85,16 +79,53 @@ describe("parseNodeFile: CiliumNode", () => {
 
   // A reserved address that does not parse would otherwise be handed to a pod.
   it.each([
-    { name: "a router IP with a trailing space", spec: { addresses: [{ ip: "172.18.0.9", type: "InternalIP" }, { ip: "10.0.2.2 ", type: "CiliumInternalIP" }] }, fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address' },
-    { name: "a router IP with a leading zero", spec: { addresses: [{ ip: "010.0.2.3", type: "CiliumInternalIP" }] }, fragment: 'spec.addresses[0].ip "010.0.2.3" is not an IP address' },
-    { name: "a router IP that is a number", spec: { addresses: [{ ip: 7, type: "CiliumInternalIP" }] }, fragment: "spec.addresses[0].ip 7 is not an IP address" },
-    { name: "an IPv6 health address under ipv4", spec: { health: { ipv4: "fd00::202" } }, fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address' },
-    { name: "an IPv4 health address under ipv6", spec: { health: { ipv6: "10.0.2.48" } }, fragment: 'spec.health.ipv6 "10.0.2.48" is not an IPv6 address' },
-    { name: "an IPv4-mapped health address under ipv6", spec: { health: { ipv6: "::ffff:10.0.2.48" } }, fragment: 'spec.health.ipv6 "::ffff:10.0.2.48" is not an IPv6 address' },
-    { name: "an ingress address that does not parse", spec: { ingress: { ipv4: "10.0.2.300" } }, fragment: 'spec.ingress.ipv4 "10.0.2.300" is not an IP address' },
-    { name: "an ingress IPv6 address with a zone", spec: { ingress: { ipv6: "fd00::203%eth0" } }, fragment: 'spec.ingress.ipv6 "fd00::203%eth0" is not an IP address' },
+    {
+      name: "a router IP with a trailing space",
+      spec: {
+        addresses: [
+          { ip: "172.18.0.9", type: "InternalIP" },
+          { ip: "10.0.2.2 ", type: "CiliumInternalIP" },
+        ],
+      },
+      fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address',
+    },
+    {
+      name: "a router IP with a leading zero",
+      spec: { addresses: [{ ip: "010.0.2.3", type: "CiliumInternalIP" }] },
+      fragment: 'spec.addresses[0].ip "010.0.2.3" is not an IP address',
+    },
+    {
+      name: "a router IP that is a number",
+      spec: { addresses: [{ ip: 7, type: "CiliumInternalIP" }] },
+      fragment: "spec.addresses[0].ip 7 is not an IP address",
+    },
+    {
+      name: "an IPv6 health address under ipv4",
+      spec: { health: { ipv4: "fd00::202" } },
+      fragment: 'spec.health.ipv4 "fd00::202" is not an IPv4 address',
+    },
+    {
+      name: "an IPv4 health address under ipv6",
+      spec: { health: { ipv6: "10.0.2.48" } },
+      fragment: 'spec.health.ipv6 "10.0.2.48" is not an IPv6 address',
+    },
+    {
+      name: "an IPv4-mapped health address under ipv6",
+      spec: { health: { ipv6: "::ffff:10.0.2.48" } },
+      fragment: 'spec.health.ipv6 "::ffff:10.0.2.48" is not an IPv6 address',
+    },
+    {
+      name: "an ingress address that does not parse",
+      spec: { ingress: { ipv4: "10.0.2.300" } },
+      fragment: 'spec.ingress.ipv4 "10.0.2.300" is not an IP address',
+    },
+    {
+      name: "an ingress IPv6 address with a zone",
+      spec: { ingress: { ipv6: "fd00::203%eth0" } },
+      fragment: 'spec.ingress.ipv6 "fd00::203%eth0" is not an IP address',
+    },
   ])("refuses $name with 102 naming the field and the value", ({ spec, fragment }) => {
-    const err = failure(ciliumNode({ ...spec, ipam: { podCIDRs: ["10.0.2.0/24", "fd00::200/120"] } }));
+    const err = failure(ciliumNode(["10.0.2.0/24", "fd00::200/120"], { spec }));
     expect(err.code).toBe(Code.InvalidNodeFile);
     expect(err.message).toBe(`node file ${PATH}: ${fragment}`);
     expect(err.details).toContain("could be handed to a pod");
@@ -111,7 +142,7 @@ describe("parseNodeFile: CiliumNode", () => {
   });
 
   it("accepts any cilium.io apiVersion", () => {
-    expect(parse({ ...ciliumNode({ ipam: { podCIDRs: ["10.0.2.0/24"] } }), apiVersion: "cilium.io/v2alpha1" }).kind).toBe("CiliumNode");
+    expect(parse({ ...ciliumNode(["10.0.2.0/24"]), apiVersion: "cilium.io/v2alpha1" }).kind).toBe("CiliumNode");
   });
 
   it("returns a frozen value", () => {
@@ -184,10 +215,26 @@ describe("parseNodeFile: v1 Node", () => {
 describe("parseNodeFile: v1 Node annotations that do not parse", () => {
   const key = (k: string) => `metadata.annotations["io.cilium.network.${k}"]`;
   it.each<{ name: string; ann: Record<string, string>; fragment: string }>([
-    { name: "a cilium-host address with a trailing space", ann: { "io.cilium.network.ipv4-cilium-host": "10.244.2.1 " }, fragment: `${key("ipv4-cilium-host")} "10.244.2.1 " is not an IP address` },
-    { name: "a health address with a leading zero", ann: { "io.cilium.network.ipv4-health-ip": "010.244.2.2" }, fragment: `${key("ipv4-health-ip")} "010.244.2.2" is not an IP address` },
-    { name: "an IPv6 address under an ipv4- key", ann: { "io.cilium.network.ipv4-ingress-ip": "fd00::3" }, fragment: `${key("ipv4-ingress-ip")} "fd00::3" is not an IPv4 address` },
-    { name: "an IPv4 address under an ipv6- key", ann: { "io.cilium.network.ipv6-cilium-host": "10.244.2.1" }, fragment: `${key("ipv6-cilium-host")} "10.244.2.1" is not an IPv6 address` },
+    {
+      name: "a cilium-host address with a trailing space",
+      ann: { "io.cilium.network.ipv4-cilium-host": "10.244.2.1 " },
+      fragment: `${key("ipv4-cilium-host")} "10.244.2.1 " is not an IP address`,
+    },
+    {
+      name: "a health address with a leading zero",
+      ann: { "io.cilium.network.ipv4-health-ip": "010.244.2.2" },
+      fragment: `${key("ipv4-health-ip")} "010.244.2.2" is not an IP address`,
+    },
+    {
+      name: "an IPv6 address under an ipv4- key",
+      ann: { "io.cilium.network.ipv4-ingress-ip": "fd00::3" },
+      fragment: `${key("ipv4-ingress-ip")} "fd00::3" is not an IPv4 address`,
+    },
+    {
+      name: "an IPv4 address under an ipv6- key",
+      ann: { "io.cilium.network.ipv6-cilium-host": "10.244.2.1" },
+      fragment: `${key("ipv6-cilium-host")} "10.244.2.1" is not an IPv6 address`,
+    },
   ])("refuses $name with 102", ({ ann, fragment }) => {
     const err = failure(v1Node({ podCIDRs: ["10.244.2.0/24", "fd00::/112"] }, ann));
     expect(err.code).toBe(Code.InvalidNodeFile);
@@ -202,17 +249,33 @@ describe("parseNodeFile: v1 Node annotations that do not parse", () => {
 describe("parseNodeFile: podCIDR list", () => {
   it.each([
     { name: "the same text twice", list: ["10.0.2.0/24", "10.0.2.0/24"], expected: ["10.0.2.0/24"] },
-    { name: "the same IPv6 network spelt two ways", list: ["fd00::200/120", "fd00:0:0::200/120", "10.0.2.0/24"], expected: ["fd00::200/120", "10.0.2.0/24"] },
+    {
+      name: "the same IPv6 network spelt two ways",
+      list: ["fd00::200/120", "fd00:0:0::200/120", "10.0.2.0/24"],
+      expected: ["fd00::200/120", "10.0.2.0/24"],
+    },
   ])("drops duplicates: $name", ({ list, expected }) => {
-    expect(parse(ciliumNode({ ipam: { podCIDRs: list } })).podCIDRs.map((c) => c.text)).toEqual(expected);
+    expect(parse(ciliumNode(list)).podCIDRs.map((c) => c.text)).toEqual(expected);
   });
 
   it.each([
-    { name: "a /16 over an earlier /24", list: ["10.0.2.0/24", "10.0.0.0/16"], fragment: "spec.ipam.podCIDRs[1] 10.0.0.0/16 overlaps 10.0.2.0/24" },
-    { name: "a /24 inside an earlier /16", list: ["10.0.0.0/16", "fd00::/120", "10.0.9.0/24"], fragment: "spec.ipam.podCIDRs[2] 10.0.9.0/24 overlaps 10.0.0.0/16" },
-    { name: "IPv6 /120 inside a /64", list: ["fd00::/64", "fd00::200/120"], fragment: "spec.ipam.podCIDRs[1] fd00::200/120 overlaps fd00::/64" },
+    {
+      name: "a /16 over an earlier /24",
+      list: ["10.0.2.0/24", "10.0.0.0/16"],
+      fragment: "spec.ipam.podCIDRs[1] 10.0.0.0/16 overlaps 10.0.2.0/24",
+    },
+    {
+      name: "a /24 inside an earlier /16",
+      list: ["10.0.0.0/16", "fd00::/120", "10.0.9.0/24"],
+      fragment: "spec.ipam.podCIDRs[2] 10.0.9.0/24 overlaps 10.0.0.0/16",
+    },
+    {
+      name: "IPv6 /120 inside a /64",
+      list: ["fd00::/64", "fd00::200/120"],
+      fragment: "spec.ipam.podCIDRs[1] fd00::200/120 overlaps fd00::/64",
+    },
   ])("rejects overlapping podCIDRs: $name", ({ list, fragment }) => {
-    const err = failure(ciliumNode({ ipam: { podCIDRs: list } }));
+    const err = failure(ciliumNode(list));
     expect(err.code).toBe(Code.InvalidNodeFile);
     expect(err.message).toBe(`node file ${PATH}: ${fragment}`);
     expect(err.details).toContain("podCIDRs must not overlap");
@@ -221,15 +284,19 @@ describe("parseNodeFile: podCIDR list", () => {
   it.each([
     { name: "a /31", list: ["10.0.2.0/31"], fragment: 'spec.ipam.podCIDRs[0] "10.0.2.0/31" is too small to allocate from' },
     { name: "a number", list: ["10.0.2.0/24", 24], fragment: 'spec.ipam.podCIDRs[1] must be a CIDR string such as "10.0.2.0/24", got 24' },
-    { name: "host bits", list: ["10.0.2.7/24"], fragment: 'spec.ipam.podCIDRs[0] "10.0.2.7/24" has host bits set; the network is 10.0.2.0/24' },
+    {
+      name: "host bits",
+      list: ["10.0.2.7/24"],
+      fragment: 'spec.ipam.podCIDRs[0] "10.0.2.7/24" has host bits set; the network is 10.0.2.0/24',
+    },
   ])("rejects a bad entry: $name", ({ list, fragment }) => {
-    const err = failure(ciliumNode({ ipam: { podCIDRs: list } }));
+    const err = failure(ciliumNode(list));
     expect(err.code).toBe(Code.InvalidNodeFile);
     expect(err.message).toContain(fragment);
   });
 
   it("rejects a podCIDRs that is not a list", () => {
-    const err = failure(ciliumNode({ ipam: { podCIDRs: "10.0.2.0/24" } }));
+    const err = failure(ciliumNode("10.0.2.0/24"));
     expect(err.code).toBe(Code.InvalidNodeFile);
     expect(err.message).toBe(`node file ${PATH}: spec.ipam.podCIDRs must be a list of CIDR strings`);
     expect(err.details).toBe('got "10.0.2.0/24"');
@@ -263,8 +330,16 @@ describe("parseNodeFile: not a node", () => {
   it.each([
     { name: "a Pod", obj: { apiVersion: "v1", kind: "Pod" }, fragment: 'is a "Pod" object (apiVersion "v1")' },
     { name: "a List of nodes", obj: { apiVersion: "v1", kind: "List", items: [] }, fragment: 'is a "List" object (apiVersion "v1")' },
-    { name: "a CiliumNode with a foreign apiVersion", obj: { apiVersion: "v1", kind: "CiliumNode" }, fragment: 'is a "CiliumNode" object (apiVersion "v1")' },
-    { name: "a Node of another group", obj: { apiVersion: "cilium.io/v2", kind: "Node" }, fragment: 'is a "Node" object (apiVersion "cilium.io/v2")' },
+    {
+      name: "a CiliumNode with a foreign apiVersion",
+      obj: { apiVersion: "v1", kind: "CiliumNode" },
+      fragment: 'is a "CiliumNode" object (apiVersion "v1")',
+    },
+    {
+      name: "a Node of another group",
+      obj: { apiVersion: "cilium.io/v2", kind: "Node" },
+      fragment: 'is a "Node" object (apiVersion "cilium.io/v2")',
+    },
     { name: "an object without kind", obj: { spec: {} }, fragment: "is a null object (apiVersion null)" },
   ])("rejects $name as the wrong kind", ({ obj, fragment }) => {
     const err = failure(obj);

@@ -107,7 +107,7 @@ describe("range records", () => {
     expect(Buffer.from(o.bits, "base64")).toHaveLength(32);
   });
 
-  it("computes the standard CRC-32 (check value of \"123456789\" is cbf43926)", () => {
+  it('computes the standard CRC-32 (check value of "123456789" is cbf43926)', () => {
     expect(crc32("123456789")).toBe("cbf43926");
     const text = codec.encodeRange(sample());
     const { crc32: sum, ...rest } = JSON.parse(text);
@@ -129,10 +129,22 @@ describe("range records", () => {
     { name: "an empty file", mutate: () => "", why: "it is empty" },
     { name: "a truncated file", mutate: (t: string) => t.slice(0, t.length / 2), why: "it is not JSON" },
     { name: "a JSON array", mutate: () => "[]", why: "it is not a JSON object" },
-    { name: "another format", mutate: (t: string) => t.replace('"podcidr-ipam/range"', '"podcidr-ipam/journal"'), why: 'format is "podcidr-ipam/journal", expected podcidr-ipam/range' },
-    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":2'), why: "version 2 is not one this build reads here (1); use the podcidr-ipam that wrote it" },
+    {
+      name: "another format",
+      mutate: (t: string) => t.replace('"podcidr-ipam/range"', '"podcidr-ipam/journal"'),
+      why: 'format is "podcidr-ipam/journal", expected podcidr-ipam/range',
+    },
+    {
+      name: "an unknown version",
+      mutate: (t: string) => t.replace('"version":1', '"version":2'),
+      why: "version 2 is not one this build reads here (1); use the podcidr-ipam that wrote it",
+    },
     { name: "a flipped byte in the bitmap", mutate: (t: string) => flipByte(t, "bits", 5), why: "its checksum does not match its content" },
-    { name: "a changed cursor", mutate: (t: string) => t.replace('"next":10', '"next":11'), why: "its checksum does not match its content" },
+    {
+      name: "a changed cursor",
+      mutate: (t: string) => t.replace('"next":10', '"next":11'),
+      why: "its checksum does not match its content",
+    },
     { name: "no checksum", mutate: (t: string) => t.replace(/,"crc32":"[0-9a-f]+"/, ""), why: "its checksum does not match its content" },
   ])("refuses $name with code 103", ({ mutate, why }) => {
     const text = codec.encodeRange(sample());
@@ -153,11 +165,19 @@ describe("range records", () => {
 
   it.each([
     { name: "a size that is not the window's", patch: { size: 255 }, why: "its bitmap does not fit 10.0.2.0/24 (254 addresses)" },
-    { name: "a bitmap one byte short", patch: { bits: Buffer.alloc(31).toString("base64"), allocated: 0 }, why: "its bitmap does not fit 10.0.2.0/24 (254 addresses)" },
+    {
+      name: "a bitmap one byte short",
+      patch: { bits: Buffer.alloc(31).toString("base64"), allocated: 0 },
+      why: "its bitmap does not fit 10.0.2.0/24 (254 addresses)",
+    },
     { name: "a count that disagrees with the bitmap", patch: { allocated: 5 }, why: "it counts 5 addresses but its bitmap holds 4" },
     { name: "an invalid cidr", patch: { cidr: "10.0.2.7/24" }, why: 'its cidr "10.0.2.7/24" is invalid' },
     // Bits 254 and 255 of the last byte lie outside a /24's window: no encoder sets them.
-    { name: "bits set beyond the window", patch: { bits: Buffer.from([...Array(31).fill(0), 0xc0]).toString("base64"), allocated: 2 }, why: "its bitmap does not fit 10.0.2.0/24 (254 addresses)" },
+    {
+      name: "bits set beyond the window",
+      patch: { bits: Buffer.from([...Array(31).fill(0), 0xc0]).toString("base64"), allocated: 2 },
+      why: "its bitmap does not fit 10.0.2.0/24 (254 addresses)",
+    },
   ])("refuses a well-sealed record with $name", ({ patch, why }) => {
     const bad = resealed(codec.encodeRange(sample()), patch);
     const err = failure(() => codec.decodeRange(bad, FILE));
@@ -174,7 +194,13 @@ describe("range records", () => {
 describe("attachment records", () => {
   it("round-trips every field", () => {
     const text = codec.encodeAttachment(REC);
-    expect(JSON.parse(text)).toMatchObject({ format: "podcidr-ipam/attachment", version: 2, network: "podnet", containerID: "ctr1", netns: "/var/run/netns/cni-1" });
+    expect(JSON.parse(text)).toMatchObject({
+      format: "podcidr-ipam/attachment",
+      version: 2,
+      network: "podnet",
+      containerID: "ctr1",
+      netns: "/var/run/netns/cni-1",
+    });
     expect(codec.decodeAttachment(text, "/d/attachments/podnet/ctr1@eth0.json", KEY)).toEqual(REC);
   });
 
@@ -185,18 +211,29 @@ describe("attachment records", () => {
   ])("refuses a record read from the file of $name (a file copied by hand)", ({ key }) => {
     const err = failure(() => codec.decodeAttachment(codec.encodeAttachment(REC), "/d/x.json", key));
     expect(err.code).toBe(Code.StoreCorrupt);
-    expect(err.message).toBe("store file /d/x.json is corrupt: it holds the record of podnet/ctr1/eth0, not of the attachment its name says");
+    expect(err.message).toBe(
+      "store file /d/x.json is corrupt: it holds the record of podnet/ctr1/eth0, not of the attachment its name says",
+    );
   });
 
   it("reads a version-1 record of a per-network store, the network given by its folder", () => {
     const { network: _n, netns: _ns, netnsId: _id, ...v1 } = REC;
     const text = resealed(codec.encodeAttachment(REC), { version: 1, network: undefined, netns: undefined, netnsId: undefined });
     expect(JSON.parse(text).network).toBeUndefined();
-    expect(codec.decodeLegacyAttachment(text, "/d/a.json", { ...KEY, network: "legacy" })).toEqual({ ...v1, network: "legacy", netns: "", netnsId: "" });
+    expect(codec.decodeLegacyAttachment(text, "/d/a.json", { ...KEY, network: "legacy" })).toEqual({
+      ...v1,
+      network: "legacy",
+      netns: "",
+      netnsId: "",
+    });
     // A version-1 record is not read where version 2 is expected (and a newer one nowhere).
-    expect(failure(() => codec.decodeAttachment(text, "/d/a.json", KEY)).message).toContain("version 1 is not one this build reads here (2)");
+    expect(failure(() => codec.decodeAttachment(text, "/d/a.json", KEY)).message).toContain(
+      "version 1 is not one this build reads here (2)",
+    );
     const future = resealed(codec.encodeAttachment(REC), { version: 3 });
-    expect(failure(() => codec.decodeAttachment(future, "/d/a.json", KEY)).message).toContain("version 3 is not one this build reads here (2)");
+    expect(failure(() => codec.decodeAttachment(future, "/d/a.json", KEY)).message).toContain(
+      "version 3 is not one this build reads here (2)",
+    );
   });
 
   it.each([
@@ -213,7 +250,7 @@ describe("attachment records", () => {
   it("refuses a range record read as an attachment", () => {
     const err = failure(() => codec.decodeAttachment(codec.encodeRange(sample()), "/d/a.json", KEY));
     expect(err.code).toBe(Code.StoreCorrupt);
-    expect(err.message).toBe("store file /d/a.json is corrupt: format is \"podcidr-ipam/range\", expected podcidr-ipam/attachment");
+    expect(err.message).toBe('store file /d/a.json is corrupt: format is "podcidr-ipam/range", expected podcidr-ipam/attachment');
   });
 });
 
@@ -263,7 +300,7 @@ describe("salvaging a damaged bitmap (repair)", () => {
   });
 
   it.each([
-    { name: "not JSON", text: "{\"bits\":" },
+    { name: "not JSON", text: '{"bits":' },
     { name: "no bitmap", text: "{}" },
     { name: "a bitmap of another size", text: JSON.stringify({ bits: Buffer.alloc(3).toString("base64") }) },
   ])("gives nothing for $name", ({ text }) => {

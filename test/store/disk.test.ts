@@ -1,5 +1,17 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -249,7 +261,9 @@ describe("DiskStore: journal", () => {
     writeFileSync(join(netDir, `.tmp-${RANGE_FILE}-1-abcd`), "half a file");
     const stderr = quiet();
 
-    const seen = await value(store().transact({ create: true }, (tx) => ({ allocated: tx.range(V4).allocated, ids: tx.attachments().map((a) => a.containerID) })));
+    const seen = await value(
+      store().transact({ create: true }, (tx) => ({ allocated: tx.range(V4).allocated, ids: tx.attachments().map((a) => a.containerID) })),
+    );
 
     expect(seen).toEqual({ allocated: 2, ids: ["ctr1"] });
     expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
@@ -260,7 +274,10 @@ describe("DiskStore: journal", () => {
 
   it("replays a journal into a store that has no attachments folder yet", async () => {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
-    writeFileSync(journalOf("1-a"), codec.encodeJournal([{ file: "attachments/podnet/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) }]));
+    writeFileSync(
+      journalOf("1-a"),
+      codec.encodeJournal([{ file: "attachments/podnet/ctr1@eth0.json", content: codec.encodeAttachment(rec("ctr1")) }]),
+    );
     quiet();
     expect(await value(store().transact({ create: true }, (tx) => tx.attachment(key("ctr1"))))).toEqual(rec("ctr1"));
     expect(mode(join(attDir, "ctr1@eth0.json"))).toBe(0o600);
@@ -282,7 +299,8 @@ describe("DiskStore: journal", () => {
   it("refuses two journals (one was written by a call that had lost the lock) with 103, replaying neither", async () => {
     await allocate(store(), "ctr1", [0]);
     const before = readFileSync(join(netDir, RANGE_FILE), "utf8");
-    for (const t of ["1-a", "2-b"]) writeFileSync(journalOf(t), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(emptyRange(V4)) }]));
+    for (const t of ["1-a", "2-b"])
+      writeFileSync(journalOf(t), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(emptyRange(V4)) }]));
     const err = await rejection(store().transact({ create: true }, () => 0));
     expect(err.code).toBe(Code.StoreCorrupt);
     expect(err.message).toContain("has 2 interrupted commits");
@@ -302,8 +320,16 @@ describe("DiskStore: corrupt range files", () => {
     { name: "a flipped byte", mutate: flip, why: "its checksum does not match its content" },
     { name: "a truncated file", mutate: (t: string) => t.slice(0, 40), why: "it is not JSON" },
     { name: "an empty file", mutate: () => "", why: "it is empty" },
-    { name: "an unknown version", mutate: (t: string) => t.replace('"version":1', '"version":7'), why: "version 7 is not one this build reads here (1)" },
-    { name: "the bitmap of another CIDR", mutate: () => codec.encodeRange(emptyRange(cidr("10.0.3.0/24"))), why: "it holds the bitmap of 10.0.3.0/24, not of the CIDR its name says" },
+    {
+      name: "an unknown version",
+      mutate: (t: string) => t.replace('"version":1', '"version":7'),
+      why: "version 7 is not one this build reads here (1)",
+    },
+    {
+      name: "the bitmap of another CIDR",
+      mutate: () => codec.encodeRange(emptyRange(cidr("10.0.3.0/24"))),
+      why: "it holds the bitmap of 10.0.3.0/24, not of the CIDR its name says",
+    },
   ])("rejects $name with code 103 and leaves the file untouched", async ({ mutate, why }) => {
     await allocate(store(), "ctr1", [0, 1]);
     const file = join(netDir, RANGE_FILE);
@@ -418,7 +444,16 @@ describe("DiskStore: lock", () => {
     mkdirSync(netDir, { recursive: true, mode: 0o700 });
     mkdirSync(join(netDir, "lock"));
     const ino = statSync(join(netDir, "lock")).ino;
-    writeFileSync(join(netDir, "lock.owner"), JSON.stringify({ pid: owner.pid, pidns: owner.pidns ?? readlinkSync("/proc/self/ns/pid"), start: owner.start ?? -1, ino, token: "x" }));
+    writeFileSync(
+      join(netDir, "lock.owner"),
+      JSON.stringify({
+        pid: owner.pid,
+        pidns: owner.pidns ?? readlinkSync("/proc/self/ns/pid"),
+        start: owner.start ?? -1,
+        ino,
+        token: "x",
+      }),
+    );
   }
 
   it("recovers a lock left by a dead process long before the stale time", async () => {
@@ -525,7 +560,16 @@ describe("DiskStore: lock", () => {
 describe("DiskStore: stores of an older release, one folder per network", () => {
   /** A version-1 record as the per-network stores wrote it (no network, no netns). */
   function legacyRecord(containerID: string, address: string): string {
-    const body = JSON.stringify({ format: "podcidr-ipam/attachment", version: 1, containerID, ifname: "eth0", namespace: "default", pod: `pod-${containerID}`, createdAt: "2024-05-01T12:00:00.000Z", ips: [{ cidr: V4.text, address }] });
+    const body = JSON.stringify({
+      format: "podcidr-ipam/attachment",
+      version: 1,
+      containerID,
+      ifname: "eth0",
+      namespace: "default",
+      pod: `pod-${containerID}`,
+      createdAt: "2024-05-01T12:00:00.000Z",
+      ips: [{ cidr: V4.text, address }],
+    });
     return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
   }
 
@@ -572,7 +616,9 @@ describe("DiskStore: stores of an older release, one folder per network", () => 
     plantLegacy("podnet", { a: 1 });
     plantLegacy("other", { b: 1 });
     quiet();
-    const all = await value(store().transact({ create: false }, (tx) => tx.attachments().map((x) => `${x.network}/${x.containerID} ${x.ips[0]!.address}`)));
+    const all = await value(
+      store().transact({ create: false }, (tx) => tx.attachments().map((x) => `${x.network}/${x.containerID} ${x.ips[0]!.address}`)),
+    );
     expect(all).toEqual(["other/b 10.0.2.2", "podnet/a 10.0.2.2"]);
   });
 

@@ -14,15 +14,23 @@ import { parseCidr } from "../../src/ipam/cidr";
 import { take } from "../../src/ipam/allocator";
 import { DiskStore } from "../../src/store/disk";
 import { STALE_MS } from "../../src/store/lock";
+import { ciliumNode } from "../helpers/node";
 import { BIN } from "../helpers/plugin";
 
 function world(): { dir: string; dataDir: string; confFile: string; store: DiskStore; cidr: ReturnType<typeof cidrOf> } {
   const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-fence-"));
   const nodeFile = join(dir, "node.json");
-  writeFileSync(nodeFile, JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.1.0.0/24"] } } }));
+  writeFileSync(nodeFile, JSON.stringify(ciliumNode(["10.1.0.0/24"])));
   const dataDir = join(dir, "data");
   const confFile = join(dir, "conf.json");
-  writeFileSync(confFile, JSON.stringify({ cniVersion: "1.1.0", name: "podnet", ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 } }));
+  writeFileSync(
+    confFile,
+    JSON.stringify({
+      cniVersion: "1.1.0",
+      name: "podnet",
+      ipam: { type: "podcidr-ipam", nodeFile, dataDir, waitForPodCIDRs: 0, lockTimeout: 60 },
+    }),
+  );
   return { dir, dataDir, confFile, store: new DiskStore(dataDir, 60_000, () => {}), cidr: cidrOf("10.1.0.0/24") };
 }
 
@@ -55,7 +63,17 @@ function ourRecord(tx: Parameters<Parameters<DiskStore["transact"]>[1]>[0], cidr
   const r = tx.range(cidr);
   take(r, 1);
   tx.touch(r);
-  tx.putAttachment({ network: "podnet", containerID: "frozen", ifname: "eth0", netns: "/y", netnsId: "", namespace: "", pod: "", createdAt: new Date().toISOString(), ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }] });
+  tx.putAttachment({
+    network: "podnet",
+    containerID: "frozen",
+    ifname: "eth0",
+    netns: "/y",
+    netnsId: "",
+    namespace: "",
+    pod: "",
+    createdAt: new Date().toISOString(),
+    ips: [{ cidr: "10.1.0.0/24", address: "10.1.0.2" }],
+  });
 }
 
 describe("lock holder", () => {

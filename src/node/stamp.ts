@@ -4,7 +4,7 @@
 import { statSync } from "node:fs";
 import type { IpamConfig } from "../ipam/config.js";
 import type { NodeInfo } from "../ipam/node-file.js";
-import { loadNode, notReady, readNode } from "./node.js";
+import { loadNode, notReady, readNode } from "./read.js";
 
 export interface StampedNode {
   readonly node: NodeInfo;

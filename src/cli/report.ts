@@ -8,9 +8,9 @@ import type { IpamConfig } from "../ipam/config.js";
 import type { NodeInfo } from "../ipam/node-file.js";
 import { Claims } from "../store/claims.js";
 import type { AttachmentRecord } from "../store/store.js";
-import { readNode, notReady } from "./node.js";
-import { gatewayHeld, reservedOffsets } from "./ranges.js";
-import { openStore } from "./store.js";
+import { FROM_OVERLAP, gatewayHeld, nodePool, reservedOffsets } from "../ipam/pool.js";
+import { notReady, readNode } from "../node/read.js";
+import { openStore } from "../store/open.js";
 
 export interface AddressLine {
   readonly ip: string;
@@ -33,7 +33,7 @@ export interface RangeReport {
   readonly addresses: readonly AddressLine[];
 }
 
-export interface StatusReport {
+export interface StoreReport {
   /** The network asked about ("" when none): every network's attachments are shown, the store being shared. */
   readonly network: string;
   readonly store: string;
@@ -43,7 +43,7 @@ export interface StatusReport {
   readonly problems: readonly string[];
 }
 
-export async function collectStatus(network: string, ipam: IpamConfig, log: (msg: string) => void = () => {}): Promise<StatusReport> {
+export async function collectReport(network: string, ipam: IpamConfig, log: (msg: string) => void = () => {}): Promise<StoreReport> {
   const problems: string[] = [];
   let node: NodeInfo | null = null;
   try {
@@ -57,7 +57,7 @@ export async function collectStatus(network: string, ipam: IpamConfig, log: (msg
   }
   const known = node !== null;
   const store = openStore(ipam, log);
-  const claims = new Claims(ipam.nodeFile, store.dir, () => {});
+  const claims = new Claims(ipam.nodeFile, store.location, () => {});
   const { value } = await store.transact({ create: false, readOnly: true, skipDamaged: true }, (tx) => {
     const stored = tx.storedRanges();
     const owners = new Map<string, AttachmentRecord>();
@@ -66,8 +66,12 @@ export async function collectStatus(network: string, ipam: IpamConfig, log: (msg
     const rest = stored.filter((r) => !active.some((a) => a.range.cidr.text === r.cidr.text)).map((range) => ({ range, orphaned: known }));
     const ranges = [...active, ...rest].map(({ range, orphaned }) => report(range, orphaned, node, ipam, stored, owners));
     for (const { range } of active) {
-      const gw = gatewayHeld(range.cidr, ipam, stored);
-      if (gw) problems.push(`the gateway of ${range.cidr.text}, ${gw.address}, is a pod's address in ${gw.range}: no new pod gets an address of ${range.cidr.text} until that pod is deleted`);
+      const gw = gatewayHeld(range.cidr, { gateway: ipam.gateway, stored });
+      if (gw)
+        problems.push(
+          `the gateway of ${range.cidr.text}, ${gw.address}, is a pod's address in ${gw.range}: no new pod gets an address of ` +
+            `${range.cidr.text} until that pod is deleted`,
+        );
       try {
         claims.check(range.cidr);
       } catch (e) {
@@ -79,19 +83,31 @@ export async function collectStatus(network: string, ipam: IpamConfig, log: (msg
   for (const d of value.damaged) problems.push(`${d.reason} (run \`podcidr-ipam repair\`)`);
   const ranges = value.ranges;
   for (const r of ranges) {
-    if (r.orphaned && r.allocated > 0) problems.push(`${r.cidr} is no longer in the node file but ${r.allocated} address(es) in it are still held`);
+    if (r.orphaned && r.allocated > 0)
+      problems.push(`${r.cidr} is no longer in the node file but ${r.allocated} address(es) in it are still held`);
   }
   if (!known && ranges.length > 0) problems.push("the node file is unusable, so the stored ranges cannot be told active or orphaned");
   for (const fam of [4, 6] as const) {
     const act = ranges.filter((r) => r.family === fam && !r.orphaned && node?.podCIDRs.some((c) => c.text === r.cidr));
     if (act.length > 0 && act.every((r) => r.free <= 0)) problems.push(`every IPv${fam} podCIDR is full`);
   }
-  return { network, store: store.dir, nodeFile: ipam.nodeFile, node: node ? { kind: node.kind, name: node.name, field: node.field } : null, ranges, problems };
+  return {
+    network,
+    store: store.location,
+    nodeFile: ipam.nodeFile,
+    node: node ? { kind: node.kind, name: node.name, field: node.field } : null,
+    ranges,
+    problems,
+  };
 }
 
-export function formatStatus(rep: StatusReport, all: boolean): string {
+export function formatReport(rep: StoreReport, all: boolean): string {
   const lines = [`Store ${rep.store}${rep.network ? ` (network ${rep.network} and every network sharing it)` : ""}`];
-  lines.push(rep.node ? `Node file ${rep.nodeFile}: ${rep.node.kind} ${rep.node.name || "(unnamed)"}, ${rep.node.field}` : `Node file ${rep.nodeFile}: not usable`);
+  lines.push(
+    rep.node
+      ? `Node file ${rep.nodeFile}: ${rep.node.kind} ${rep.node.name || "(unnamed)"}, ${rep.node.field}`
+      : `Node file ${rep.nodeFile}: not usable`,
+  );
   for (const r of rep.ranges) {
     const tag = r.orphaned ? " (orphaned: no longer in the node file)" : r.truncated ? ` (first ${r.size} addresses used)` : "";
     lines.push(`IPv${r.family}: ${r.used}/${r.size} allocated from ${r.cidr}${tag}`);
@@ -111,9 +127,6 @@ function addressLabel(a: AddressLine): string {
   return `(${o.pod ? `${o.namespace}/${o.pod}` : "no pod name"}) ${o.network} ${o.containerID}/${o.ifname} since ${o.createdAt}`;
 }
 
-/** Reasons that come from another, overlapping range: shown there, not counted here. */
-const FROM_OTHER = /^(held in |network address of |gateway of |broadcast address of )/;
-
 function report(
   range: RangeState,
   orphaned: boolean,
@@ -124,15 +137,26 @@ function report(
 ): RangeReport {
   const cidr = range.cidr;
   const active = node !== null && !orphaned && node.podCIDRs.some((c) => c.text === cidr.text);
-  const reserved = active ? reservedOffsets(cidr, node, ipam, stored) : new Map<number, string>();
+  // Reasons that come from another, overlapping range are listed here but counted there.
+  const reserved = active ? reservedOffsets(cidr, nodePool(node, ipam.gateway, stored)) : new Map<number, string>();
   const lines: { offset: number; line: AddressLine; counted: boolean }[] = [];
-  for (const [o, why] of reserved) if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why }, counted: !FROM_OTHER.test(why) });
+  for (const [o, why] of reserved)
+    if (!isSet(range, o)) lines.push({ offset: o, line: { ip: addressAt(cidr, o), reserved: why }, counted: !FROM_OVERLAP.test(why) });
   for (let o = 0; o < cidr.size; o++) {
     if (!isSet(range, o)) continue;
     const ip = addressAt(cidr, o);
     const rec = owners.get(ip);
     const owner = rec
-      ? { network: rec.network, containerID: rec.containerID, ifname: rec.ifname, netns: rec.netns, netnsId: rec.netnsId, namespace: rec.namespace, pod: rec.pod, createdAt: rec.createdAt }
+      ? {
+          network: rec.network,
+          containerID: rec.containerID,
+          ifname: rec.ifname,
+          netns: rec.netns,
+          netnsId: rec.netnsId,
+          namespace: rec.namespace,
+          pod: rec.pod,
+          createdAt: rec.createdAt,
+        }
       : undefined;
     lines.push({ offset: o, line: owner ? { ip, owner } : { ip }, counted: true });
   }

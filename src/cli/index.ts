@@ -1,12 +1,12 @@
 // The small CLI for people (no CNI_COMMAND): --help, --version, status.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { CniError } from "./errors.js";
-import { DEFAULTS, parseIpamConfig } from "./ipam/config.js";
-import { collectStatus, formatStatus } from "./commands/report.js";
-import { formatRepair, repair } from "./commands/repair.js";
-import { NAME_RE } from "./cni/env.js";
-import { SUPPORTED_VERSIONS } from "./cni/version.js";
+import { CniError } from "../errors.js";
+import { DEFAULTS, parseIpamConfig } from "../ipam/config.js";
+import { collectReport, formatReport } from "./report.js";
+import { formatRepair, repairDisk } from "./repair.js";
+import { NAME_RE } from "../cni/env.js";
+import { SUPPORTED_VERSIONS } from "../cni/version.js";
 
 declare const __VERSION__: string;
 export const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -42,24 +42,9 @@ Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, b
 `;
 
 export async function cli(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseOptions>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-        "all-addresses": { type: "boolean" },
-        json: { type: "boolean" },
-        conf: { type: "string" },
-        "data-dir": { type: "string" },
-        network: { type: "string" },
-        "node-file": { type: "string" },
-        "dry-run": { type: "boolean" },
-        "release-unowned": { type: "boolean" },
-      },
-    });
+    parsed = parseOptions(argv);
   } catch (e) {
     err(`podcidr-ipam: ${(e as Error).message}\n\n${HELP}`);
     return 2;
@@ -81,12 +66,12 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
     if (positionals[0] === "repair") {
-      const rep = await repair(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
+      const rep = await repairDisk(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
     }
-    const report = await collectStatus(target.name, target.ipam, say);
-    out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, Boolean(v["all-addresses"])));
+    const report = await collectReport(target.name, target.ipam, say);
+    out(v.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, Boolean(v["all-addresses"])));
     return report.problems.length > 0 ? 1 : 0;
   } catch (e) {
     if (e instanceof CniError) {
@@ -98,6 +83,25 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
 }
 
 // --- internal ---
+
+function parseOptions(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+      "all-addresses": { type: "boolean" },
+      json: { type: "boolean" },
+      conf: { type: "string" },
+      "data-dir": { type: "string" },
+      network: { type: "string" },
+      "node-file": { type: "string" },
+      "dry-run": { type: "boolean" },
+      "release-unowned": { type: "boolean" },
+    },
+  });
+}
 
 function fromConf(path: string): { name: string; ipam: ReturnType<typeof parseIpamConfig> } {
   let conf: Record<string, unknown>;
@@ -115,6 +119,7 @@ function fromConf(path: string): { name: string; ipam: ReturnType<typeof parseIp
 
 function fromFlags(dataDir?: string, network?: string, nodeFile?: string): { name: string; ipam: ReturnType<typeof parseIpamConfig> } {
   if (network !== undefined && !NAME_RE.test(network)) throw new CniError(7, `invalid network name ${JSON.stringify(network)}`);
-  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : p.startsWith("/") ? p : `${process.cwd()}/${p}`);
+  const abs = (p: string | undefined): string | undefined =>
+    p === undefined ? undefined : p.startsWith("/") ? p : `${process.cwd()}/${p}`;
   return { name: network ?? "", ipam: parseIpamConfig({ dataDir: abs(dataDir), nodeFile: abs(nodeFile) }) };
 }

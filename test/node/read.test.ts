@@ -6,9 +6,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { failure } from "../helpers/errors";
 import { CniError, Code } from "../../src/errors.js";
 import { type IpamConfig, parseIpamConfig } from "../../src/ipam/config.js";
-import { loadNode, readNode } from "../../src/commands/node.js";
+import { loadNode, readNode } from "../../src/node/read.js";
+import { ciliumNode } from "../helpers/node";
 
-const NODE = JSON.stringify({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.0.2.0/24"] } } });
+const NODE = JSON.stringify(ciliumNode(["10.0.2.0/24"]));
 
 let dir: string;
 let path: string;
@@ -56,10 +57,14 @@ describe("readNode", () => {
 describe("loadNode (ADD)", () => {
   it("fails an empty file with 11 saying it is empty, and how long it waited", async () => {
     writeFileSync(path, "");
-    expect((await loadFailure(ipam(0))).err.message).toBe(`node file ${path} is empty: the sync job may be writing it in place; write a temp file and mv it`);
+    expect((await loadFailure(ipam(0))).err.message).toBe(
+      `node file ${path} is empty: the sync job may be writing it in place; write a temp file and mv it`,
+    );
     const { err } = await loadFailure(ipam(0.3));
     expect(err.code).toBe(Code.TryAgainLater);
-    expect(err.message).toBe(`node file ${path} is empty after waiting 0.3s: the sync job may be writing it in place; write a temp file and mv it`);
+    expect(err.message).toBe(
+      `node file ${path} is empty after waiting 0.3s: the sync job may be writing it in place; write a temp file and mv it`,
+    );
   });
 
   it("waits for an empty file to be written", async () => {

@@ -4,14 +4,15 @@
 // to quarantine/. A bit that no record holds ("unowned": its record was lost, or
 // it was read from a damaged bitmap) stays taken, because it may be a running
 // pod's, unless --release-unowned says the operator has checked that it is not.
-import { isSet, take } from "../ipam/allocator.js";
+import { isSet } from "../ipam/allocator.js";
 import { type Cidr, addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import * as codec from "../store/codec.js";
 import { pendingJournalFiles } from "../store/disk.js";
 import { findLegacy } from "../store/migrate.js";
-import { heldOffsets } from "./ranges.js";
-import { openStore } from "./store.js";
+import { heldOffsets, resetRange } from "../ipam/pool.js";
+import { openStore } from "../store/open.js";
+import type { Store } from "../store/store.js";
 
 export interface RepairReport {
   readonly store: string;
@@ -37,10 +38,28 @@ export interface RepairReport {
   }[];
 }
 
-export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; dryRun: boolean }, log: (msg: string) => void = () => {}): Promise<RepairReport> {
+/** Repair the store of `ipam.dataDir` on disk. */
+export function repairDisk(ipam: IpamConfig, opts: RepairOptions, log: (msg: string) => void = () => {}): Promise<RepairReport> {
   const store = openStore(ipam, log);
-  const pendingMigration = opts.dryRun ? findLegacy(ipam.dataDir).map((l) => l.path) : [];
-  const pendingJournals = opts.dryRun ? pendingJournalFiles(store.dir) : [];
+  const pending = opts.dryRun
+    ? { migration: findLegacy(ipam.dataDir).map((l) => l.path), journals: pendingJournalFiles(store.location) }
+    : undefined;
+  return repair(store, opts, pending);
+}
+
+export interface RepairOptions {
+  readonly releaseUnowned: boolean;
+  readonly dryRun: boolean;
+}
+
+/** Repair any store: every range rebuilt from the records, unowned bits kept unless releaseUnowned. */
+export async function repair(
+  store: Store,
+  opts: RepairOptions,
+  pending?: { migration: string[]; journals: string[] },
+): Promise<RepairReport> {
+  const pendingMigration = pending?.migration ?? [];
+  const pendingJournals = pending?.journals ?? [];
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
     const cidrs = new Map<string, Cidr>();
@@ -75,9 +94,7 @@ export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; 
       for (const o of salvaged.get(cidr.text) ?? []) if (!mine.has(o)) unowned.add(o);
       const rebuild = marked.length > 0 || salvaged.has(cidr.text) || (opts.releaseUnowned && unowned.size > 0);
       if (rebuild) {
-        range.bits.fill(0);
-        range.allocated = 0;
-        for (const o of [...mine.keys(), ...(opts.releaseUnowned ? [] : unowned)]) take(range, o);
+        resetRange(range, [...mine.keys(), ...(opts.releaseUnowned ? [] : unowned)]);
         tx.touch(range);
       }
       return {
@@ -97,13 +114,15 @@ export async function repair(ipam: IpamConfig, opts: { releaseUnowned: boolean; 
       .map((m) => `${m.network}/${m.id.containerID}/${m.id.ifname}`);
     return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
   });
-  return { store: store.dir, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
+  return { store: store.location, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
 }
 
 export function formatRepair(rep: RepairReport): string {
   const lines = [`Store ${rep.store}${rep.dryRun ? " (dry run: nothing written, no lock taken)" : ""}`];
-  for (const p of rep.pendingMigration) lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
-  for (const j of rep.pendingJournals) lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
+  for (const p of rep.pendingMigration)
+    lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
+  for (const j of rep.pendingJournals)
+    lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
   if (rep.lostRecords.length) {
     lines.push(
@@ -123,7 +142,11 @@ export function formatRepair(rep: RepairReport): string {
     }
     if (r.conflicts.length) lines.push(`  CONFLICT, held by two records (recreate one of the pods): ${r.conflicts.join(", ")}`);
   }
-  const clean = rep.quarantined.length === 0 && rep.pendingMigration.length === 0 && rep.pendingJournals.length === 0 && rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
+  const clean =
+    rep.quarantined.length === 0 &&
+    rep.pendingMigration.length === 0 &&
+    rep.pendingJournals.length === 0 &&
+    rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
   if (clean) lines.push("Nothing to repair.");
   return `${lines.join("\n")}\n`;
 }

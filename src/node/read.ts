@@ -33,13 +33,26 @@ export function readNodeState(path: string): NodeRead {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if (errno(err) === "ENOENT") return { state: "missing" };
-    throw new CniError(Code.InvalidNodeFile, `node file ${path} is unreadable: ${errno(err) ?? (err as Error).message}`, "check ipam.nodeFile and the file's permissions (the plugin runs as root)");
+    throw new CniError(
+      Code.InvalidNodeFile,
+      `node file ${path} is unreadable: ${errno(err) ?? (err as Error).message}`,
+      "check ipam.nodeFile and the file's permissions (the plugin runs as root)",
+    );
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new CniError(Code.InvalidNodeFile, `node file ${path} is not a regular file`, "point ipam.nodeFile at the JSON file your sync job writes");
+    if (!st.isFile())
+      throw new CniError(
+        Code.InvalidNodeFile,
+        `node file ${path} is not a regular file`,
+        "point ipam.nodeFile at the JSON file your sync job writes",
+      );
     if (st.size > MAX_NODE_FILE) {
-      throw new CniError(Code.InvalidNodeFile, `node file ${path} is ${st.size} bytes, larger than the ${MAX_NODE_FILE}-byte limit`, "it should hold one node object from kubectl get ... -o json");
+      throw new CniError(
+        Code.InvalidNodeFile,
+        `node file ${path} is ${st.size} bytes, larger than the ${MAX_NODE_FILE}-byte limit`,
+        "it should hold one node object from kubectl get ... -o json",
+      );
     }
     if (st.size === 0) return { state: "empty" };
     let obj: unknown;
@@ -52,7 +65,11 @@ export function readNodeState(path: string): NodeRead {
     return { state: "ok", node: nodeFromJson(obj, path) };
   } catch (err) {
     if (err instanceof CniError) throw err;
-    throw new CniError(Code.InvalidNodeFile, `node file ${path} is unreadable: ${errno(err) ?? (err as Error).message}`, "check the file and its permissions");
+    throw new CniError(
+      Code.InvalidNodeFile,
+      `node file ${path} is unreadable: ${errno(err) ?? (err as Error).message}`,
+      "check the file and its permissions",
+    );
   } finally {
     closeSync(fd);
   }
@@ -71,7 +88,9 @@ export async function loadNode(ipam: IpamConfig, wait: boolean): Promise<NodeInf
       const waited = waitedText(ipam);
       if (r.state === "empty") throw emptyFile(ipam.nodeFile, waited);
       if (r.state === "partial") {
-        throw waited ? new CniError(r.error.code, r.error.message, `still not JSON${waited}, re-read every ${POLL_MS} ms: ${r.error.details}`) : r.error;
+        throw waited
+          ? new CniError(r.error.code, r.error.message, `still not JSON${waited}, re-read every ${POLL_MS} ms: ${r.error.details}`)
+          : r.error;
       }
       throw notReady(ipam, r.state === "ok" ? r.node : null);
     }
@@ -87,7 +106,8 @@ function emptyFile(path: string, waited: string): CniError {
   return new CniError(
     Code.TryAgainLater,
     `node file ${path} is empty${waited}: the sync job may be writing it in place; write a temp file and mv it`,
-    `e.g. \`kubectl get ciliumnode $NODE -o json > ${path}.tmp && mv ${path}.tmp ${path}\`: a rename replaces the file in one step, so a call never reads it half-written`,
+    `e.g. \`kubectl get ciliumnode $NODE -o json > ${path}.tmp && mv ${path}.tmp ${path}\`: a rename replaces the file in one step, so ` +
+      `a call never reads it half-written`,
   );
 }
 
@@ -97,13 +117,15 @@ export function notReady(ipam: IpamConfig, node: NodeInfo | null): CniError {
     return new CniError(
       Code.TryAgainLater,
       `node file ${ipam.nodeFile} does not exist${waited}`,
-      `the sync job writes it, e.g. \`kubectl get ciliumnode $NODE -o json > ${ipam.nodeFile}.tmp && mv ${ipam.nodeFile}.tmp ${ipam.nodeFile}\`; check that it runs and that ipam.nodeFile names the same path`,
+      `the sync job writes it, e.g. \`kubectl get ciliumnode $NODE -o json > ${ipam.nodeFile}.tmp && mv ${ipam.nodeFile}.tmp ` +
+        `${ipam.nodeFile}\`; check that it runs and that ipam.nodeFile names the same path`,
     );
   }
   const why = node.operatorError ? ` The operator reports: "${node.operatorError}".` : "";
   return new CniError(
     Code.TryAgainLater,
     `node file ${ipam.nodeFile} lists no podCIDRs in ${node.field}${waited}`,
-    `${node.kind} ${node.name || "(unnamed)"} has not been given a pod CIDR yet.${why} Cluster-pool IPAM: check the cilium-operator and its cluster pool; host-scope: kube-controller-manager --allocate-node-cidrs.`,
+    `${node.kind} ${node.name || "(unnamed)"} has not been given a pod CIDR yet.${why} Cluster-pool IPAM: check the cilium-operator and ` +
+      `its cluster pool; host-scope: kube-controller-manager --allocate-node-cidrs.`,
   );
 }
