@@ -42,7 +42,8 @@ describe("model-based test", () => {
         networks: Number(process.env.MODEL_NETWORKS ?? 2),
       });
       const s = rep.stats;
-      if (!rep.strace) process.stdout.write(`[model] NOTICE: /usr/bin/strace is missing: ${rep.planned.stalls} stalled-fsync step(s) skipped\n`);
+      if (!rep.strace)
+        process.stdout.write(`[model] NOTICE: /usr/bin/strace is missing: ${rep.planned.stalls} stalled-fsync step(s) skipped\n`);
       // What was planned happened, or the run proved less than it says.
       if (rep.ops.includes("kill")) expect(s.killsLanded).toBeGreaterThan(0);
       if (rep.planned.stops > 0) expect(s.stops, "no SIGSTOP caught a holder inside the lock").toBeGreaterThan(0);
@@ -52,14 +53,20 @@ describe("model-based test", () => {
         steps: rep.steps,
         seconds: rep.seconds,
         calls: s.calls,
-        ops: Object.entries(s.ops).sort().map(([k, v]) => `${k}:${v}`).join(" "),
+        ops: Object.entries(s.ops)
+          .sort()
+          .map(([k, v]) => `${k}:${v}`)
+          .join(" "),
         "kills landed": s.killsLanded,
         "kills after the call ended": s.killsMissed,
         "killed right after answering": s.durable,
         stops: s.stops,
         stalls: rep.strace ? s.stalls : "skipped (no strace)",
         "node-file changes": s.nodeChanges,
-        "exit codes": Object.entries(s.codes).sort().map(([k, v]) => `${k}:${v}`).join(" "),
+        "exit codes": Object.entries(s.codes)
+          .sort()
+          .map(([k, v]) => `${k}:${v}`)
+          .join(" "),
         "refused calls unchanged": s.refusedUnchanged,
         "claims left by refused calls": s.claimsByRefused,
         "released at the end": rep.finalReleased,

@@ -1,9 +1,21 @@
 // The calls of the model test and how each outcome settles into the model:
 // the step context, making a call (plain or killed), checking its exit code,
 // checking that a refused call changed nothing, and batches of concurrent calls.
-import { type Att, type Held, Holdings, type Model, type NodeVersion, type Pod, type Violation, attKey, parseHeld, sameHeld, showHeld } from "./model";
-import { type Ip } from "./net";
-import { type Call, type Outcome, type StoreId, type World } from "./world";
+import {
+  type Att,
+  type Held,
+  Holdings,
+  type Model,
+  type NodeVersion,
+  type Pod,
+  type Violation,
+  attKey,
+  parseHeld,
+  sameHeld,
+  showHeld,
+} from "./model";
+import type { Ip } from "./net";
+import type { Call, Outcome, StoreId, World } from "./world";
 
 export interface Stats {
   ops: Record<string, number>;
@@ -67,7 +79,14 @@ export function resetIds(): void {
 
 export function newPod(ctx: Ctx, store: StoreId): Pod {
   const n = ++podSeq;
-  const pod: Pod = { store, cid: `${store === "A" ? "c" : "b"}${n.toString(36)}-${Math.floor(ctx.rng() * 1e6).toString(36)}`, ns: pick(ctx, NAMESPACES), name: `pod-${n}`, netns: ctx.w.netns(), ifnames: new Set() };
+  const pod: Pod = {
+    store,
+    cid: `${store === "A" ? "c" : "b"}${n.toString(36)}-${Math.floor(ctx.rng() * 1e6).toString(36)}`,
+    ns: pick(ctx, NAMESPACES),
+    name: `pod-${n}`,
+    netns: ctx.w.netns(),
+    ifnames: new Set(),
+  };
   ctx.m.pods.push(pod);
   return pod;
 }
@@ -79,24 +98,64 @@ export function newAtt(ctx: Ctx, store: StoreId): Att {
   const ifname = pod.ifnames.size === 0 ? pick(ctx, ["eth0", "net1"]) : pod.ifnames.has("eth0") ? "net1" : "eth0";
   pod.ifnames.add(ifname);
   const network = pick(ctx, ctx.w.networks);
-  return { key: attKey(store, network, pod.cid, ifname), store, network, pod, ifname, netns: pod.netns, netnsGen: ctx.w.netnsGen(pod.netns), state: "dead", held: [] };
+  return {
+    key: attKey(store, network, pod.cid, ifname),
+    store,
+    network,
+    pod,
+    ifname,
+    netns: pod.netns,
+    netnsGen: ctx.w.netnsGen(pod.netns),
+    state: "dead",
+    held: [],
+  };
 }
 
 export function addCall(a: Att, ip?: string): Call {
-  return { store: a.store, network: a.network, command: "ADD", cid: a.pod.cid, ifname: a.ifname, netns: a.netns, pod: [a.pod.ns, a.pod.name], ...(ip ? { ip } : {}) };
+  return {
+    store: a.store,
+    network: a.network,
+    command: "ADD",
+    cid: a.pod.cid,
+    ifname: a.ifname,
+    netns: a.netns,
+    pod: [a.pod.ns, a.pod.name],
+    ...(ip ? { ip } : {}),
+  };
 }
 
 export function delCall(ctx: Ctx, a: Att, netns: "keep" | "maybe-gone" = "maybe-gone"): Call {
-  return { store: a.store, network: a.network, command: "DEL", cid: a.pod.cid, ifname: a.ifname, netns: netns === "maybe-gone" && chance(ctx, 0.2) ? null : a.netns, pod: [a.pod.ns, a.pod.name] };
+  return {
+    store: a.store,
+    network: a.network,
+    command: "DEL",
+    cid: a.pod.cid,
+    ifname: a.ifname,
+    netns: netns === "maybe-gone" && chance(ctx, 0.2) ? null : a.netns,
+    pod: [a.pod.ns, a.pod.name],
+  };
 }
 
 export function checkCall(a: Att, prevResult: unknown): Call {
-  return { store: a.store, network: a.network, command: "CHECK", cid: a.pod.cid, ifname: a.ifname, netns: a.netns, pod: [a.pod.ns, a.pod.name], top: { prevResult } };
+  return {
+    store: a.store,
+    network: a.network,
+    command: "CHECK",
+    cid: a.pod.cid,
+    ifname: a.ifname,
+    netns: a.netns,
+    pod: [a.pod.ns, a.pod.name],
+    top: { prevResult },
+  };
 }
 
 /** The holdings an ADD starts from: every holder of its store except those a concurrent call releases. */
 export function holdings(ctx: Ctx, store: StoreId, releasing: ReadonlySet<string> = new Set()): Holdings {
-  return new Holdings(store, ctx.m.holders(store).filter((a) => !releasing.has(a.key)), ctx.m.holders(other(store)));
+  return new Holdings(
+    store,
+    ctx.m.holders(store).filter((a) => !releasing.has(a.key)),
+    ctx.m.holders(other(store)),
+  );
 }
 
 export const codeOf = (o: Outcome): number => (o.r.code === 0 ? 0 : typeof o.r.json?.code === "number" ? o.r.json.code : -1);
@@ -112,7 +171,7 @@ export function outcomeText(o: Outcome): string {
   if (o.killedByOther) return `SIGKILLed by another process after ${o.ms} ms`;
   const code = codeOf(o);
   if (code === 0) return `ok${o.r.json?.ips ? ` ${o.r.json.ips.map((i: any) => i.address).join(" ")}` : ""} (${o.ms} ms)`;
-  return `code ${code}: ${String(o.r.json?.msg ?? (o.r.stdout + o.r.stderr)).slice(0, 160)} (${o.ms} ms)`;
+  return `code ${code}: ${String(o.r.json?.msg ?? o.r.stdout + o.r.stderr).slice(0, 160)} (${o.ms} ms)`;
 }
 
 /** Make a call, log it and count it. */
@@ -134,7 +193,11 @@ export function settleLog(ctx: Ctx, c: Call, tag: string, o: Outcome): void {
 export function expectCode(ctx: Ctx, what: string, o: Outcome, codes: ReadonlySet<number>, why: readonly string[] = []): boolean {
   const code = codeOf(o);
   if (codes.has(code)) {
-    if (code !== 0 && (o.r.code !== 1 || !o.r.json)) ctx.v.push({ kind: "protocol", msg: `${what}: an error must be one JSON object and exit status 1; got status ${o.r.code}, stdout ${o.r.stdout.slice(0, 200)}` });
+    if (code !== 0 && (o.r.code !== 1 || !o.r.json))
+      ctx.v.push({
+        kind: "protocol",
+        msg: `${what}: an error must be one JSON object and exit status 1; got status ${o.r.code}, stdout ${o.r.stdout.slice(0, 200)}`,
+      });
     return true;
   }
   ctx.v.push({
@@ -162,7 +225,11 @@ export async function unchanged(ctx: Ctx, what: string, fn: () => Promise<Outcom
   }
   const ignore = (k: string): boolean => /\/(lock|lock\.owner|lock\.reap|queue)(\/|$)/.test(`/${k}`);
   const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => !ignore(k) && before.get(k) !== after.get(k));
-  if (changed.length) ctx.v.push({ kind: "changed", msg: `${what} changed the store: ${changed.slice(0, 6).join(", ")}${changed.length > 6 ? ` and ${changed.length - 6} more` : ""}` });
+  if (changed.length)
+    ctx.v.push({
+      kind: "changed",
+      msg: `${what} changed the store: ${changed.slice(0, 6).join(", ")}${changed.length > 6 ? ` and ${changed.length - 6} more` : ""}`,
+    });
   else {
     ctx.stats.refusedUnchanged++;
     ctx.unchangedCalls++;
@@ -173,7 +240,16 @@ export async function unchanged(ctx: Ctx, what: string, fn: () => Promise<Outcom
 // --- settling the outcome of each kind of call into the model ---
 
 /** An ADD of a new attachment (or a retry of one in doubt that held nothing) has ended. */
-export function settleAdd(ctx: Ctx, a: Att, o: Outcome, hold: Holdings, concurrent: number, versions: readonly NodeVersion[], requested: Ip | null, before?: Holdings): void {
+export function settleAdd(
+  ctx: Ctx,
+  a: Att,
+  o: Outcome,
+  hold: Holdings,
+  concurrent: number,
+  versions: readonly NodeVersion[],
+  requested: Ip | null,
+  before?: Holdings,
+): void {
   // `hold` leaves out what concurrent DELs release; `before` (when given) still has it: either may be what the ADD saw.
   const exp = hold.expectAddDuring(versions, requested, concurrent);
   if (before) {
@@ -230,7 +306,11 @@ export function settleRepeat(ctx: Ctx, a: Att, o: Outcome, netns: string): void 
   if (o.killedByUs || o.killedByOther) return; // it holds what it held, in either netns
   if (!expectCode(ctx, `repeated ADD ${a.key} from a new netns`, o, new Set([0]))) return;
   const held = parseHeld(o.r.json);
-  if (!held || !sameHeld(held, a.held)) ctx.v.push({ kind: "lost", msg: `repeated ADD ${a.key} from a new netns answered ${held ? showHeld(held) : o.r.stdout}; it holds ${showHeld(a.held)}` });
+  if (!held || !sameHeld(held, a.held))
+    ctx.v.push({
+      kind: "lost",
+      msg: `repeated ADD ${a.key} from a new netns answered ${held ? showHeld(held) : o.r.stdout}; it holds ${showHeld(a.held)}`,
+    });
   a.netns = netns;
   a.netnsGen = ctx.w.netnsGen(netns);
   a.pod.netns = netns;
@@ -252,7 +332,13 @@ export interface Planned {
 }
 
 /** A few calls the runtime makes at once: new pods, deletions, checks, restarts; on distinct attachments. */
-export function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], firstAdd = false, released: readonly string[] = []): { plans: Planned[]; releasing: Set<string> } {
+export function planBatch(
+  ctx: Ctx,
+  n: number,
+  exclude: readonly string[] = [],
+  firstAdd = false,
+  released: readonly string[] = [],
+): { plans: Planned[]; releasing: Set<string> } {
   const store: StoreId = "A";
   const used = new Set<string>(exclude);
   const releasing = new Set<string>(released);
@@ -289,7 +375,8 @@ export function planBatch(ctx: Ctx, n: number, exclude: readonly string[] = [], 
     if (p.tag !== "add") continue;
     const a = p.att!;
     // Calls queued behind a holder while the node file changed read it after the change (ctx.notBefore).
-    p.settle = (o, t0) => settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null, before);
+    p.settle = (o, t0) =>
+      settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null, before);
   }
   return { plans, releasing };
 }

@@ -31,7 +31,11 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
       for (const l of r.lines) {
         if (!l.reserved || l.owner) bits++;
         if (!l.owner) {
-          if (!l.reserved) out.push({ kind: "leak", msg: `store ${view.store}${r.network ? `/${r.network}` : ""}: ${l.text} in ${r.cidr.text} is marked but has no owner record` });
+          if (!l.reserved)
+            out.push({
+              kind: "leak",
+              msg: `store ${view.store}${r.network ? `/${r.network}` : ""}: ${l.text} in ${r.cidr.text} is marked but has no owner record`,
+            });
           continue;
         }
         const o = l.owner;
@@ -40,7 +44,8 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
         const hs = seen.get(who) ?? [];
         if (!hs.some((h) => h.fam === l.fam && h.v === l.v)) hs.push({ fam: l.fam, v: l.v, cidr: r.cidr });
         seen.set(who, hs);
-        if (l.v === r.cidr.net || l.v === broadcastOf(r.cidr)) out.push({ kind: "reserved", msg: `${who} holds ${l.text}, the network/broadcast address of ${r.cidr.text}` });
+        if (l.v === r.cidr.net || l.v === broadcastOf(r.cidr))
+          out.push({ kind: "reserved", msg: `${who} holds ${l.text}, the network/broadcast address of ${r.cidr.text}` });
         const a = m.atts.get(who);
         if (!a || a.state === "dead") {
           out.push({ kind: "leak", msg: `${l.text} is held by ${who}, which the runtime ${a ? "deleted" : "never added"}` });
@@ -49,9 +54,14 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
         if (o.namespace !== undefined && (o.namespace !== a.pod.ns || o.pod !== a.pod.name)) {
           out.push({ kind: "protocol", msg: `${who}: status owner ${o.namespace}/${o.pod}, expected ${a.pod.ns}/${a.pod.name}` });
         }
-        if (o.netns !== undefined && a.state === "live" && o.netns !== a.netns) out.push({ kind: "protocol", msg: `${who}: record netns ${o.netns}, expected ${a.netns}` });
+        if (o.netns !== undefined && a.state === "live" && o.netns !== a.netns)
+          out.push({ kind: "protocol", msg: `${who}: record netns ${o.netns}, expected ${a.netns}` });
       }
-      if (r.allocated !== bits) out.push({ kind: "leak", msg: `store ${view.store}: ${r.cidr.text} reports allocated ${r.allocated} but lists ${bits} marked addresses` });
+      if (r.allocated !== bits)
+        out.push({
+          kind: "leak",
+          msg: `store ${view.store}: ${r.cidr.text} reports allocated ${r.allocated} but lists ${bits} marked addresses`,
+        });
     }
   }
   // (3) Every acknowledged attachment holds exactly what it was given.
@@ -60,7 +70,10 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
     for (const h of a.held) {
       const who = owners.get(key(h.fam, h.v));
       if (!who?.has(a.key)) {
-        out.push({ kind: "lost", msg: `${a.key} was given ${fmtIp(h.fam, h.v)}; status shows it ${who ? `held by ${[...who].join(", ")}` : "not held"}` });
+        out.push({
+          kind: "lost",
+          msg: `${a.key} was given ${fmtIp(h.fam, h.v)}; status shows it ${who ? `held by ${[...who].join(", ")}` : "not held"}`,
+        });
       }
     }
     const extra = got.filter((g) => !a.held.some((h) => h.fam === g.fam && h.v === g.v));
@@ -69,7 +82,11 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
   // (1) One holder per address: status owners and acknowledged answers together.
   for (const a of m.list("live")) for (const h of a.held) note(key(h.fam, h.v), a.key);
   for (const [k, who] of owners) {
-    if (who.size > 1) out.push({ kind: "duplicate", msg: `${fmtIp(k.startsWith("4:") ? 4 : 6, BigInt(`0x${k.slice(2)}`))} is held by ${[...who].join(" and ")}` });
+    if (who.size > 1)
+      out.push({
+        kind: "duplicate",
+        msg: `${fmtIp(k.startsWith("4:") ? 4 : 6, BigInt(`0x${k.slice(2)}`))} is held by ${[...who].join(" and ")}`,
+      });
   }
   // In doubt: take what the store shows.
   for (const a of m.list("doubt")) a.held = seen.get(a.key) ?? [];
@@ -79,7 +96,11 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
       const [net, rest] = f.split("/");
       const at = rest!.lastIndexOf("@");
       const a = m.atts.get(attKey(store, net!, rest!.slice(0, at), rest!.slice(at + 1)));
-      if (!a || a.state === "dead") out.push({ kind: "leak", msg: `store ${store} keeps the record ${f} of an attachment the runtime ${a ? "deleted" : "never added"}` });
+      if (!a || a.state === "dead")
+        out.push({
+          kind: "leak",
+          msg: `store ${store} keeps the record ${f} of an attachment the runtime ${a ? "deleted" : "never added"}`,
+        });
     }
   }
   return out;
@@ -88,9 +109,17 @@ export function checkStores(m: Model, views: readonly StoreView[], records: Reco
 /** A doubt attachment that a killed ADD answered before it died: its answer must be durable. */
 export function checkDurable(a: Att, answered: readonly Held[], view: StoreView): Violation[] {
   const got: string[] = [];
-  for (const r of view.ranges) for (const l of r.lines) if (l.owner && attKey(view.store, l.owner.network, l.owner.containerID, l.owner.ifname) === a.key) got.push(l.text);
+  for (const r of view.ranges)
+    for (const l of r.lines)
+      if (l.owner && attKey(view.store, l.owner.network, l.owner.containerID, l.owner.ifname) === a.key) got.push(l.text);
   const want = answered.map((h) => fmtIp(h.fam, h.v));
-  if (got.sort().join(",") !== [...want].sort().join(",")) return [{ kind: "lost", msg: `${a.key}: ADD answered ${want.join(",")} and was killed; the store holds ${got.join(",") || "nothing"} for it` }];
+  if (got.sort().join(",") !== [...want].sort().join(","))
+    return [
+      {
+        kind: "lost",
+        msg: `${a.key}: ADD answered ${want.join(",")} and was killed; the store holds ${got.join(",") || "nothing"} for it`,
+      },
+    ];
   return [];
 }
 
@@ -99,7 +128,11 @@ export function checkDurable(a: Att, answered: readonly Held[], view: StoreView)
  * range's claim, if the claim exists; another store taking it over would let
  * both hand out its addresses.
  */
-export function checkClaims(views: readonly StoreView[], claims: ReadonlyMap<string, string>, folders: Record<StoreId, string>): Violation[] {
+export function checkClaims(
+  views: readonly StoreView[],
+  claims: ReadonlyMap<string, string>,
+  folders: Record<StoreId, string>,
+): Violation[] {
   const out: Violation[] = [];
   for (const view of views) {
     if (view.layout !== "shared") continue;
@@ -107,7 +140,10 @@ export function checkClaims(views: readonly StoreView[], claims: ReadonlyMap<str
       const held = r.lines.filter((l) => l.owner).length;
       const claim = claims.get(r.cidr.text);
       if (held > 0 && claim !== undefined && claim !== folders[view.store]) {
-        out.push({ kind: "duplicate", msg: `store ${view.store} holds ${held} address(es) in ${r.cidr.text} but its claim names ${claim}` });
+        out.push({
+          kind: "duplicate",
+          msg: `store ${view.store} holds ${held} address(es) in ${r.cidr.text} but its claim names ${claim}`,
+        });
       }
     }
   }

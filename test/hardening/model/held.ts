@@ -4,8 +4,27 @@
 // SIGKILL it once it has not renewed its lease for 5 s). The node file may
 // change while the waiters wait: they must read it again under the lock.
 import { readFileSync } from "node:fs";
-import { type Att, Holdings } from "./model";
-import { type Ctx, type Op, chance, codeOf, delCall, describe, expectCode, holdings, liveAtts, newAtt, addCall, outcomeText, pick, planBatch, runPlans, settleAdd, settleDel, settleLog } from "./calls";
+import type { Att, Holdings } from "./model";
+import {
+  type Ctx,
+  type Op,
+  chance,
+  codeOf,
+  delCall,
+  describe,
+  expectCode,
+  holdings,
+  liveAtts,
+  newAtt,
+  addCall,
+  outcomeText,
+  pick,
+  planBatch,
+  runPlans,
+  settleAdd,
+  settleDel,
+  settleLog,
+} from "./calls";
 import { changeNode } from "./node";
 import type { Call, Outcome, Stall } from "./world";
 
@@ -35,7 +54,10 @@ function victim(ctx: Ctx, allowGc: boolean): Victim {
   }
   if (allowGc && r < 0.4) {
     const network = pick(ctx, ctx.w.networks);
-    const list = ctx.m.holders("A").filter((a) => a.network === network).map((a) => ({ containerID: a.pod.cid, ifname: a.ifname }));
+    const list = ctx.m
+      .holders("A")
+      .filter((a) => a.network === network)
+      .map((a) => ({ containerID: a.pod.cid, ifname: a.ifname }));
     return { c: { store: "A", network, command: "GC", top: { "cni.dev/valid-attachments": list } }, tag: "gc-keep-all", kind: "gc" };
   }
   const a = newAtt(ctx, "A");
@@ -67,9 +89,18 @@ export const stallOp: Op = {
     }
     const vic = victim(ctx, true);
     const plus = chance(ctx, 0.3);
-    const delayUs = plus ? Math.floor(300_000 + ctx.rng() * Math.min(1_200_000, ctx.maxStallUs / 4)) : Math.floor(1_000_000 + ctx.rng() * (ctx.maxStallUs - 1_000_000));
+    const delayUs = plus
+      ? Math.floor(300_000 + ctx.rng() * Math.min(1_200_000, ctx.maxStallUs / 4))
+      : Math.floor(1_000_000 + ctx.rng() * (ctx.maxStallUs - 1_000_000));
     const stall: Stall = { delayUs, when: `${1 + Math.floor(ctx.rng() * 6)}${plus ? "+" : ""}` };
-    await heldScenario(ctx, vic, `fsync #${stall.when} stalled ${(delayUs / 1e6).toFixed(1)} s`, stall, 1 + Math.floor(ctx.rng() * 4), chance(ctx, 0.4));
+    await heldScenario(
+      ctx,
+      vic,
+      `fsync #${stall.when} stalled ${(delayUs / 1e6).toFixed(1)} s`,
+      stall,
+      1 + Math.floor(ctx.rng() * 4),
+      chance(ctx, 0.4),
+    );
     ctx.stats.stalls++;
   },
 };
@@ -100,7 +131,14 @@ function spinUs(us: number): void {
  * it; the node file may change while they wait. Returns false when a stop
  * missed (the call was not holding the lock when it stopped).
  */
-async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall | null, waiters: number, changeNodeToo: boolean): Promise<boolean> {
+async function heldScenario(
+  ctx: Ctx,
+  vic: Victim,
+  label: string,
+  stall: Stall | null,
+  waiters: number,
+  changeNodeToo: boolean,
+): Promise<boolean> {
   // The victim holds the lock first: what it sees is the store before the waiters.
   const hold = holdings(ctx, "A");
   const t0 = Date.now();
@@ -136,7 +174,9 @@ async function heldScenario(ctx: Ctx, vic: Victim, label: string, stall: Stall |
       return false;
     }
   }
-  ctx.log(`  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`);
+  ctx.log(
+    `  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`,
+  );
   const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : [], true, vic.kind === "del" ? [vic.att!.key] : []);
   await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:", async () => {
     if (!changeNodeToo || !caught) return;

@@ -5,7 +5,21 @@
 // by every network; a second data dir over a podCIDR the first holds addresses
 // in is refused (7); overlapping podCIDRs reserve an in-use orphan's addresses,
 // gateway, network and broadcast; a podCIDR whose gateway a pod holds is not used.
-import { type Cidr, type Fam, type Ip, broadcastOf, contains, fmtIp, gatewayOf, inWindow, key, overlaps, parseCidr, parseIp, windowSize } from "./net";
+import {
+  type Cidr,
+  type Fam,
+  type Ip,
+  broadcastOf,
+  contains,
+  fmtIp,
+  gatewayOf,
+  inWindow,
+  key,
+  overlaps,
+  parseCidr,
+  parseIp,
+  windowSize,
+} from "./net";
 import type { StoreId } from "./world";
 
 export interface Held {
@@ -218,7 +232,12 @@ export class Holdings {
     if (fams.length === 0) return { codes: new Set([11]), why: ["the node lists no podCIDRs"] };
     if (v.cidrs.some((c) => this.claimed(c))) {
       fail.add(7);
-      why.push(`the other data dir holds addresses in or overlapping ${v.cidrs.filter((c) => this.claimed(c)).map((c) => c.text).join(", ")}`);
+      why.push(
+        `the other data dir holds addresses in or overlapping ${v.cidrs
+          .filter((c) => this.claimed(c))
+          .map((c) => c.text)
+          .join(", ")}`,
+      );
     }
     if (requested && !fams.includes(requested.fam)) {
       ok = false;
@@ -233,7 +252,8 @@ export class Holdings {
           ? "outside every podCIDR"
           : !inWindow(c, f, requested.v)
             ? `network/broadcast/outside the window of ${c.text}`
-            : this.reservedIn(c, v).get(key(f, requested.v)) ?? (this.byIp.get(key(f, requested.v)) ? `held by ${this.byIp.get(key(f, requested.v))!.key}` : null);
+            : (this.reservedIn(c, v).get(key(f, requested.v)) ??
+              (this.byIp.get(key(f, requested.v)) ? `held by ${this.byIp.get(key(f, requested.v))!.key}` : null));
         if (reason) {
           ok = false;
           fail.add(101);
@@ -252,7 +272,9 @@ export class Holdings {
       const usable = cands.filter((c) => !this.gatewayHolder(c));
       const free = usable.map((c) => ({ c, n: this.free(c, v) }));
       const total = free.reduce((s, x) => s + x.n, 0n);
-      why.push(`IPv${f} free: ${cands.map((c) => (usable.includes(c) ? `${c.text} ${free.find((x) => x.c === c)!.n}` : `${c.text} unusable`)).join(", ")}`);
+      why.push(
+        `IPv${f} free: ${cands.map((c) => (usable.includes(c) ? `${c.text} ${free.find((x) => x.c === c)!.n}` : `${c.text} unusable`)).join(", ")}`,
+      );
       if (!free.some((x) => x.n > 0n && !this.conflict(x.c))) {
         ok = false;
         why.push(`IPv${f}: no free address in an unclaimed usable podCIDR`);
@@ -262,7 +284,12 @@ export class Holdings {
         why.push(`IPv${f}: ${total} free for ${concurrentAdds} ADD(s)`);
         if (usable.length < cands.length) {
           fail.add(11);
-          why.push(`IPv${f}: ${cands.filter((c) => !usable.includes(c)).map((c) => `${c.text} (gateway held by ${this.gatewayHolder(c)!.key})`).join(", ")} not usable`);
+          why.push(
+            `IPv${f}: ${cands
+              .filter((c) => !usable.includes(c))
+              .map((c) => `${c.text} (gateway held by ${this.gatewayHolder(c)!.key})`)
+              .join(", ")} not usable`,
+          );
         }
       }
     }
@@ -292,27 +319,42 @@ export class Holdings {
     const got = parseHeld(result);
     if (!got || got.length !== ips.length) return [{ kind: "protocol", msg: `answer does not parse: ${JSON.stringify(result)}` }];
     const gotFams = got.map((h) => h.fam).sort();
-    if (JSON.stringify(gotFams) !== JSON.stringify([...fams].sort())) out.push({ kind: "protocol", msg: `answer has families ${gotFams} for a node with ${fams} (node v${v.seq})` });
+    if (JSON.stringify(gotFams) !== JSON.stringify([...fams].sort()))
+      out.push({ kind: "protocol", msg: `answer has families ${gotFams} for a node with ${fams} (node v${v.seq})` });
     got.forEach((h, i) => {
       const ip = heldText(h);
       const c = v.cidrs.find((x) => x.text === h.cidr.text);
       if (!c) {
-        out.push({ kind: "reserved", msg: `${ip}/${h.cidr.prefix} is from ${h.cidr.text}, not a podCIDR of node v${v.seq} (${v.cidrs.map((x) => x.text).join(", ")})` });
+        out.push({
+          kind: "reserved",
+          msg: `${ip}/${h.cidr.prefix} is from ${h.cidr.text}, not a podCIDR of node v${v.seq} (${v.cidrs.map((x) => x.text).join(", ")})`,
+        });
         return;
       }
-      if (!inWindow(c, h.fam, h.v)) out.push({ kind: "reserved", msg: `${ip} is the network/broadcast of (or outside the window of) ${c.text}` });
+      if (!inWindow(c, h.fam, h.v))
+        out.push({ kind: "reserved", msg: `${ip} is the network/broadcast of (or outside the window of) ${c.text}` });
       const r = this.reservedIn(c, v).get(key(h.fam, h.v));
       if (r) out.push({ kind: "reserved", msg: `${ip} handed out from ${c.text} is reserved: ${r} (node v${v.seq})` });
       const holder = this.byIp.get(key(h.fam, h.v));
       if (holder) out.push({ kind: "duplicate", msg: `${ip} handed out again: ${holder.key} holds it` });
       const other = this.theirs.find(({ held }) => held.some((x) => x.fam === h.fam && x.v === h.v))?.a;
       if (other) out.push({ kind: "duplicate", msg: `${ip} handed out again: ${other.key} (other data dir) holds it` });
-      if (this.conflict(c)) out.push({ kind: "protocol", msg: `${ip} handed out from ${c.text}, in which the other data dir's ${this.conflict(c)!.key} holds addresses (its claim)` });
+      if (this.conflict(c))
+        out.push({
+          kind: "protocol",
+          msg: `${ip} handed out from ${c.text}, in which the other data dir's ${this.conflict(c)!.key} holds addresses (its claim)`,
+        });
       const gw = ips[i]?.gateway;
-      if (gw !== fmtIp(c.fam, gatewayOf(c))) out.push({ kind: "protocol", msg: `gateway ${gw} for ${ip} is not ${c.text}'s first address` });
+      if (gw !== fmtIp(c.fam, gatewayOf(c)))
+        out.push({ kind: "protocol", msg: `gateway ${gw} for ${ip} is not ${c.text}'s first address` });
       const gwHolder = this.gatewayHolder(c);
-      if (gwHolder) out.push({ kind: "reserved", msg: `${ip} handed out from ${c.text} whose gateway ${fmtIp(c.fam, gatewayOf(c))} is the address of live ${gwHolder.key}` });
-      if (requested && requested.fam === h.fam && requested.v !== h.v) out.push({ kind: "protocol", msg: `requested ${fmtIp(requested.fam, requested.v)}, got ${ip}` });
+      if (gwHolder)
+        out.push({
+          kind: "reserved",
+          msg: `${ip} handed out from ${c.text} whose gateway ${fmtIp(c.fam, gatewayOf(c))} is the address of live ${gwHolder.key}`,
+        });
+      if (requested && requested.fam === h.fam && requested.v !== h.v)
+        out.push({ kind: "protocol", msg: `requested ${fmtIp(requested.fam, requested.v)}, got ${ip}` });
     });
     return out;
   }
@@ -332,6 +374,10 @@ export function parseHeld(result: any): Held[] | null {
 }
 
 export function sameHeld(a: readonly Held[], b: readonly Held[]): boolean {
-  const s = (x: readonly Held[]): string => x.map((h) => key(h.fam, h.v)).sort().join(" ");
+  const s = (x: readonly Held[]): string =>
+    x
+      .map((h) => key(h.fam, h.v))
+      .sort()
+      .join(" ");
   return s(a) === s(b);
 }

@@ -16,7 +16,8 @@ export function initialNode(ctx: Ctx): NodeVersion {
   const cidrs = [V4_CHAIN[0]!, V6_CHAIN[0]!];
   const special: Special[] = [];
   const taken = new Set<string>();
-  for (const c of cidrs) for (const role of ["router", "health"] as const) special.push({ fam: c.fam, v: freeAddress(ctx, c, taken)!, role });
+  for (const c of cidrs)
+    for (const role of ["router", "health"] as const) special.push({ fam: c.fam, v: freeAddress(ctx, c, taken)!, role });
   return { seq: 0, at: Date.now(), kind: "CiliumNode", cidrs, special };
 }
 
@@ -29,7 +30,10 @@ export function writeNode(ctx: Ctx, v: NodeVersion): void {
   let obj: object;
   if (v.kind === "CiliumNode") {
     const spec: Record<string, unknown> = {
-      addresses: [{ ip: "172.18.0.9", type: "InternalIP" }, ...v.special.filter((s) => s.role === "router").map((s) => ({ ip: ip(s), type: "CiliumInternalIP" }))],
+      addresses: [
+        { ip: "172.18.0.9", type: "InternalIP" },
+        ...v.special.filter((s) => s.role === "router").map((s) => ({ ip: ip(s), type: "CiliumInternalIP" })),
+      ],
       ipam: { podCIDRs: v.cidrs.map((c) => c.text) },
     };
     for (const role of ["health", "ingress"]) {
@@ -41,7 +45,12 @@ export function writeNode(ctx: Ctx, v: NodeVersion): void {
     const annotations: Record<string, string> = {};
     const names = { router: "cilium-host", health: "health-ip", ingress: "ingress-ip" } as const;
     for (const s of v.special) annotations[`io.cilium.network.ipv${s.fam}-${names[s.role]}`] = ip(s);
-    obj = { apiVersion: "v1", kind: "Node", metadata: { name: "model-node", annotations }, spec: { podCIDRs: v.cidrs.map((c) => c.text), ...(v.cidrs[0] ? { podCIDR: v.cidrs[0].text } : {}) } };
+    obj = {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "model-node", annotations },
+      spec: { podCIDRs: v.cidrs.map((c) => c.text), ...(v.cidrs[0] ? { podCIDR: v.cidrs[0].text } : {}) },
+    };
   }
   ctx.w.writeNode(obj);
 }
@@ -55,7 +64,13 @@ export function freeAddress(ctx: Ctx, c: Cidr, avoid: Set<string>): bigint | nul
   for (let i = 0; i < 40; i++) {
     const v = c.net + 1n + BigInt(Math.floor(ctx.rng() * Number(limit)));
     const k = key(c.fam, v);
-    if (v === gatewayOf(c) || held.has(k) || avoid.has(k) || ALL_CIDRS.some((x) => x.fam === c.fam && (x.net === v || gatewayOf(x) === v || broadcastOf(x) === v))) continue;
+    if (
+      v === gatewayOf(c) ||
+      held.has(k) ||
+      avoid.has(k) ||
+      ALL_CIDRS.some((x) => x.fam === c.fam && (x.net === v || gatewayOf(x) === v || broadcastOf(x) === v))
+    )
+      continue;
     avoid.add(k);
     return v;
   }
@@ -73,12 +88,18 @@ export function changeNode(ctx: Ctx): NodeVersion {
   const chainAt = cidrs.findIndex((c) => V4_CHAIN.some((x) => x.text === c.text));
   const v6At = cidrs.findIndex((c) => c.fam === 6);
   if (r < 0.28) {
-    const next = pick(ctx, V4_CHAIN.filter((x) => x.text !== cidrs[chainAt]?.text));
+    const next = pick(
+      ctx,
+      V4_CHAIN.filter((x) => x.text !== cidrs[chainAt]?.text),
+    );
     if (chainAt >= 0) cidrs[chainAt] = next;
     else cidrs.unshift(next);
     what = `IPv4 ${chainAt >= 0 ? `${cur.cidrs[chainAt]!.text} -> ` : "+"}${next.text}`;
   } else if (r < 0.46) {
-    const next = pick(ctx, V6_CHAIN.filter((x) => x.text !== cidrs[v6At]?.text));
+    const next = pick(
+      ctx,
+      V6_CHAIN.filter((x) => x.text !== cidrs[v6At]?.text),
+    );
     if (v6At >= 0) cidrs[v6At] = next;
     else cidrs.push(next);
     what = `IPv6 ${v6At >= 0 ? `${cur.cidrs[v6At]!.text} -> ` : "+"}${next.text}`;
@@ -117,7 +138,9 @@ export function applyNode(ctx: Ctx, cidrs: Cidr[], special: Special[], kind: Nod
   writeNode(ctx, v);
   ctx.m.versions.push({ ...v, at: Date.now() });
   ctx.stats.nodeChanges++;
-  ctx.log(`  node v${v.seq}: ${what}: ${kind} ${cidrs.map((c) => c.text).join(", ")}; ${special.map((x) => `${x.role}=${fmtIp(x.fam, x.v)}`).join(" ")}`);
+  ctx.log(
+    `  node v${v.seq}: ${what}: ${kind} ${cidrs.map((c) => c.text).join(", ")}; ${special.map((x) => `${x.role}=${fmtIp(x.fam, x.v)}`).join(" ")}`,
+  );
   return ctx.m.node;
 }
 

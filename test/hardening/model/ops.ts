@@ -5,7 +5,30 @@
 // doubt until the runtime's follow-up (resolve).
 import { type Att, heldText, parseHeld, sameHeld, showHeld } from "./model";
 import { type Cidr, type Fam, broadcastOf, fmtIp, gatewayOf, inWindow, key, parseIp, windowEnd } from "./net";
-import { type Ctx, type Op, addCall, call, chance, checkCall, codeOf, delCall, describe, expectCode, holdings, liveAtts, newAtt, pick, planBatch, runPlans, settleAdd, settleCheck, settleDel, settleLog, settleRepeat, unchanged } from "./calls";
+import {
+  type Ctx,
+  type Op,
+  addCall,
+  call,
+  chance,
+  checkCall,
+  codeOf,
+  delCall,
+  describe,
+  expectCode,
+  holdings,
+  liveAtts,
+  newAtt,
+  pick,
+  planBatch,
+  runPlans,
+  settleAdd,
+  settleCheck,
+  settleDel,
+  settleLog,
+  settleRepeat,
+  unchanged,
+} from "./calls";
 import { ALL_CIDRS, V4_CHAIN, V6_CHAIN, applyNode, changeNode } from "./node";
 import { stallOp, stopOp } from "./held";
 import type { Call, Outcome, StoreId } from "./world";
@@ -32,12 +55,32 @@ async function addOne(ctx: Ctx, store: StoreId, requestedText: string | null, ta
 function requestedAddress(ctx: Ctx): string {
   const v = ctx.m.node;
   const fam: Fam = chance(ctx, 0.6) ? 4 : 6;
-  const specials = (c: Cidr): bigint[] => [c.net, gatewayOf(c), gatewayOf(c) + 1n, broadcastOf(c) ?? c.net + 2n, (broadcastOf(c) ?? c.net + 3n) - 1n];
+  const specials = (c: Cidr): bigint[] => [
+    c.net,
+    gatewayOf(c),
+    gatewayOf(c) + 1n,
+    broadcastOf(c) ?? c.net + 2n,
+    (broadcastOf(c) ?? c.net + 3n) - 1n,
+  ];
   const r = ctx.rng();
   // The network, gateway and broadcast of a range pods still hold addresses in, that the node file no longer lists.
-  const orphans = [...new Map(ctx.m.holders("A").flatMap((a) => a.held.map((h) => [h.cidr.text, h.cidr] as const))).values()].filter((c) => c.fam === fam && !v.cidrs.some((x) => x.text === c.text));
+  const orphans = [...new Map(ctx.m.holders("A").flatMap((a) => a.held.map((h) => [h.cidr.text, h.cidr] as const))).values()].filter(
+    (c) => c.fam === fam && !v.cidrs.some((x) => x.text === c.text),
+  );
   if (r < 0.25 && orphans.length) return fmtIp(fam, pick(ctx, specials(pick(ctx, orphans))));
-  if (r < 0.45) return fmtIp(fam, pick(ctx, specials(pick(ctx, ALL_CIDRS.filter((x) => x.fam === fam)))));
+  if (r < 0.45)
+    return fmtIp(
+      fam,
+      pick(
+        ctx,
+        specials(
+          pick(
+            ctx,
+            ALL_CIDRS.filter((x) => x.fam === fam),
+          ),
+        ),
+      ),
+    );
   const holders = ctx.m.holders().flatMap((a) => a.held);
   if (r < 0.57 && holders.length) return heldText(pick(ctx, holders));
   if (r < 0.65 && v.special.length) {
@@ -92,7 +135,9 @@ const repeatOp: Op = {
       return;
     }
     const o = await unchanged(ctx, `repeated ADD ${a.key} into its own netns`, () => call(ctx, addCall(a), "repeat-same-netns"));
-    expectCode(ctx, `repeated ADD ${a.key} into its own netns`, o, new Set([106]), ["the interface exists: ptp fails and rolls back with DEL"]);
+    expectCode(ctx, `repeated ADD ${a.key} into its own netns`, o, new Set([106]), [
+      "the interface exists: ptp fails and rolls back with DEL",
+    ]);
     if (codeOf(o) === 0 && !o.killedByUs) {
       // What ptp does next: its veth exists, so it fails and rolls back with IPAM DEL.
       await call(ctx, delCall(ctx, a, "keep"), "ptp-rollback");
@@ -129,7 +174,8 @@ const rollbackOp: Op = {
 
 const delOp: Op = {
   name: "del",
-  weight: (ctx) => (liveAtts(ctx, "B").length ? 12 : 0) + (liveAtts(ctx, "A").length ? (liveAtts(ctx, "A").length > ctx.target ? 30 : 12) : 0),
+  weight: (ctx) =>
+    (liveAtts(ctx, "B").length ? 12 : 0) + (liveAtts(ctx, "A").length ? (liveAtts(ctx, "A").length > ctx.target ? 30 : 12) : 0),
   run: async (ctx) => {
     const b = liveAtts(ctx, "B");
     const a = b.length && chance(ctx, 0.5) ? pick(ctx, b) : pick(ctx, liveAtts(ctx, "A").length ? liveAtts(ctx, "A") : b);
@@ -150,7 +196,14 @@ const delUnknownOp: Op = {
       const ifname = p.ifnames.has("eth0") ? "net1" : "eth0";
       c = { store, network: pick(ctx, ctx.w.networks), command: "DEL", cid: p.cid, ifname, netns: p.netns, pod: [p.ns, p.name] };
     } else {
-      c = { store, network: pick(ctx, ctx.w.networks), command: "DEL", cid: `unknown-${Math.floor(ctx.rng() * 1e9).toString(36)}`, ifname: "eth0", netns: chance(ctx, 0.5) ? ctx.w.netns() : null };
+      c = {
+        store,
+        network: pick(ctx, ctx.w.networks),
+        command: "DEL",
+        cid: `unknown-${Math.floor(ctx.rng() * 1e9).toString(36)}`,
+        ifname: "eth0",
+        netns: chance(ctx, 0.5) ? ctx.w.netns() : null,
+      };
     }
     const o = await unchanged(ctx, `DEL of unknown ${describe(c)}`, () => call(ctx, c, "del-unknown"));
     expectCode(ctx, `DEL of unknown ${describe(c)}`, o, new Set([0]));
@@ -174,7 +227,9 @@ const checkOp: Op = {
     const dead = ctx.m.list("dead").filter((a) => a.result);
     const live = liveAtts(ctx);
     const a = dead.length && (!live.length || chance(ctx, 0.25)) ? pick(ctx, dead) : pick(ctx, live);
-    const o = await unchanged(ctx, `CHECK ${a.key}`, () => call(ctx, checkCall(a, a.result), a.state === "live" ? "check" : "check-deleted"));
+    const o = await unchanged(ctx, `CHECK ${a.key}`, () =>
+      call(ctx, checkCall(a, a.result), a.state === "live" ? "check" : "check-deleted"),
+    );
     settleCheck(ctx, a, o);
   },
 };
@@ -188,10 +243,18 @@ function gcPlan(ctx: Ctx, network: string): { top: Record<string, unknown>; rele
   const keep = mine.filter((a) => (a.state === "live" ? !chance(ctx, 0.08) : chance(ctx, 0.5)));
   const list = keep.map((a) => ({ containerID: a.pod.cid, ifname: a.ifname }));
   // Entries the runtime still lists that hold nothing here (other networks' interfaces, gone pods).
-  for (const x of ctx.m.holders("A").filter((a) => a.network !== network).slice(0, 3)) list.push({ containerID: x.pod.cid, ifname: x.ifname });
+  for (const x of ctx.m
+    .holders("A")
+    .filter((a) => a.network !== network)
+    .slice(0, 3))
+    list.push({ containerID: x.pod.cid, ifname: x.ifname });
   list.push({ containerID: "gone-pod", ifname: "eth0" });
   const key = chance(ctx, 0.15) ? "cni.dev/attachments" : "cni.dev/valid-attachments";
-  return { top: { [key]: list }, releases: mine.filter((a) => !keep.includes(a)), label: `gc(${key === "cni.dev/attachments" ? "old key, " : ""}keeps ${keep.length}/${mine.length})` };
+  return {
+    top: { [key]: list },
+    releases: mine.filter((a) => !keep.includes(a)),
+    label: `gc(${key === "cni.dev/attachments" ? "old key, " : ""}keeps ${keep.length}/${mine.length})`,
+  };
 }
 
 const gcOp: Op = {
@@ -201,7 +264,9 @@ const gcOp: Op = {
     const network = pick(ctx, ctx.w.networks);
     const plan = gcPlan(ctx, network);
     const c: Call = { store: "A", network, command: "GC", top: plan.top };
-    const o = plan.releases.length ? await call(ctx, c, plan.label) : await unchanged(ctx, `${plan.label} releasing nothing`, () => call(ctx, c, plan.label));
+    const o = plan.releases.length
+      ? await call(ctx, c, plan.label)
+      : await unchanged(ctx, `${plan.label} releasing nothing`, () => call(ctx, c, plan.label));
     if (expectCode(ctx, `GC of ${network}`, o, new Set([0]))) {
       for (const a of plan.releases) {
         a.state = "dead";
@@ -232,7 +297,13 @@ const gatewayTrapOp: Op = {
     const traps = cur
       ? chain.filter((c) => {
           const g = gatewayOf(c);
-          return c.text !== cur.text && inWindow(cur, fam, g) && g !== gatewayOf(cur) && !hold.byIp.has(key(fam, g)) && !hold.reservedIn(cur, v).has(key(fam, g));
+          return (
+            c.text !== cur.text &&
+            inWindow(cur, fam, g) &&
+            g !== gatewayOf(cur) &&
+            !hold.byIp.has(key(fam, g)) &&
+            !hold.reservedIn(cur, v).has(key(fam, g))
+          );
         })
       : [];
     if (!cur || !traps.length) {
@@ -314,7 +385,11 @@ async function resolve(ctx: Ctx, a: Att, retryAdd: boolean): Promise<void> {
       const o = await call(ctx, addCall(a), "retry-add");
       if (expectCode(ctx, `retried ADD ${a.key}`, o, new Set([0]))) {
         const held = parseHeld(o.r.json);
-        if (!held || !sameHeld(held, a.held)) ctx.v.push({ kind: "lost", msg: `retried ADD ${a.key} answered ${held ? showHeld(held) : "?"}; the killed ADD had committed ${showHeld(a.held)}` });
+        if (!held || !sameHeld(held, a.held))
+          ctx.v.push({
+            kind: "lost",
+            msg: `retried ADD ${a.key} answered ${held ? showHeld(held) : "?"}; the killed ADD had committed ${showHeld(a.held)}`,
+          });
         a.state = "live";
         a.doubt = undefined;
         a.result = o.r.json;
@@ -339,4 +414,24 @@ const batchOp: Op = {
   },
 };
 
-export const OPS: readonly Op[] = [addOp, addIpOp, gatewayTrapOp, secondOp, repeatOp, restartOp("restart", false, 3), restartOp("restartInode", true, 1), rollbackOp, delOp, delUnknownOp, delTwiceOp, checkOp, gcOp, nodeOp, killOp, resolveOp, batchOp, stallOp, stopOp];
+export const OPS: readonly Op[] = [
+  addOp,
+  addIpOp,
+  gatewayTrapOp,
+  secondOp,
+  repeatOp,
+  restartOp("restart", false, 3),
+  restartOp("restartInode", true, 1),
+  rollbackOp,
+  delOp,
+  delUnknownOp,
+  delTwiceOp,
+  checkOp,
+  gcOp,
+  nodeOp,
+  killOp,
+  resolveOp,
+  batchOp,
+  stallOp,
+  stopOp,
+];

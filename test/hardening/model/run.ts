@@ -5,7 +5,7 @@
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { prng } from "../../helpers/errors";
+import { prng } from "../../helpers/prng";
 import { Sandbox, run } from "../../helpers/plugin";
 import { checkClaims, checkDurable, checkStores } from "./checks";
 import { Model, showHeld } from "./model";
@@ -55,20 +55,54 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
   const log = (s: string): void => {
     lines.push(s);
   };
-  const stats: Stats = { ops: {}, calls: 0, killsLanded: 0, killsMissed: 0, durable: 0, stops: 0, stopsMissed: 0, stalls: 0, nodeChanges: 0, refusedUnchanged: 0, claimsByRefused: 0, snapshotsSkipped: 0, codes: {} };
+  const stats: Stats = {
+    ops: {},
+    calls: 0,
+    killsLanded: 0,
+    killsMissed: 0,
+    durable: 0,
+    stops: 0,
+    stopsMissed: 0,
+    stalls: 0,
+    nodeChanges: 0,
+    refusedUnchanged: 0,
+    claimsByRefused: 0,
+    snapshotsSkipped: 0,
+    codes: {},
+  };
   const m = new Model();
-  const ctx: Ctx = { w, m, rng: prng(cfg.seed), step: 0, log, v: [], stats, touched: new Set(), calls: 0, unchangedCalls: 0, durable: [], target: cfg.target, maxStallUs: cfg.maxStallUs };
+  const ctx: Ctx = {
+    w,
+    m,
+    rng: prng(cfg.seed),
+    step: 0,
+    log,
+    v: [],
+    stats,
+    touched: new Set(),
+    calls: 0,
+    unchangedCalls: 0,
+    durable: [],
+    target: cfg.target,
+    maxStallUs: cfg.maxStallUs,
+  };
   const views: Record<StoreId, StoreView | null> = { A: null, B: null };
   resetIds();
   const fail = (what: string): never => {
     const file = join(tmpdir(), `podcidr-model-${cfg.seed}.log`);
     // What the model and the stores held when it failed.
     log("--- model: attachments holding (or in doubt) ---");
-    for (const a of m.holders()) log(`  ${a.state}${a.doubt ? `(${a.doubt})` : ""} ${a.key} ${a.held.map((h) => `${fmtIp(h.fam, h.v)} in ${h.cidr.text}`).join(", ") || "-"}`);
+    for (const a of m.holders())
+      log(
+        `  ${a.state}${a.doubt ? `(${a.doubt})` : ""} ${a.key} ${a.held.map((h) => `${fmtIp(h.fam, h.v)} in ${h.cidr.text}`).join(", ") || "-"}`,
+      );
     for (const view of Object.values(views)) {
       if (!view) continue;
       log(`--- status of store ${view.store} (${view.layout}), as last read ---`);
-      for (const r of view.ranges) log(`  ${r.cidr.text}${r.orphaned ? " (orphaned)" : ""} allocated ${r.allocated}: ${r.lines.map((l) => `${l.text}${l.reserved ? `(${l.reserved})` : ""}${l.owner ? `=${l.owner.network}/${l.owner.containerID}/${l.owner.ifname}` : ""}`).join(" ")}`);
+      for (const r of view.ranges)
+        log(
+          `  ${r.cidr.text}${r.orphaned ? " (orphaned)" : ""} allocated ${r.allocated}: ${r.lines.map((l) => `${l.text}${l.reserved ? `(${l.reserved})` : ""}${l.owner ? `=${l.owner.network}/${l.owner.containerID}/${l.owner.ifname}` : ""}`).join(" ")}`,
+        );
     }
     writeFileSync(file, `${lines.join("\n")}\n`);
     const replay = `MODEL_SEED=${cfg.seed} MODEL_STEPS=${cfg.steps}${cfg.ops ? ` MODEL_OPS=${cfg.ops}` : ""}${cfg.networks === 1 ? " MODEL_NETWORKS=1" : ""} npx vitest run test/hardening/model.test.ts`;
@@ -82,7 +116,9 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
     log(`seed ${cfg.seed}, ${cfg.steps} steps, call ${w.callMs} ms, strace ${w.strace ? w.strace.join(" ") : "missing"}`);
     m.versions.push(initialNode(ctx));
     writeNode(ctx, m.node);
-    log(`  node v0: ${m.node.cidrs.map((c) => c.text).join(", ")}; ${m.node.special.map((s) => `${s.role}=${fmtIp(s.fam, s.v)}`).join(" ")}`);
+    log(
+      `  node v0: ${m.node.cidrs.map((c) => c.text).join(", ")}; ${m.node.special.map((s) => `${s.role}=${fmtIp(s.fam, s.v)}`).join(" ")}`,
+    );
 
     const ops = selectOps(cfg.ops);
     const planRng = prng(cfg.seed ^ 0x5eed);
@@ -95,9 +131,15 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
         scheduled.set(at, op);
       }
     };
-    place(cfg.stops, ops.find((o) => o.name === "stop"));
+    place(
+      cfg.stops,
+      ops.find((o) => o.name === "stop"),
+    );
     const stops = scheduled.size;
-    place(cfg.stalls, ops.find((o) => o.name === "stall"));
+    place(
+      cfg.stalls,
+      ops.find((o) => o.name === "stall"),
+    );
     const planned = { stops, stalls: scheduled.size - stops };
 
     for (let step = 1; step <= cfg.steps; step++) {
@@ -122,7 +164,10 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       log(`  (${t1 - t0} ms + ${Date.now() - t1} ms checks)`);
       if (ctx.v.length) fail(`at step ${step} (${op.name})`);
       if (step % 50 === 0) m.prune(200);
-      if (step % 1000 === 0) process.stdout.write(`[model] step ${step}/${cfg.steps}: ${m.list("live").length} live, ${stats.calls} calls, ${Math.round((Date.now() - started) / 1000)} s\n`);
+      if (step % 1000 === 0)
+        process.stdout.write(
+          `[model] step ${step}/${cfg.steps}: ${m.list("live").length} live, ${stats.calls} calls, ${Math.round((Date.now() - started) / 1000)} s\n`,
+        );
     }
 
     // The runtime's retries are done: DEL everything it knows of or lost track of.
@@ -142,16 +187,36 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       if (!view) continue;
       for (const r of view.ranges) {
         const held = r.lines.filter((l) => l.owner || !l.reserved);
-        if (r.allocated !== 0 || held.length) ctx.v.push({ kind: "leak", msg: `after every DEL, store ${view.store}: ${r.cidr.text} has allocated ${r.allocated}, holding ${held.map((l) => l.text).join(", ")}` });
+        if (r.allocated !== 0 || held.length)
+          ctx.v.push({
+            kind: "leak",
+            msg: `after every DEL, store ${view.store}: ${r.cidr.text} has allocated ${r.allocated}, holding ${held.map((l) => l.text).join(", ")}`,
+          });
       }
     }
     for (const store of ["A", "B"] as const) {
       const recs = w.recordFiles(store);
       if (recs.length) ctx.v.push({ kind: "leak", msg: `after every DEL, store ${store} keeps attachment records ${recs.join(", ")}` });
     }
-    if (m.holders().length) ctx.v.push({ kind: "leak", msg: `DEL did not release ${m.holders().map((a) => `${a.key} (${showHeld(a.held)})`).join(", ")}` });
+    if (m.holders().length)
+      ctx.v.push({
+        kind: "leak",
+        msg: `DEL did not release ${m
+          .holders()
+          .map((a) => `${a.key} (${showHeld(a.held)})`)
+          .join(", ")}`,
+      });
     if (ctx.v.length) fail("after the final DELs");
-    return { stats, steps: cfg.steps, seconds: Math.round((Date.now() - started) / 1000), callMs: w.callMs, strace: Boolean(w.strace), finalReleased: left.length, planned, ops: ops.map((o) => o.name) };
+    return {
+      stats,
+      steps: cfg.steps,
+      seconds: Math.round((Date.now() - started) / 1000),
+      callMs: w.callMs,
+      strace: Boolean(w.strace),
+      finalReleased: left.length,
+      planned,
+      ops: ops.map((o) => o.name),
+    };
   } finally {
     if (process.env.MODEL_LOG) writeFileSync(process.env.MODEL_LOG, `${lines.join("\n")}\n`);
     w.cleanup();
@@ -200,9 +265,13 @@ function choose(ctx: Ctx, ops: readonly Op[]): Op {
 
 function selectOps(spec: string | undefined): Op[] {
   if (!spec) return [...OPS];
-  const names = spec.split(",").map((s) => s.trim()).filter(Boolean);
+  const names = spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names.map((n) => n.replace(/^-/, "")).filter((n) => !OPS.some((o) => o.name === n));
-  if (unknown.length) throw new Error(`MODEL_OPS names unknown operations ${unknown.join(", ")}; known: ${OPS.map((o) => o.name).join(", ")}`);
+  if (unknown.length)
+    throw new Error(`MODEL_OPS names unknown operations ${unknown.join(", ")}; known: ${OPS.map((o) => o.name).join(", ")}`);
   const excl = names.filter((n) => n.startsWith("-")).map((n) => n.slice(1));
   const only = names.filter((n) => !n.startsWith("-"));
   return OPS.filter((o) => (only.length ? only.includes(o.name) || o.name === "add" : true) && !excl.includes(o.name));
@@ -212,7 +281,12 @@ function selectOps(spec: string | undefined): Op[] {
 async function measureCallMs(): Promise<number> {
   const sb = new Sandbox();
   try {
-    sb.writeNode({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name: "n" }, spec: { ipam: { podCIDRs: ["10.9.0.0/24", "fd09::/120"] } } });
+    sb.writeNode({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "n" },
+      spec: { ipam: { podCIDRs: ["10.9.0.0/24", "fd09::/120"] } },
+    });
     const ms: number[] = [];
     for (let i = 0; i < 7; i++) {
       const t0 = Date.now();

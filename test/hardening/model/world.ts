@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import { snapshot } from "../../helpers/exe";
+import { snapshot } from "../../helpers/snapshot";
 import { BIN, type RunResult, Sandbox, cli, collect, run } from "../../helpers/plugin";
 import { type Cidr, type Fam, fmtIp, parseCidr, parseIp } from "./net";
 
@@ -67,7 +67,8 @@ export class World {
     mkdirSync(this.netnsDir);
     const st = spawnSync("/usr/bin/strace", ["--seccomp-bpf", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "true"]);
     if (st.status === 0) this.strace = ["/usr/bin/strace", "--seccomp-bpf", "-f", "-qq", "-o", "/dev/null"];
-    else if (spawnSync("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "true"]).status === 0) this.strace = ["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null"];
+    else if (spawnSync("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "true"]).status === 0)
+      this.strace = ["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null"];
   }
 
   cleanup(): void {
@@ -112,8 +113,21 @@ export class World {
   /** A plain call, or one SIGKILLed after a delay. */
   async call(c: Call, killAfterMs?: number): Promise<Outcome> {
     const t0 = Date.now();
-    const r = await run({ command: c.command, containerID: c.cid, ifname: c.ifname, netns: c.netns ?? undefined, env: this.env(c), stdin: this.conf(c), killAfterMs });
-    return { r, ms: Date.now() - t0, killedByUs: killAfterMs !== undefined && r.signal === "SIGKILL", killedByOther: killAfterMs === undefined && r.signal === "SIGKILL" };
+    const r = await run({
+      command: c.command,
+      containerID: c.cid,
+      ifname: c.ifname,
+      netns: c.netns ?? undefined,
+      env: this.env(c),
+      stdin: this.conf(c),
+      killAfterMs,
+    });
+    return {
+      r,
+      ms: Date.now() - t0,
+      killedByUs: killAfterMs !== undefined && r.signal === "SIGKILL",
+      killedByOther: killAfterMs === undefined && r.signal === "SIGKILL",
+    };
   }
 
   /** Spawn a call and hand back the child: for kills on an event, stops and stalls. */
@@ -121,7 +135,17 @@ export class World {
     const env = this.env(c);
     for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
     const cmd = stall && this.strace ? this.strace[0]! : BIN;
-    const args = stall && this.strace ? [...this.strace.slice(1), "-e", "trace=fsync,fdatasync", "-e", `inject=fsync:delay_enter=${stall.delayUs}:when=${stall.when}`, BIN] : [];
+    const args =
+      stall && this.strace
+        ? [
+            ...this.strace.slice(1),
+            "-e",
+            "trace=fsync,fdatasync",
+            "-e",
+            `inject=fsync:delay_enter=${stall.delayUs}:when=${stall.when}`,
+            BIN,
+          ]
+        : [];
     const child = spawn(cmd, args, { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
     child.stdin!.on("error", () => {});
     child.stdin!.end(JSON.stringify(this.conf(c)));
