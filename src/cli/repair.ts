@@ -77,7 +77,7 @@ export async function repair(
     // A range file that failed to load still names its CIDR, and may still say which bits were set.
     const salvaged = new Map<string, readonly number[]>();
     for (const c of tx.corrupt()) {
-      const cidr = c.salvaged?.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
+      const cidr = c.salvaged?.cidr ?? c.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
       if (!cidr) continue;
       cidrs.set(cidr.text, cidr);
       if (c.salvaged) salvaged.set(cidr.text, c.salvaged.offsets);

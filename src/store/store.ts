@@ -27,12 +27,16 @@ export interface AttachmentRecord extends AttachmentKey {
   readonly createdAt: string;
   /** The addresses held, each with the podCIDR it came from. */
   readonly ips: readonly { readonly cidr: string; readonly address: string }[];
+  /** The kernel's boot ID at the ADD that made it (absent in records of older stores): releaseOnReboot. */
+  readonly boot?: string;
 }
 
 /** A file that failed to load, and why. */
 export interface Damaged {
   readonly file: string;
   readonly reason: string;
+  /** The podCIDR whose bitmap this is, when it is one. */
+  readonly cidr?: Cidr;
   /** A damaged range file that still parses: the offsets its bitmap marks (kept taken by repair). */
   readonly salvaged?: { readonly cidr: Cidr; readonly offsets: readonly number[] };
 }
