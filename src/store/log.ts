@@ -12,10 +12,10 @@ export const MAGIC = 0xce1d4c47;
 export const FORMAT_VERSION = 2;
 export const HEADER = 24;
 /** The log file's size: written with zeros once, so an append allocates nothing. */
-export const LOG_BYTES = 1 << 20;
+export const LOG_BYTES = 128 << 10;
 /** A commit whose record would take the log past this (bytes or records) writes a checkpoint instead. */
-export const COMPACT_BYTES = 256 << 10;
-export const COMPACT_RECORDS = 2048;
+export const COMPACT_BYTES = 64 << 10;
+export const COMPACT_RECORDS = 512;
 const FIRST_READ = 64 << 10;
 
 export interface LogScan {

@@ -157,7 +157,7 @@ describe("DiskStore: commit", () => {
     expect(readdirSync(netDir).sort()).toEqual(FILES);
     // attachments is a file: a release of the previous format that finds it fails closed.
     expect(statSync(join(netDir, "attachments")).isFile()).toBe(true);
-    expect(statSync(join(netDir, LOG)).size).toBe(1 << 20);
+    expect(statSync(join(netDir, LOG)).size).toBe(128 << 10);
     expect(statSync(join(netDir, RESERVE)).size).toBe(64 * 1024);
   });
 
