@@ -195,3 +195,18 @@ export function pendingJournalFiles(dir: string): string[] {
     return [];
   }
 }
+
+/** The checkpoint an interrupted commit left whole but unconfirmed, which the next call confirms (for `repair --dry-run`); null when none. */
+export function pendingCheckpoint(dir: string): string | null {
+  if (!isLogStore(dir)) return null;
+  try {
+    const v = load(dir, false);
+    try {
+      return v.base && !v.scan.confirmed ? v.base.path : null;
+    } finally {
+      v.close();
+    }
+  } catch {
+    return null; // a store that does not load: the report says why
+  }
+}

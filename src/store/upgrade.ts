@@ -27,7 +27,8 @@ export function oldFiles(dir: string): Dirent[] {
   }
   return entries.filter(
     (e) =>
-      JOURNAL_RE.test(e.name) || (e.name.startsWith("range-") && e.name.endsWith(".json")) || (e.name === ATTACHMENTS && e.isDirectory()),
+      // Only names that format wrote: a stray range-notes.json is nobody's bitmap, and is left where it is.
+      JOURNAL_RE.test(e.name) || codec.parseRangeName(e.name) !== null || (e.name === ATTACHMENTS && e.isDirectory()),
   );
 }
 
