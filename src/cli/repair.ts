@@ -19,8 +19,10 @@ export interface RepairReport {
   readonly dryRun: boolean;
   /** Files that failed to load, with why; moved to quarantine/ unless dry-run. */
   readonly quarantined: readonly { readonly file: string; readonly reason: string }[];
-  /** Attachments whose record was lost (network/container ID/ifname from the file name): their addresses are unknown. */
+  /** Attachments whose record was lost (network/container ID/ifname): their addresses are kept taken where still known. */
   readonly lostRecords: readonly string[];
+  /** Attachments (network/container ID/ifname) of a damaged part whose records were taken back from the checkpoint's history. */
+  readonly recoveredRecords: readonly string[];
   /** Dry run: older per-network stores that the next real call moves into the shared store. */
   readonly pendingMigration: readonly string[];
   /** Dry run: journals of interrupted commits of the previous format, which the next real call replays (shown as applied). */
@@ -81,13 +83,17 @@ export async function repair(
         held.set(h.cidr.text, m);
       }
     }
-    // A range file that failed to load still names its CIDR, and may still say which bits were set.
-    const salvaged = new Map<string, readonly number[]>();
-    for (const c of tx.corrupt()) {
-      const cidr = c.salvaged?.cidr ?? c.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
-      if (!cidr) continue;
+    // A range that failed to load still names its CIDR, and may still say which bits were set; a damaged log
+    // record may still show the addresses it took.
+    const salvaged = new Map<string, number[]>();
+    const keep = (cidr: Cidr, offsets: readonly number[]): void => {
       cidrs.set(cidr.text, cidr);
-      if (c.salvaged) salvaged.set(cidr.text, c.salvaged.offsets);
+      salvaged.set(cidr.text, [...(salvaged.get(cidr.text) ?? []), ...offsets]);
+    };
+    for (const c of tx.corrupt()) {
+      for (const h of c.held ?? []) keep(h.cidr, h.offsets);
+      const cidr = c.salvaged?.cidr ?? c.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
+      if (cidr) keep(cidr, c.salvaged?.offsets ?? []);
     }
     const ranges = [...cidrs.values()].map((cidr) => {
       const range = tx.range(cidr);
@@ -113,15 +119,16 @@ export async function repair(
         conflicts: [...mine].filter(([, n]) => n > 1).map(([o]) => addressAt(cidr, o)),
       };
     });
+    const recoveredRecords = tx.corrupt().flatMap((c) => c.recovered ?? []);
     const lostRecords = tx.corrupt().flatMap((c) => {
       // A record of a checkpoint ("<slot>: record of network/containerID/ifname"), or a file of the previous format.
       const rec = /: record of ([^/]+\/[^/]+\/[^/]+)$/.exec(c.file);
-      if (rec) return [rec[1]!];
+      if (rec) return recoveredRecords.includes(rec[1]!) ? [] : [rec[1]!];
       const m = /attachments\/([^/]+)\/([^/]+)$/.exec(c.file);
       const id = m ? codec.parseAttachmentName(m[2]!) : null;
       return m && id ? [`${m[1]}/${id.containerID}/${id.ifname}`] : [];
     });
-    return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
+    return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, recoveredRecords, ranges };
   });
   return { store: store.location, dryRun: opts.dryRun, pendingMigration, pendingJournals, pendingCheckpoint, ...value };
 }
@@ -137,6 +144,7 @@ export function formatRepair(rep: RepairReport): string {
       `Would confirm ${rep.pendingCheckpoint}, the checkpoint of an interrupted commit (it is whole; the next call does; shown here as the state)`,
     );
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
+  if (rep.recoveredRecords.length) lines.push(`Recovered from the checkpoint's history: ${rep.recoveredRecords.join(", ")}`);
   if (rep.lostRecords.length) {
     lines.push(
       `Lost records: ${rep.lostRecords.join(", ")}. Where their range files survived, their addresses stay taken as unowned; ` +

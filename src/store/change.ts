@@ -1,7 +1,9 @@
 // What one commit changes, as the log and the checkpoints hold it: compact
 // arrays for attachment records, and range deltas (bits set and cleared, the
 // allocation cursor, the release times of the reuse cooldown).
-import type { RangeState } from "../ipam/allocator.js";
+import { type RangeState, countBits } from "../ipam/allocator.js";
+import { parseCidr } from "../ipam/cidr.js";
+import { asciiJson } from "./crc.js";
 import type { AttachmentKey, AttachmentRecord } from "./store.js";
 
 /** One range's change: offsets set (s) and cleared (u), the cursor (n), released-at added (r) and dropped (p). */
@@ -129,4 +131,39 @@ export function diffRange(before: RangeState, after: RangeState): RangeDelta | n
     ...(r.length ? { r } : {}),
     ...(p.length ? { p } : {}),
   };
+}
+
+/** A range as a checkpoint's range line. */
+export function encodeRange(r: RangeState): string {
+  return asciiJson({
+    cidr: r.cidr.text,
+    size: r.cidr.size,
+    next: r.next,
+    allocated: r.allocated,
+    released: [...r.released],
+    bits: Buffer.from(r.bits.buffer, r.bits.byteOffset, r.bits.byteLength).toString("base64"),
+  });
+}
+
+/** A range line; null when it does not hold a consistent bitmap of that CIDR. */
+export function decodeRange(text: string, cidrText: string): RangeState | null {
+  try {
+    const o = JSON.parse(text) as Record<string, unknown>;
+    const p = parseCidr(String(o.cidr));
+    if (!p.ok || p.cidr.text !== cidrText || o.size !== p.cidr.size || typeof o.bits !== "string") return null;
+    const bits = new Uint8Array(Buffer.from(o.bits, "base64"));
+    const spare = p.cidr.size % 8;
+    if (bits.length !== Math.ceil(p.cidr.size / 8) || (spare !== 0 && bits[bits.length - 1]! >> spare !== 0)) return null;
+    const allocated = countBits(bits);
+    if (o.allocated !== allocated) return null;
+    const released = new Map<number, number>();
+    for (const e of Array.isArray(o.released) ? o.released : []) {
+      if (Array.isArray(e) && Number.isInteger(e[0]) && e[0] >= 0 && e[0] < p.cidr.size && typeof e[1] === "number")
+        released.set(e[0], e[1]);
+    }
+    const next = typeof o.next === "number" && o.next >= 0 && o.next < p.cidr.size ? o.next : 0;
+    return { cidr: p.cidr, bits, next, allocated, released };
+  } catch {
+    return null;
+  }
 }

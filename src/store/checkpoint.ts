@@ -6,9 +6,8 @@
 //   ranges {"cidr":..,"size":..,"next":..,"allocated":..,"released":[[offset,at]..],"bits":base64}
 //   buckets [[network,containerID,ifname,netns,netnsId,namespace,pod,createdAt,ips,boot]..]
 //   history [[time,"put"|"del",record]..]
-import { type RangeState, countBits } from "../ipam/allocator.js";
-import { parseCidr } from "../ipam/cidr.js";
-import { type RecordArray, fromArray, pathOf, toArray } from "./change.js";
+import type { RangeState } from "../ipam/allocator.js";
+import { type RecordArray, decodeRange, encodeRange, fromArray, pathOf, toArray } from "./change.js";
 import { asciiJson, crc32 } from "./crc.js";
 import { fileSize, readAt } from "./files.js";
 import { FORMAT_VERSION, newer } from "./log.js";
@@ -98,8 +97,17 @@ export function encodeCheckpoint(s: FullState): Buffer {
   return Buffer.concat([head, ...lines]);
 }
 
+/** What a transaction reads of a checkpoint (a slot, or what repair salvaged of one: salvage.ts). */
+export interface SlotView {
+  readonly path: string;
+  readonly meta: Meta;
+  range(cidrText: string): RangeState | Damage | null;
+  bucket(i: number): (AttachmentRecord | Damage)[] | Damage;
+  history(): HistoryEvent[] | Damage;
+}
+
 /** A checkpoint slot, read on demand. Offsets in the meta count from the end of the meta line. */
-export class Slot {
+export class Slot implements SlotView {
   private constructor(
     private readonly fd: number,
     readonly path: string,
@@ -147,7 +155,6 @@ export class Slot {
     return new Slot(fd, path, meta, nl + 1, head);
   }
 
-  /** The state of one range; null when the checkpoint has none; Damage when its section fails its checks. */
   range(cidrText: string): RangeState | Damage | null {
     const e = this.meta.ranges.find((r) => r[0] === cidrText);
     if (!e) return null;
@@ -217,39 +224,4 @@ export function bucketOf(key: { containerID: string; ifname: string }, buckets: 
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return (h >>> 0) % buckets;
-}
-
-// --- internal ---
-
-function encodeRange(r: RangeState): string {
-  return asciiJson({
-    cidr: r.cidr.text,
-    size: r.cidr.size,
-    next: r.next,
-    allocated: r.allocated,
-    released: [...r.released],
-    bits: Buffer.from(r.bits.buffer, r.bits.byteOffset, r.bits.byteLength).toString("base64"),
-  });
-}
-
-function decodeRange(text: string, cidrText: string): RangeState | null {
-  try {
-    const o = JSON.parse(text) as Record<string, unknown>;
-    const p = parseCidr(String(o.cidr));
-    if (!p.ok || p.cidr.text !== cidrText || o.size !== p.cidr.size || typeof o.bits !== "string") return null;
-    const bits = new Uint8Array(Buffer.from(o.bits, "base64"));
-    const spare = p.cidr.size % 8;
-    if (bits.length !== Math.ceil(p.cidr.size / 8) || (spare !== 0 && bits[bits.length - 1]! >> spare !== 0)) return null;
-    const allocated = countBits(bits);
-    if (o.allocated !== allocated) return null;
-    const released = new Map<number, number>();
-    for (const e of Array.isArray(o.released) ? o.released : []) {
-      if (Array.isArray(e) && Number.isInteger(e[0]) && e[0] >= 0 && e[0] < p.cidr.size && typeof e[1] === "number")
-        released.set(e[0], e[1]);
-    }
-    const next = typeof o.next === "number" && o.next >= 0 && o.next < p.cidr.size ? o.next : 0;
-    return { cidr: p.cidr, bits, next, allocated, released };
-  } catch {
-    return null;
-  }
 }

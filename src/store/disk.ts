@@ -16,7 +16,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, type CniError, errno } from "../errors.js";
 import { DiskTx, type TxMode, checkFolder } from "./disk-tx.js";
-import { type View, commit, confirm, create, isLogStore, load, txOf } from "./engine.js";
+import { create, remakeLog } from "./create.js";
+import { LOG, type View, commit, confirm, isLogStore, load, loadDamage, txOf } from "./engine.js";
 import { unlinkFile } from "./files.js";
 import { fsyncDir, ioError } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
@@ -64,6 +65,7 @@ export class DiskStore implements Store {
     const broken: Damaged[] = [];
     for (const n of readdirSync(this.dir)) if (n.startsWith(".tmp-")) unlinkFile(join(this.dir, n));
     sweepQueue(this.dir);
+    if (salvage && isLogStore(this.dir) && !existsSync(join(this.dir, LOG))) remakeLog(this.dir);
     if (isLogStore(this.dir)) finishUpgrade(this.dir);
     else if (oldFiles(this.dir).length > 0) broken.push(...upgrade(this.dir, salvage, this.log));
     else if (opts.create || legacyFound) create(this.dir, null);
@@ -72,6 +74,7 @@ export class DiskStore implements Store {
       broken.push(...(await migrate(this, legacy, lock, this.lockTimeoutMs, this.log, salvage)));
     }
     const view = load(this.dir, true, salvage);
+    if (salvage) broken.push(...loadDamage(view));
     try {
       confirm(view);
     } catch (err) {
@@ -135,7 +138,9 @@ export class DiskStore implements Store {
     if (isLogStore(this.dir)) {
       const view = load(this.dir, false, opts.salvage);
       try {
-        return fn(txOf(view, { writable: view.base !== null, salvage: opts.salvage, skipDamaged: opts.skipDamaged }));
+        const tx = txOf(view, { writable: view.base !== null, salvage: opts.salvage, skipDamaged: opts.skipDamaged });
+        if (opts.salvage) tx.note(loadDamage(view));
+        return fn(tx);
       } finally {
         view.close();
       }

@@ -5,12 +5,14 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError } from "../errors.js";
-import { type FullState, Slot, encodeCheckpoint } from "./checkpoint.js";
-import { closeFile, createFile, openFile, renameFile, syncData, unlinkFile, writeAt } from "./files.js";
-import { fsyncDir, uniqueSuffix } from "./io.js";
+import { type FullState, Slot, type SlotView, encodeCheckpoint } from "./checkpoint.js";
+import { corrupt } from "./codec.js";
+import { closeFile, fileSize, openFile, padded, syncData, writeAt } from "./files.js";
 import type { HeldLock } from "./lock.js";
 import { COMPACT_BYTES, COMPACT_RECORDS, HEADER, LOG_BYTES, type LogScan, encodeRecord, scanLog } from "./log.js";
 import { LogTx, type LogTxMode } from "./log-tx.js";
+import { SalvagedSlot, legibleHolds } from "./salvage.js";
+import type { Damaged } from "./store.js";
 
 export const LOG = "log";
 export const SLOTS = ["checkpoint.0", "checkpoint.1"] as const;
@@ -26,19 +28,21 @@ export interface View {
   readonly dir: string;
   readonly fds: (number | null)[];
   readonly logFd: number | null;
-  /** Which slot holds the base state (-1: none, a store not yet made). */
+  /** Which slot holds the base state (-1: none, a store not yet made). The next checkpoint goes into the other. */
   readonly slot: number;
-  readonly base: Slot | null;
+  readonly base: SlotView | null;
+  /** Repair only: the base is what could be salvaged of a checkpoint that does not load (salvage.ts). */
+  readonly salvaged?: boolean;
   scan: LogScan;
   close(): void;
 }
 
-/** True when the store folder holds this format's files (checkpoint.0 is the last made). */
+/** True when the store folder holds this format's files: checkpoint.0 is made last (a creation cut short left only the others). */
 export function isLogStore(dir: string): boolean {
-  return existsSync(join(dir, SLOTS[0])) || existsSync(join(dir, SLOTS[1]));
+  return existsSync(join(dir, SLOTS[0]));
 }
 
-/** Load the state. `write`: open for writing (under the lock). Throws 103 when no valid state can be found. */
+/** Load the state. `write`: open for writing (under the lock). Throws 103 when no valid state can be found, unless salvaging. */
 export function load(dir: string, write: boolean, salvage = false): View {
   const fds = SLOTS.map((s) => openFile(join(dir, s), write));
   const logPath = join(dir, LOG);
@@ -49,12 +53,31 @@ export function load(dir: string, write: boolean, salvage = false): View {
   };
   try {
     logFd = openFile(logPath, write);
+    // The log is made whole with the slots and never shrinks: missing or short, acknowledged records are gone.
+    const logSize = logFd === null ? -1 : fileSize(logFd);
+    if (fds.some((fd) => fd !== null) && logSize < LOG_BYTES && !salvage) {
+      throw corrupt(logPath, logSize < 0 ? "it is missing" : `it is ${logSize} bytes, shorter than the ${LOG_BYTES} it is made with`);
+    }
     const slots = fds.map((fd, i) => (fd === null ? null : Slot.open(fd, join(dir, SLOTS[i]!))));
     const order = [0, 1].filter((i) => slots[i]).sort((a, b) => slots[b]!.meta.gen - slots[a]!.meta.gen);
+    const scanOf = (gen: number): LogScan => (logFd === null ? emptyScan() : scanLog(logFd, logPath, gen, salvage));
+    const view = (slot: number, base: SlotView | null, scan: LogScan, salvaged?: boolean): View => ({
+      dir,
+      fds,
+      logFd,
+      slot,
+      base,
+      scan,
+      close,
+      ...(salvaged ? { salvaged } : {}),
+    });
+    let newest = 0;
     for (const i of order) {
       const base = slots[i]!;
-      const scan = logFd === null ? emptyScan() : scanLog(logFd, logPath, base.meta.gen);
-      if (scan.newerGen !== undefined && !salvage) {
+      const scan = scanOf(base.meta.gen);
+      if (scan.newerGen !== undefined) {
+        newest = scan.newerGen;
+        if (salvage) break;
         throw new CniError(
           Code.StoreCorrupt,
           `store ${dir} is corrupt: the log follows checkpoint generation ${scan.newerGen}, and no checkpoint of that generation loads`,
@@ -63,19 +86,42 @@ export function load(dir: string, write: boolean, salvage = false): View {
         );
       }
       // A checkpoint the log does not confirm is used only if every section of it is whole (see the design).
-      if (scan.confirmed || base.verify()) return { dir, fds, logFd, slot: i, base, scan, close };
+      if (scan.confirmed || base.verify()) return view(i, base, scan);
     }
-    if (fds.every((fd) => fd === null)) return { dir, fds, logFd, slot: -1, base: null, scan: emptyScan(), close };
-    throw new CniError(
-      Code.StoreCorrupt,
-      `store ${dir} is corrupt: neither ${SLOTS.join(" nor ")} holds a checkpoint that loads`,
-      "podcidr-ipam refuses to guess which addresses are in use. Run `podcidr-ipam repair --conf <your conflist>` " +
-        "(add --dry-run first). Never delete the store while pods hold its addresses.",
-    );
+    if (fds.every((fd) => fd === null)) return view(-1, null, emptyScan());
+    if (!salvage) {
+      throw new CniError(
+        Code.StoreCorrupt,
+        `store ${dir} is corrupt: neither ${SLOTS.join(" nor ")} holds a checkpoint that loads`,
+        "podcidr-ipam refuses to guess which addresses are in use. Run `podcidr-ipam repair --conf <your conflist>` " +
+          "(add --dry-run first). Never delete the store while pods hold its addresses.",
+      );
+    }
+    // Repair: the newest checkpoint does not load. Salvage what it still holds; the next checkpoint is written over it.
+    const gens = fds.map((fd, i) => (fd === null ? -1 : (slots[i]?.meta.gen ?? SalvagedSlot.looseGen(fd))));
+    const bad = [0, 1].filter((i) => fds[i] !== null && !slots[i]).sort((a, b) => gens[b]! - gens[a]!)[0] ?? order[0] ?? 0;
+    const gen = Math.max(newest, ...gens, 1);
+    const base = SalvagedSlot.read(fds[bad]!, join(dir, SLOTS[bad]!), gen);
+    return view(1 - bad, base, scanOf(gen), true);
   } catch (err) {
     close();
     throw err;
   }
+}
+
+/** What a salvaging load found damaged (repair notes it: quarantined, rewritten; what is legible in it kept taken). */
+export function loadDamage(v: View): Damaged[] {
+  const path = join(v.dir, LOG);
+  const size = v.logFd === null ? -1 : fileSize(v.logFd);
+  const out: Damaged[] = (v.scan.damaged ?? []).map((d) => ({
+    file: `${path}: record ${d.seq} of generation ${v.base?.meta.gen ?? 0} (at byte ${d.at})`,
+    reason: `store file ${path} is corrupt: its record ${d.seq} (at byte ${d.at}) fails its checks; the valid records after it are applied`,
+    held: legibleHolds(d.text),
+  }));
+  if (v.base && size < LOG_BYTES)
+    out.push({ file: path, reason: `store file ${path} is corrupt: it is ${size < 0 ? "missing" : `${size} bytes`}` });
+  if (v.salvaged) out.push({ file: `${v.base!.path}: meta`, reason: corrupt(v.base!.path, "its meta line fails its checks").message });
+  return out;
 }
 
 export function txOf(v: View, mode: LogTxMode): LogTx {
@@ -84,7 +130,7 @@ export function txOf(v: View, mode: LogTxMode): LogTx {
 
 /** A checkpoint that a killed call left written but maybe not synced: sync it, then write its generation record. */
 export function confirm(v: View): void {
-  if (v.slot < 0 || v.scan.confirmed || v.logFd === null) return;
+  if (v.slot < 0 || v.scan.confirmed || v.logFd === null || v.salvaged) return;
   syncData(v.fds[v.slot]!);
   const rec = encodeRecord(v.base!.meta.gen, 0, null);
   writeAt(v.logFd, padded(rec, v.scan.junkEnd), 0);
@@ -118,32 +164,6 @@ export function commit(v: View, tx: LogTx, lock: HeldLock, now = Date.now(), che
   }
 }
 
-/** Make a new store's files in `dir` (under the lock): `state` as generation 1. The folder is synced. */
-export function create(dir: string, state: FullState | null): void {
-  const tmp = (n: string): string => join(dir, `.tmp-${n}-${process.pid}-${uniqueSuffix()}`);
-  const make = (name: string, data: Buffer, size = data.length): string => {
-    const path = tmp(name);
-    const fd = createFile(path);
-    try {
-      writeAt(fd, size > data.length ? padded(data, size) : data, 0);
-      syncData(fd);
-    } finally {
-      closeFile(fd);
-    }
-    return path;
-  };
-  for (const n of [LOG, SLOTS[1]]) unlinkFile(join(dir, n));
-  const log = make(LOG, encodeRecord(1, 0, null), LOG_BYTES);
-  const empty = make(SLOTS[1], Buffer.alloc(0));
-  const cp = make(SLOTS[0], encodeCheckpoint(state ?? { gen: 1, at: Date.now(), ranges: [], records: [], history: [], sw: {} }));
-  renameFile(log, join(dir, LOG));
-  renameFile(empty, join(dir, SLOTS[1]));
-  if (!existsSync(join(dir, MARKER))) renameFile(make(MARKER, Buffer.from(MARKER_TEXT)), join(dir, MARKER));
-  fsyncDir(dir);
-  renameFile(cp, join(dir, SLOTS[0]));
-  fsyncDir(dir);
-}
-
 // --- internal ---
 
 function append(v: View, rec: Buffer, lock: HeldLock): void {
@@ -159,7 +179,8 @@ function writeCheckpoint(v: View, buf: Buffer, lock: HeldLock): void {
   if (fd === null || fd === undefined) throw new CniError(Code.StoreCorrupt, `store ${v.dir} has no ${SLOTS[other]}`, "");
   fence(lock);
   try {
-    writeAt(fd, buf, 0);
+    // Zeros after it, over what an older, longer checkpoint left in this slot: no stale line survives to be salvaged.
+    writeAt(fd, padded(buf, fileSize(fd)), 0);
     syncData(fd);
   } catch (err) {
     // Leave no meta of a torn checkpoint behind: every later load would verify it whole, in vain.
@@ -170,10 +191,11 @@ function writeCheckpoint(v: View, buf: Buffer, lock: HeldLock): void {
     }
     throw err;
   }
-  // The commit point has passed. The generation record says the checkpoint is synced; the old records after it are zeroed.
+  // The commit point has passed. The generation record says the checkpoint is synced; the old records after it are zeroed
+  // (and a log repair found short is made whole again).
   const gen = encodeRecord(v.base!.meta.gen + 1, 0, null);
   try {
-    writeAt(v.logFd!, padded(gen, Math.max(v.scan.tail, v.scan.junkEnd)), 0);
+    writeAt(v.logFd!, padded(gen, Math.max(v.scan.tail, v.scan.junkEnd, fileSize(v.logFd!) < LOG_BYTES ? LOG_BYTES : 0)), 0);
   } catch {
     /* the next writer confirms the checkpoint itself */
   }
@@ -187,14 +209,6 @@ function fence(lock: HeldLock): void {
     const e = err as CniError;
     throw new CniError(Code.TryAgainLater, "lost the store lock before committing; nothing was written", e.details ?? "", { cause: err });
   }
-}
-
-/** `rec` followed by zeros up to `size` bytes. */
-function padded(rec: Buffer, size: number): Buffer {
-  if (size <= rec.length) return rec;
-  const out = Buffer.alloc(size);
-  rec.copy(out, 0);
-  return out;
 }
 
 function emptyScan(): LogScan {

@@ -113,3 +113,11 @@ export function unlinkFile(path: string): void {
   }
   ioTrace.on?.({ op: "unlink", path });
 }
+
+/** `rec` followed by zeros up to `size` bytes. */
+export function padded(rec: Buffer, size: number): Buffer {
+  if (size <= rec.length) return rec;
+  const out = Buffer.alloc(size);
+  rec.copy(out, 0);
+  return out;
+}

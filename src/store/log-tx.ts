@@ -6,8 +6,8 @@ import { Code, CniError } from "../errors.js";
 import { type RangeState, emptyRange } from "../ipam/allocator.js";
 import { type Cidr, parseCidr } from "../ipam/cidr.js";
 import { type Change, type RangeDelta, applyDelta, copyRange, diffRange, keyOf, pathOf, toArray } from "./change.js";
-import { Damage, type FullState, type HistoryEvent, type Slot, bucketOf } from "./checkpoint.js";
-import { corrupt, salvageRange } from "./codec.js";
+import { Damage, type FullState, type HistoryEvent, type SlotView } from "./checkpoint.js";
+import { SlotReader } from "./slot-reader.js";
 import type { AttachmentKey, AttachmentRecord, Damaged, Tx } from "./store.js";
 
 export interface LogTxMode {
@@ -25,17 +25,17 @@ export class LogTx implements Tx {
   private readonly pristine = new Map<string, RangeState>();
   private readonly dirty = new Set<RangeState>();
   private readonly mine = new Map<string, AttachmentRecord | null>();
-  private readonly buckets = new Map<number, (AttachmentRecord | Damage)[] | Damage>();
-  private readonly broken: Damaged[] = [];
-  private readonly brokenRanges = new Set<string>();
+  private readonly read: SlotReader;
+  private readonly noted: Damaged[] = [];
   /** Sweeps made by this transaction (releaseOnReboot). */
   readonly newSweeps: Record<string, string> = {};
 
   constructor(
-    private readonly slot: Slot | null,
+    private readonly slot: SlotView | null,
     private readonly changes: readonly Change[],
     private readonly mode: LogTxMode,
   ) {
+    this.read = new SlotReader(mode.writable ? slot : null, mode);
     this.sweeps = { ...(slot?.meta.sw ?? {}) };
     for (const c of changes) {
       for (const r of c.del ?? []) this.overlay.set(keyOf(r), null);
@@ -48,11 +48,7 @@ export class LogTx implements Tx {
   range(cidr: Cidr): RangeState {
     let r = this.ranges.get(cidr.text);
     if (r) return r;
-    const base = this.mode.writable ? (this.slot?.range(cidr.text) ?? null) : null;
-    if (base instanceof Damage) {
-      this.damaged(base, cidr);
-      r = emptyRange(cidr);
-    } else r = base ?? emptyRange(cidr);
+    r = this.read.range(cidr) ?? emptyRange(cidr);
     for (const d of this.deltas.get(cidr.text) ?? []) applyDelta(r, d);
     this.ranges.set(cidr.text, r);
     this.pristine.set(cidr.text, copyRange(r));
@@ -64,14 +60,14 @@ export class LogTx implements Tx {
     const out: RangeState[] = [];
     for (const c of this.storedCidrs()) {
       const r = this.range(c);
-      if (!this.brokenRanges.has(c.text)) out.push(r);
+      if (!this.read.brokenRanges.has(c.text)) out.push(r);
     }
     return out;
   }
 
   touch(range: RangeState): boolean {
     this.mustWrite();
-    if (this.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return false;
+    if (this.read.brokenRanges.has(range.cidr.text) && !this.mode.salvage) return false;
     this.dirty.add(range);
     return true;
   }
@@ -92,12 +88,7 @@ export class LogTx implements Tx {
 
   attachments(network?: string): AttachmentRecord[] {
     const all = new Map<string, AttachmentRecord | null>();
-    if (this.mode.writable && this.slot) {
-      for (let i = 0; i < this.slot.meta.buckets; i++) {
-        const b = this.bucket(i, false);
-        for (const r of b) all.set(keyOf(r), r);
-      }
-    }
+    for (const r of this.read.all()) all.set(keyOf(r), r);
     if (this.mode.writable) for (const [k, r] of this.overlay) all.set(k, r);
     for (const [k, r] of this.mine) all.set(k, r);
     return [...all.values()]
@@ -116,12 +107,12 @@ export class LogTx implements Tx {
   }
 
   corrupt(): readonly Damaged[] {
-    return this.broken;
+    return [...this.noted, ...this.read.broken];
   }
 
-  /** Files found broken before the transaction began (an upgrade or migration under repair). */
+  /** Parts found broken before the transaction began (an upgrade or migration under repair, a damaged log record). */
   note(broken: readonly Damaged[]): void {
-    this.broken.push(...broken);
+    this.noted.push(...broken);
   }
 
   /** Note a sweep of releaseOnReboot: `network`'s attachments of boots before `boot` were released. */
@@ -160,8 +151,9 @@ export class LogTx implements Tx {
     const records = this.attachments();
     const ranges = this.storedCidrs().map((c) => this.range(c));
     for (const r of this.dirty) if (!ranges.includes(r)) ranges.push(r);
-    const kept = ranges.filter((r) => !this.brokenRanges.has(r.cidr.text) || this.dirty.has(r));
-    if (this.broken.length && !this.mode.salvage) throw new CniError(Code.StoreCorrupt, this.broken[0]!.reason, "");
+    const kept = ranges.filter((r) => !this.read.brokenRanges.has(r.cidr.text) || this.dirty.has(r));
+    const broken = this.corrupt();
+    if (broken.length && !this.mode.salvage) throw new CniError(Code.StoreCorrupt, broken[0]!.reason, "");
     const change = this.change(now);
     const events = this.history(change ? [change] : []).filter((e) => e[0] >= now - history.maxAge);
     return {
@@ -201,55 +193,10 @@ export class LogTx implements Tx {
   private before(key: AttachmentKey, strict: boolean): AttachmentRecord | null {
     const k = keyOf(key);
     if (this.overlay.has(k)) return this.overlay.get(k)!;
-    if (!this.slot) return null;
-    const i = bucketOf(key, this.slot.meta.buckets);
-    const same = (r: AttachmentRecord): boolean =>
-      r.network === key.network && r.containerID === key.containerID && r.ifname === key.ifname;
-    return this.bucket(i, strict, `${key.network}/${key.containerID}/${key.ifname}`).find(same) ?? null;
-  }
-
-  /** A bucket's records. A damaged one (or a damaged record in it, `only`: the one asked for) fails the call unless tolerated. */
-  private bucket(i: number, strict: boolean, only?: string): AttachmentRecord[] {
-    let b = this.buckets.get(i);
-    if (!b) {
-      b = this.slot!.bucket(i);
-      this.buckets.set(i, b);
-    }
-    const tolerate = this.mode.salvage || this.mode.skipDamaged;
-    if (b instanceof Damage) {
-      if (strict || !tolerate) throw damageError(this.slot!.path, b);
-      this.damaged(b);
-      return [];
-    }
-    const out: AttachmentRecord[] = [];
-    for (const r of b) {
-      if (!(r instanceof Damage)) out.push(r);
-      else if (only !== undefined && r.what !== `record of ${only}`) continue;
-      else if (strict || !tolerate) throw damageError(this.slot!.path, r);
-      else this.damaged(r);
-    }
-    return out;
-  }
-
-  private damaged(d: Damage, cidr?: Cidr): void {
-    const file = `${this.slot!.path}: ${d.what}`;
-    if (!this.mode.salvage && !this.mode.skipDamaged) throw damageError(this.slot!.path, d);
-    if (cidr) this.brokenRanges.add(cidr.text);
-    if (this.broken.some((b) => b.file === file)) return;
-    const offsets = cidr ? salvageRange(d.text, cidr) : null;
-    this.broken.push({
-      file,
-      reason: damageError(this.slot!.path, d).message,
-      ...(cidr ? { cidr } : {}),
-      ...(cidr && offsets ? { salvaged: { cidr, offsets } } : {}),
-    });
+    return this.read.find(key, strict);
   }
 
   private mustWrite(): void {
     if (!this.mode.writable) throw new CniError(Code.Internal, "internal: write to a store that was opened without create", "");
   }
-}
-
-function damageError(path: string, d: Damage): CniError {
-  return corrupt(`${path}`, `its ${d.what} fails its checksum`);
 }

@@ -31,6 +31,8 @@ export interface LogScan {
   readonly junkEnd: number;
   /** The generation of a valid record of a newer generation at offset 0 (its checkpoint is missing or damaged). */
   readonly newerGen?: number;
+  /** Salvage only: bytes that failed their checks between valid records of this generation (damage mid-log). */
+  readonly damaged?: readonly { readonly at: number; readonly seq: number; readonly text: string }[];
 }
 
 export function encodeRecord(gen: number, seq: number, change: Change | null): Buffer {
@@ -47,8 +49,11 @@ export function encodeRecord(gen: number, seq: number, change: Change | null): B
   return buf;
 }
 
-/** Read the records of generation `gen` from the log open at `fd` (path for messages). */
-export function scanLog(fd: number, path: string, gen: number): LogScan {
+/**
+ * Read the records of generation `gen` from the log open at `fd` (path for messages). Damage
+ * followed by valid records of `gen` is 103, or, salvaging (repair), skipped and returned.
+ */
+export function scanLog(fd: number, path: string, gen: number, salvage = false): LogScan {
   const size = Math.min(fileSize(fd), LOG_BYTES * 4);
   let buf = readAt(fd, 0, Math.min(size, FIRST_READ));
   const cover = (end: number): boolean => {
@@ -84,19 +89,33 @@ export function scanLog(fd: number, path: string, gen: number): LogScan {
   /** A record that fails its checks: a torn tail, unless a valid later record of this generation shows damage mid-log. */
   function bad(): LogScan {
     cover(size);
+    const later: { p: number; end: number; seq: number }[] = [];
     for (let p = buf.indexOf(0xce, off + 1); p >= 0 && p + HEADER <= buf.length; p = buf.indexOf(0xce, p + 1)) {
       const h = header(buf, p);
-      if (h.magic !== MAGIC || h.gen !== gen || h.seq <= seq || p + HEADER + h.length > buf.length) continue;
+      if (h.magic !== MAGIC || h.gen !== gen || h.seq <= (later.at(-1)?.seq ?? seq) || p + HEADER + h.length > buf.length) continue;
       if (crc32More(crc32(buf, p, p + 20), buf.subarray(p + HEADER, p + HEADER + h.length)) !== h.crc) continue;
-      throw new CniError(
-        Code.StoreCorrupt,
-        `store file ${path} is corrupt: record ${seq} of generation ${gen} (at byte ${off}) fails its checks, and record ${h.seq} after it is valid`,
-        "acknowledged changes follow the damaged record: podcidr-ipam refuses to guess which addresses are in use. Run " +
-          "`podcidr-ipam repair --conf <your conflist>` (add --dry-run first): it keeps a copy of the log in quarantine/ and " +
-          "rebuilds the bitmaps from the records it can read.",
-      );
+      if (!salvage) {
+        throw new CniError(
+          Code.StoreCorrupt,
+          `store file ${path} is corrupt: record ${seq} of generation ${gen} (at byte ${off}) fails its checks, and record ${h.seq} after it is valid`,
+          "acknowledged changes follow the damaged record: podcidr-ipam refuses to guess which addresses are in use. Run " +
+            "`podcidr-ipam repair --conf <your conflist>` (add --dry-run first): it keeps a copy of the log in quarantine/, applies " +
+            "the records it can read, and keeps taken every address still legible in the damaged one.",
+        );
+      }
+      later.push({ p, end: p + HEADER + h.length, seq: h.seq });
+      p += HEADER + h.length - 1;
     }
-    return done(off);
+    if (later.length === 0) return done(off);
+    // Repair: the records that pass their checks are applied in order; the bytes between them are handed back.
+    const damaged: { at: number; seq: number; text: string }[] = [];
+    for (const r of later) {
+      if (r.p > off) damaged.push({ at: off, seq, text: buf.toString("latin1", off, r.p) });
+      changes.push(decodeChange(buf.toString("latin1", r.p + HEADER, r.end), path, r.seq));
+      off = r.end;
+      seq = r.seq + 1;
+    }
+    return { ...done(off), damaged };
   }
 
   /** The end of non-zero bytes from `from` on: the first 4 KiB-aligned zero block after it. */

@@ -39,6 +39,10 @@ export interface Damaged {
   readonly cidr?: Cidr;
   /** A damaged range file that still parses: the offsets its bitmap marks (kept taken by repair). */
   readonly salvaged?: { readonly cidr: Cidr; readonly offsets: readonly number[] };
+  /** A damaged log record: the addresses still legible in it, per podCIDR (kept taken by repair). */
+  readonly held?: readonly { readonly cidr: Cidr; readonly offsets: readonly number[] }[];
+  /** Records ("network/containerID/ifname") of a damaged part that repair took back from the checkpoint's history. */
+  readonly recovered?: readonly string[];
 }
 
 /** A view of the store inside the lock. Changes are written on commit. */
