@@ -68,7 +68,8 @@ export function scanLog(fd: number, path: string, gen: number, salvage = false):
   for (;;) {
     if (!cover(off + HEADER)) return done(null);
     const h = header(buf, off);
-    if (h.zero) return done(null);
+    // Zeros end the log, unless a record starts after them in what was read (a record zeroed mid-log: bad() decides).
+    if (h.zero) return buf.indexOf(0xce, off) < 0 ? done(null) : bad();
     if (h.magic !== MAGIC || h.length > size || !cover(off + HEADER + h.length)) return bad();
     if (crc32More(crc32(buf, off, off + 20), buf.subarray(off + HEADER, off + HEADER + h.length)) !== h.crc) return bad();
     if (h.version > FORMAT_VERSION) throw newer(path, h.version);
