@@ -68,7 +68,12 @@ const TARGETS: Target[] = [
     log: true,
     find: (sb) => {
       const r = p5(sb);
-      return { path: join(sb.dataDir, "_store", "log"), start: r.offset, length: r.length, who: { command: "ADD", containerID: "newcomer" } };
+      return {
+        path: join(sb.dataDir, "_store", "log"),
+        start: r.offset,
+        length: r.length,
+        who: { command: "ADD", containerID: "newcomer" },
+      };
     },
   },
 ];
@@ -201,7 +206,10 @@ describe("written by a newer release", () => {
   function newerCheckpoint(sb: Sandbox): void {
     const s = section(sb.dataDir, { meta: true });
     const text = readFileSync(s.path).toString("latin1");
-    const body = `${text.slice(0, s.length).replace(/,"crc":\d+\}$/, "}").replace('"version":2', '"version":3')}`;
+    const body = `${text
+      .slice(0, s.length)
+      .replace(/,"crc":\d+\}$/, "}")
+      .replace('"version":2', '"version":3')}`;
     const meta = `${body.slice(0, -1)},"crc":${crc32(Buffer.from(body, "latin1"))}}`;
     writeFileSync(s.path, Buffer.from(meta + text.slice(s.length), "latin1"));
   }
@@ -248,7 +256,11 @@ describe("a torn tail of the log", () => {
         expect(after.at(-1)!.offset).toBe(last.offset + last.length);
         expect(after.at(-1)!.payload).toContain(',"newcomer",');
         const end = after.at(-1)!.offset + after.at(-1)!.length;
-        expect(readFileSync(path).subarray(end, last.offset + last.length + cut).every((b) => b === 0)).toBe(true);
+        expect(
+          readFileSync(path)
+            .subarray(end, last.offset + last.length + cut)
+            .every((b) => b === 0),
+        ).toBe(true);
       } finally {
         sb.cleanup();
       }
