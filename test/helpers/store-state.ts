@@ -5,9 +5,12 @@
 // store reads as that release did). Tests that damage a store aim at the log
 // format's own parts (a checkpoint's sections, a log record), found through the
 // store's code too (Slot, the log's header layout), never by guessing offsets.
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { type RangeState, emptyRange, take } from "../../src/ipam/allocator.js";
 import { addressAt, parseCidr } from "../../src/ipam/cidr.js";
+import { heldOffsets } from "../../src/ipam/pool.js";
+import * as codec from "../../src/store/codec.js";
 import { DiskStore, STORE } from "../../src/store/disk.js";
 import { LOG, SLOTS, commit, confirm, load, txOf } from "../../src/store/engine.js";
 import { closeFile, openFile } from "../../src/store/files.js";
@@ -246,4 +249,29 @@ export function damageRecord(dataDir: string, r: LogRecord): void {
   const i = r.offset + HEADER + Math.floor((r.length - HEADER) / 2);
   buf[i] = buf[i] === 0x41 ? 0x42 : 0x41;
   writeFileSync(path, buf);
+}
+
+/**
+ * A store of the previous release's format (range-*.json, attachments/<network>/<id>@<if>.json), written with that
+ * format's own encoders (src/store/codec.ts, which the upgrade reads with): `records`, their addresses taken.
+ */
+export function previousFormatStore(dataDir: string, records: readonly AttachmentRecord[]): void {
+  const dir = join(dataDir, STORE);
+  const ranges = new Map<string, RangeState>();
+  for (const r of records) {
+    mkdirSync(join(dir, "attachments", r.network), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dir, codec.attachmentPath(r)), codec.encodeAttachment(r), { mode: 0o600 });
+    for (const h of heldOffsets(r)) {
+      if (!h.cidr) continue;
+      const range = ranges.get(h.cidr.text) ?? emptyRange(h.cidr);
+      take(range, h.offset);
+      ranges.set(h.cidr.text, range);
+    }
+  }
+  for (const r of ranges.values()) writeFileSync(join(dir, codec.rangeFileName(r.cidr.text)), codec.encodeRange(r), { mode: 0o600 });
+}
+
+/** A pending journal of the previous format (what a commit killed mid-way left), sealed as that release sealed it. */
+export function previousFormatJournal(writes: readonly { file: string; content: string | null }[]): string {
+  return codec.encodeJournal(writes);
 }
