@@ -134,7 +134,9 @@ export class DiskStore implements Store {
   private readUnlocked<T>(opts: TransactOptions, fn: (tx: Tx) => T, why?: CniError): T {
     if (why) this.log(`podcidr-ipam: ${why.message}; reading the store without the lock\n`);
     checkFolder(this.dir);
-    if (!existsSync(this.dir)) return fn(new LogTx(null, [], { writable: false }));
+    // No store, or one whose creation was cut short (checkpoint.0 is made last): nothing was ever acknowledged in it.
+    if (!existsSync(this.dir) || (!isLogStore(this.dir) && oldFiles(this.dir).length === 0))
+      return fn(new LogTx(null, [], { writable: false }));
     if (isLogStore(this.dir)) {
       const view = load(this.dir, false, opts.salvage);
       try {

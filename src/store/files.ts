@@ -95,6 +95,16 @@ export function syncData(fd: number): void {
   ioTrace.on?.({ op: "sync", path });
 }
 
+/** mkdir (a folder of the store's own: pre-log-<time>/); it must not exist. */
+export function makeDir(path: string): void {
+  try {
+    fs.mkdirSync(path, { mode: 0o700 });
+  } catch (err) {
+    throw ioError(err, `cannot create ${path}`);
+  }
+  ioTrace.on?.({ op: "mkdir", path });
+}
+
 export function renameFile(from: string, to: string): void {
   try {
     fs.renameSync(from, to);

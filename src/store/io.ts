@@ -99,7 +99,7 @@ export function writeAtomic(path: string, content: string, tmpDir = dirname(path
 
 export type IoEvent =
   | { readonly op: "write"; readonly path: string; readonly offset: number; readonly data: Buffer }
-  | { readonly op: "sync" | "syncdir" | "create" | "unlink"; readonly path: string }
+  | { readonly op: "sync" | "syncdir" | "create" | "unlink" | "mkdir"; readonly path: string }
   | { readonly op: "rename"; readonly path: string; readonly to: string };
 
 /** What the store writes, renames and syncs, reported as it happens when set (tests only: test/store/power-cut.test.ts). */

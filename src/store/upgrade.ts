@@ -4,7 +4,7 @@
 // applied), written as generation 1 of the log store (engine.create: the new files
 // synced, checkpoint.0 renamed last), then the old files are moved to
 // pre-log-<time>/ and the file `attachments` left in place of the folder.
-import { type Dirent, mkdirSync, readdirSync } from "node:fs";
+import { type Dirent, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, CniError } from "../errors.js";
 import { toArray } from "./change.js";
@@ -12,7 +12,7 @@ import * as codec from "./codec.js";
 import { ATTACHMENTS, DiskTx, MAX_FILE } from "./disk-tx.js";
 import { create } from "./create.js";
 import { MARKER, MARKER_TEXT } from "./engine.js";
-import { closeFile, createFile, renameFile, syncData, writeAt } from "./files.js";
+import { closeFile, createFile, makeDir, renameFile, syncData, writeAt } from "./files.js";
 import { fsyncDir, ioError, readFileNoFollow } from "./io.js";
 import type { Damaged } from "./store.js";
 
@@ -94,11 +94,7 @@ export function finishUpgrade(dir: string): string | null {
   const left = oldFiles(dir);
   if (left.length === 0) return null;
   const dest = join(dir, `pre-log-${new Date().toISOString().replace(/[:.]/g, "-")}`);
-  try {
-    mkdirSync(dest, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    throw ioError(err, `cannot create ${dest}`);
-  }
+  makeDir(dest);
   for (const e of left) renameFile(join(dir, e.name), join(dest, e.name));
   fsyncDir(dest);
   const tmp = join(dir, `.tmp-${MARKER}-${process.pid}`);
