@@ -18,8 +18,8 @@ export class SlotReader {
   readonly broken: Damaged[] = [];
   readonly brokenRanges = new Set<string>();
   private readonly buckets = new Map<number, (AttachmentRecord | Damage)[] | Damage>();
-  /** Buckets that failed their checks (whole, or a record of theirs). */
-  private readonly lost = new Set<number>();
+  /** Buckets that failed their checks (whole, or a record of theirs) -> the part of it noted first. */
+  private readonly lost = new Map<number, string>();
 
   constructor(
     readonly slot: SlotView | null,
@@ -58,9 +58,9 @@ export class SlotReader {
       if (have.has(k) || !this.lost.has(i)) continue;
       out.push(r);
       const id = `${r.network}/${r.containerID}/${r.ifname}`;
-      const at = this.broken.findIndex((b) => b.file === this.fileOf(`record of ${id}`));
-      const whole = this.broken.findIndex((b) => b.file === this.fileOf(`attachments (bucket ${i} of ${slot.meta.buckets})`));
-      const j = at >= 0 ? at : whole;
+      // Noted on its own damaged record if it has one, else on the first damage of its bucket.
+      const own = this.broken.findIndex((b) => b.file === this.fileOf(`record of ${id}`));
+      const j = own >= 0 ? own : this.broken.findIndex((b) => b.file === this.lost.get(i));
       if (j >= 0) this.broken[j] = { ...this.broken[j]!, recovered: [...(this.broken[j]!.recovered ?? []), id] };
     }
     return out;
@@ -79,7 +79,7 @@ export class SlotReader {
     if (b instanceof Damage) {
       if (strict || !tolerate) throw damageError(this.slot!.path, b);
       this.damaged(b);
-      this.lost.add(i);
+      if (!this.lost.has(i)) this.lost.set(i, this.fileOf(b.what));
       return [];
     }
     const out: AttachmentRecord[] = [];
@@ -89,7 +89,7 @@ export class SlotReader {
       else if (strict || !tolerate) throw damageError(this.slot!.path, r);
       else {
         this.damaged(r);
-        this.lost.add(i);
+        if (!this.lost.has(i)) this.lost.set(i, this.fileOf(r.what));
       }
     }
     return out;

@@ -370,7 +370,9 @@ describe("F5: repair keeps what a damaged bitmap still says", () => {
     // c3 holds 10.0.2.4. Its record is lost (damaged in the checkpoint); status still shows the address taken.
     expect((await holdings(sb)).byContainer.get("c3")).toEqual(["10.0.2.4"]);
     await checkpointNow(sb.dataDir);
+    // The record and the checkpoint's history (which repair would take it back from) both damaged.
     damage(sb.dataDir, { record: { containerID: "c3" } });
+    damage(sb.dataDir, { history: true });
     // The report's one-liner, on the checkpoint's range line: b[20] ^= 1 in the bitmap, written back.
     const r = section(sb.dataDir, { range: "10.0.2.0/24" });
     const file = readFileSync(r.path);
@@ -608,7 +610,7 @@ describe("F11: a record edited by hand", () => {
     writeFileSync(s.path, buf);
   }
 
-  it("store F11: DEL of a record edited by hand frees nobody's address, and repair quarantines it and keeps its address taken", async () => {
+  it("store F11: DEL of a record edited by hand frees nobody's address, and repair quarantines it and takes c2's record back from the history", async () => {
     await edited();
     await call(sb, "DEL", "c9");
     // 10.0.2.3 is still taken: DEL acts on no record that fails its check.
@@ -620,10 +622,16 @@ describe("F11: a record edited by hand", () => {
     const rep = await cli(["repair", "--conf", confFile()]);
     expect(rep.code, rep.stdout + rep.stderr).toBe(0);
     expect(rep.stdout).toMatch(/Quarantined \S*checkpoint\.[01]: record of podnet\/c9\/eth0: /);
-    expect(rep.stdout).toMatch(/kept, no record holds them.*10\.0\.2\.3/);
+    // The checkpoint's history still says c2 holds 10.0.2.3: its record comes back, and nobody else gets the address.
+    expect(rep.stdout).toContain("Recovered from the checkpoint's history: podnet/c2/eth0");
     const after = await readStore(sb.dataDir);
     expect(after.damaged).toEqual([]);
-    expect(after.records.map((r) => r.containerID).sort()).toEqual(["c1", "c3"]);
+    expect(after.records.map((r) => [r.containerID, r.ips[0]!.address]).sort()).toEqual([
+      ["c1", "10.0.2.2"],
+      ["c2", "10.0.2.3"],
+      ["c3", "10.0.2.4"],
+    ]);
+    expect((await holdings(sb)).unowned).toEqual([]);
     expect(first(await addOk(sb, "c4"))).toBe("10.0.2.5");
   });
 
