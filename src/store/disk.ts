@@ -65,7 +65,14 @@ export class DiskStore implements Store {
     const broken: Damaged[] = [];
     for (const n of readdirSync(this.dir)) if (n.startsWith(".tmp-")) unlinkFile(join(this.dir, n));
     sweepQueue(this.dir);
-    if (salvage && isLogStore(this.dir) && !existsSync(join(this.dir, LOG))) remakeLog(this.dir);
+    if (salvage && isLogStore(this.dir) && !existsSync(join(this.dir, LOG))) {
+      remakeLog(this.dir);
+      const log = join(this.dir, LOG);
+      broken.push({
+        file: log,
+        reason: `store file ${log} is corrupt: it is missing (made again; what it held since the checkpoint is lost)`,
+      });
+    }
     if (isLogStore(this.dir)) finishUpgrade(this.dir);
     else if (oldFiles(this.dir).length > 0) broken.push(...upgrade(this.dir, salvage, this.log));
     else if (opts.create || legacyFound) create(this.dir, null);

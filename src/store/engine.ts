@@ -9,7 +9,7 @@ import { type FullState, Slot, type SlotView, encodeCheckpoint } from "./checkpo
 import { corrupt } from "./codec.js";
 import { closeFile, fileSize, openFile, padded, syncData, writeAt } from "./files.js";
 import type { HeldLock } from "./lock.js";
-import { COMPACT_BYTES, COMPACT_RECORDS, HEADER, LOG_BYTES, type LogScan, encodeRecord, scanLog } from "./log.js";
+import { COMPACT_BYTES, COMPACT_RECORDS, HEADER, LOG_BYTES, type LogScan, encodeRecord, firstGen, scanLog } from "./log.js";
 import { LogTx, type LogTxMode } from "./log-tx.js";
 import { SalvagedSlot, legibleHolds } from "./salvage.js";
 import type { Damaged } from "./store.js";
@@ -98,11 +98,17 @@ export function load(dir: string, write: boolean, salvage = false): View {
       );
     }
     // Repair: the newest checkpoint does not load. Salvage what it still holds; the next checkpoint is written over it.
+    // The damaged slot salvaged: the one of the generation the log follows (its meta says so, or, when it says nothing
+    // legible, the slot that generation goes in: generation G is written in slot (G - 1) % 2).
+    const logGen = logFd === null ? 0 : Math.max(newest, firstGen(logFd));
     const gens = fds.map((fd, i) => (fd === null ? -1 : (slots[i]?.meta.gen ?? SalvagedSlot.looseGen(fd))));
-    const bad = [0, 1].filter((i) => fds[i] !== null && !slots[i]).sort((a, b) => gens[b]! - gens[a]!)[0] ?? order[0] ?? 0;
-    const gen = Math.max(newest, ...gens, 1);
+    const rank = (i: number): number =>
+      (gens[i] === logGen ? 4 : logGen > 0 && i === (logGen - 1) % 2 ? 2 : 0) * 1e9 + (slots[i] ? 0 : 1e9) + gens[i]!;
+    const bad = [0, 1].filter((i) => fds[i] !== null).sort((a, b) => rank(b) - rank(a))[0]!;
+    const gen = Math.max(logGen, ...gens, 1);
     const base = SalvagedSlot.read(fds[bad]!, join(dir, SLOTS[bad]!), gen);
-    return view(1 - bad, base, scanOf(gen), true);
+    // The next checkpoint goes into the other slot (the alternation kept).
+    return view(bad, base, scanOf(gen), true);
   } catch (err) {
     close();
     throw err;

@@ -129,6 +129,15 @@ export function scanLog(fd: number, path: string, gen: number, salvage = false):
   }
 }
 
+/** The generation of the log's first record when it is a valid generation record (repair: which checkpoint the log follows), else 0. */
+export function firstGen(fd: number): number {
+  const buf = readAt(fd, 0, HEADER);
+  if (buf.length < HEADER) return 0;
+  const h = header(buf, 0);
+  const ok = h.magic === MAGIC && h.seq === 0 && h.length === 2;
+  return ok && crc32More(crc32(buf, 0, 20), readAt(fd, HEADER, 2)) === h.crc ? h.gen : 0;
+}
+
 /** A record of a newer format version: refused, whatever else is right about it. */
 export function newer(path: string, version: number): CniError {
   return new CniError(
