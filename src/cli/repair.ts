@@ -141,7 +141,8 @@ export function formatRepair(rep: RepairReport): string {
     lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
   if (rep.pendingCheckpoint)
     lines.push(
-      `Would confirm ${rep.pendingCheckpoint}, the checkpoint of an interrupted commit (it is whole; the next call does; shown here as the state)`,
+      `Would confirm ${rep.pendingCheckpoint}, the checkpoint of an interrupted commit ` +
+        "(it is whole; the next call does; shown here as the state)",
     );
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
   if (rep.recoveredRecords.length) lines.push(`Recovered from the checkpoint's history: ${rep.recoveredRecords.join(", ")}`);

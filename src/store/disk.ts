@@ -210,7 +210,7 @@ export function pendingJournalFiles(dir: string): string[] {
   }
 }
 
-/** The checkpoint an interrupted commit left whole but unconfirmed, which the next call confirms (for `repair --dry-run`); null when none. */
+/** The checkpoint an interrupted commit left whole but unconfirmed, which the next call confirms (`repair --dry-run`); null if none. */
 export function pendingCheckpoint(dir: string): string | null {
   if (!isLogStore(dir)) return null;
   try {

@@ -98,7 +98,8 @@ export function scanLog(fd: number, path: string, gen: number, salvage = false):
       if (!salvage) {
         throw new CniError(
           Code.StoreCorrupt,
-          `store file ${path} is corrupt: record ${seq} of generation ${gen} (at byte ${off}) fails its checks, and record ${h.seq} after it is valid`,
+          `store file ${path} is corrupt: record ${seq} of generation ${gen} (at byte ${off}) fails its checks, ` +
+            `and record ${h.seq} after it is valid`,
           "acknowledged changes follow the damaged record: podcidr-ipam refuses to guess which addresses are in use. Run " +
             "`podcidr-ipam repair --conf <your conflist>` (add --dry-run first): it keeps a copy of the log in quarantine/, applies " +
             "the records it can read, and keeps taken every address still legible in the damaged one.",
