@@ -62,6 +62,10 @@ export interface Tx {
   deleteAttachment(key: AttachmentKey): void;
   /** Files that failed to load (when tolerated: salvage or skipDamaged; empty otherwise). */
   corrupt(): readonly Damaged[];
+  /** releaseOnReboot: the boot ID at which `network`'s attachments of earlier boots were last released ("" never). */
+  sweptAt?(network: string): string;
+  /** releaseOnReboot: note that `network`'s attachments of boots before `boot` were released. */
+  sweep?(network: string, boot: string): void;
 }
 
 export interface TransactOptions {
