@@ -5,6 +5,7 @@
 // bitmap belongs to the node, an attachment to (network, container ID, interface).
 import type { RangeState } from "../ipam/allocator.js";
 import type { Cidr } from "../ipam/cidr.js";
+import type { HistoryEvent } from "./checkpoint.js";
 
 /** Names one attachment: a network's interface in one container. */
 export interface AttachmentKey {
@@ -66,6 +67,8 @@ export interface Tx {
   sweptAt?(network: string): string;
   /** releaseOnReboot: note that `network`'s attachments of boots before `boot` were released. */
   sweep?(network: string, boot: string): void;
+  /** Who held what, as kept (the log store: 30 days, 10,000 events): the checkpoint's history, then the log's. */
+  history?(): readonly HistoryEvent[];
 }
 
 export interface TransactOptions {
