@@ -437,7 +437,7 @@ describe("store files", () => {
     };
     expect((statSync(sb.dataDir).mode & 0o777).toString(8)).toBe("700");
     walk(sb.dataDir);
-    expect(seen.length).toBeGreaterThanOrEqual(5); // podnet/, attachments/, 2 ranges, 2 attachments
+    expect(seen.length).toBeGreaterThanOrEqual(6); // _store/, log, checkpoint.0, checkpoint.1, attachments, reserve
   });
 
   it("leaves every store file byte-identical after bad inputs", async () => {
