@@ -144,6 +144,15 @@ function held(lockPath: string, ownerPath: string, owner: Owner, waitedMs: numbe
     release() {
       // A lock we lost now belongs to someone else: removing it would let a third call in beside them.
       if (!mine()) return;
+      // Stamped now: for the instant between the two removals the folder stands without its owner file, and a
+      // waiter must not take it for an orphan (those are removed only 2 s old) and remove it: another call could
+      // then make a new one, and this rmdir would remove it under that call.
+      try {
+        const t = Date.now() / 1000;
+        fs.utimesSync(lockPath, t, t);
+      } catch {
+        /* gone: nothing to release */
+      }
       removeEntry(ownerPath);
       removeLockFolder(lockPath);
     },

@@ -7,7 +7,18 @@
 // so that a test run against the old build fails for the bug it reproduces and
 // not merely because a path moved.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { attachmentsDir, storeDir } from "./exe";
 import { BIN, type RunResult, type Sandbox, collect } from "./plugin";
@@ -209,8 +220,13 @@ export function plantLock(dir: string, pid: number, token = "planted"): void {
   writeFileSync(join(dir, "lock.owner"), JSON.stringify(owner));
 }
 
-/** Release a planted lock: remove lock.owner, then the folder. */
+/**
+ * Release a planted lock as a holder does: the folder stamped now (an old folder without its owner file looks orphaned to
+ * a waiter, which would remove it and let a call in that the rmdir below would then remove), lock.owner, then the folder.
+ */
 export function releaseLock(dir: string): void {
+  const t = Date.now() / 1000;
+  utimesSync(join(dir, "lock"), t, t);
   unlinkSync(join(dir, "lock.owner"));
   rmdirSync(join(dir, "lock"));
 }
