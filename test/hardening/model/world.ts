@@ -5,9 +5,10 @@
 // of `status` goes through readStatus(), which knows the per-network layout of
 // today and the shared `_store` of the rewrite.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { snapshot } from "../../helpers/snapshot";
+import { type DirWatch, watchDir } from "../../helpers/watch-dir";
 import { BIN, type RunResult, Sandbox, cli, collect, run } from "../../helpers/plugin";
 import { type Cidr, type Fam, fmtIp, parseCidr, parseIp } from "./net";
 
@@ -154,7 +155,7 @@ export class World {
 
   /** A call killed on an event of its own: when its store's journal appears, or the moment it answers. */
   async callKilledOn(c: Call, mode: "journal" | "answer"): Promise<Outcome> {
-    let watcher: FSWatcher | undefined;
+    let watcher: DirWatch | undefined;
     const { child, done, t0 } = this.spawn(c);
     let killed = false;
     const kill = (): void => {
@@ -166,8 +167,8 @@ export class World {
     else {
       for (const dir of this.storeDirs(c.store, c.network)) {
         try {
-          watcher = watch(dir, (_e, name) => {
-            if (String(name ?? "").startsWith("journal")) kill();
+          watcher = watchDir(dir, (name) => {
+            if (name.startsWith("journal")) kill();
           });
           break;
         } catch {
