@@ -25,7 +25,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { addOk, addrs, call, delOk, replaceNode, statusArgs, statusJson } from "../helpers/exe";
 import { ciliumNode } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
@@ -487,7 +487,15 @@ describe("F7: waiting without inotify", () => {
    * children are starved; the machine-wide fs.inotify.max_user_instances, which
    * every other test and process on the host depends on, is left alone.
    */
-  const STARVE = ["unshare", "--user", "--map-root-user", "sh", "-c", 'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"', "starve"];
+  const STARVE = [
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"',
+    "starve",
+  ];
 
   /** Hold the lock 3 s with `n` ADDs waiting; their CPU time (ticks) while they waited. */
   async function waitingCpu(n: number, exhaust: boolean): Promise<number[]> {
@@ -512,7 +520,12 @@ describe("F7: waiting without inotify", () => {
   it("store F7: queued waiters do not busy-spin when inotify instances run out (CPU compared with a run where inotify works)", async (ctx) => {
     const probe = spawnSync(
       STARVE[0]!,
-      [...STARVE.slice(1), process.execPath, "-e", "try { require('fs').watch('/tmp').close(); console.log('ok') } catch (e) { console.log(e.code) }"],
+      [
+        ...STARVE.slice(1),
+        process.execPath,
+        "-e",
+        "try { require('fs').watch('/tmp').close(); console.log('ok') } catch (e) { console.log(e.code) }",
+      ],
       { encoding: "utf8" },
     );
     if (probe.stdout.trim() !== "EMFILE") {
