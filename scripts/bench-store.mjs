@@ -6,12 +6,12 @@
 //
 // The live allocations are made by the real ADD handler, run in process (a
 // bundle of src/ made on the fly), so the store is exactly what ADD writes.
-import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { importSrc } from "./import-src.mjs";
 import { TARGETS } from "./bench-targets.mjs";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
@@ -41,21 +41,10 @@ function sandbox(work, prefix, name) {
 
 async function seed(work, sb, count) {
   // Bundle the dispatcher + handlers and drive them in process: same code as the executable.
-  const out = join(work, "seed.cjs");
-  await build({
-    stdin: {
-      contents: 'export { dispatch } from "./src/cni/dispatch"; export { handlers } from "./src/commands/index";',
-      resolveDir: root,
-      loader: "ts",
-    },
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    outfile: out,
-    logLevel: "error",
-    define: { __VERSION__: '"bench"' },
-  });
-  const { dispatch, handlers } = await import(out);
+  const { dispatch, handlers } = await importSrc(
+    work,
+    'export { dispatch } from "./src/cni/dispatch"; export { handlers } from "./src/commands/index";',
+  );
   const stdin = Buffer.from(sb.stdin);
   for (let i = 0; i < count; i++) {
     const env = { CNI_COMMAND: "ADD", CNI_CONTAINERID: `seed-${i}`, CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" };

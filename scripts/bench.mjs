@@ -18,12 +18,12 @@
 // bin/podcidr-ipam-standalone too when it has been built (npm run build:standalone).
 // --baseline FILE adds another build (say, the last release's executable) to the
 // same rounds, so "before and after" is one run's ratio, not two runs' guesses.
-import { build } from "esbuild";
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { cpus, homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { importSrc } from "./import-src.mjs";
 import { parseArgs } from "node:util";
 import { chart } from "./bench-chart.mjs";
 import { benchStore } from "./bench-store.mjs";
@@ -69,20 +69,10 @@ const cidrFor = (n) =>
   })();
 
 async function seedTools() {
-  const out = join(work, "seed.cjs");
-  await build({
-    stdin: {
-      contents: `export { create } from "./src/store/create"; export { STORE } from "./src/store/disk"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
-      resolveDir: root,
-      loader: "ts",
-    },
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    outfile: out,
-    logLevel: "error",
-  });
-  return import(out);
+  return importSrc(
+    work,
+    `export { create } from "./src/store/create"; export { STORE } from "./src/store/disk"; export { parseCidr, addressAt } from "./src/ipam/cidr"; export { emptyRange, take } from "./src/ipam/allocator";`,
+  );
 }
 
 function ipOf(cidrText, offset) {

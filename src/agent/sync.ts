@@ -66,7 +66,8 @@ export class NodeSync {
     const verdict = judge(text, this.path, this.nodeName);
     if ("error" in verdict) {
       this.synced = false;
-      this.problem = `the ${this.kind()}'s ${info.reason} object would be refused by the plugin, so the node file is kept: ${verdict.error.message}`;
+      const why = verdict.error.message;
+      this.problem = `the ${this.kind()}'s ${info.reason} object would be refused by the plugin, so the node file is kept: ${why}`;
       this.metrics.counter("podcidr_ipam_node_objects_refused_total", "Node objects not written because the plugin would refuse them.");
       this.log("error", this.problem, { resourceVersion: info.resourceVersion, details: verdict.error.details });
       return;

@@ -110,7 +110,12 @@ export function install(
 
 /** The conflist to install (ipam.nodeName set when a node name is given) and its file name in the config folder. */
 function prepareConflist(file: string, confName: unknown, nodeName: string, out: (s: string) => void): { text: string; name: string } {
-  const text = readFileSync(file, "utf8");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`cannot read --cni-conf ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); nothing was installed`);
+  }
   checkConflist(text, file);
   const name = typeof confName === "string" ? confName : basename(file);
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(name)) {

@@ -45,7 +45,7 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
     }
     checkRequestedFamilies(pool, requested.values());
     // Last, once nothing else can refuse this ADD: a refused call leaves no claim behind.
-    for (const c of used) claims.ensure(c);
+    claims.ensure(used);
     const rec: AttachmentRecord = {
       ...key,
       netns: cmd.netns,

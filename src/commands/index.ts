@@ -14,7 +14,8 @@ import { status } from "./status.js";
 
 /** Which store serves a podCIDR (claims beside the node file): ensure = check, then claim. */
 export interface StoreClaims {
-  ensure(cidr: Cidr): void;
+  /** All or nothing: throws (code 7) before claiming any when one is served by another store. */
+  ensure(cidrs: readonly Cidr[]): void;
   check(cidr: Cidr): boolean;
 }
 

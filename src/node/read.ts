@@ -66,7 +66,8 @@ export function readNodeState(path: string, nodeName = ""): NodeRead {
     if (nodeName && node.name !== nodeName) {
       throw new CniError(
         Code.InvalidNodeFile,
-        `node file ${path} is the ${node.kind} of node ${JSON.stringify(node.name)}, not of this node ${JSON.stringify(nodeName)} (ipam.nodeName)`,
+        `node file ${path} is the ${node.kind} of node ${JSON.stringify(node.name)}, ` +
+          `not of this node ${JSON.stringify(nodeName)} (ipam.nodeName)`,
         "a node file copied from another node would hand out that node's addresses; the sync job must write this node's object",
       );
     }

@@ -29,11 +29,17 @@ export class Claims {
     this.folder = `${nodeFile}.claims`;
   }
 
-  /** Make sure this store may allocate from `cidr`; claim it if nobody has. Throws code 7 if another store serves it. */
-  ensure(cidr: Cidr): void {
-    if (this.done.has(cidr.text)) return;
-    if (!this.check(cidr)) this.write(join(this.folder, codec.rangeFileName(cidr.text)), cidr);
-    this.done.add(cidr.text);
+  /**
+   * Make sure this store may allocate from every one of `cidrs`, and claim those nobody has. Throws code 7
+   * if another store serves one, before writing any claim: a refused ADD leaves none behind.
+   */
+  ensure(cidrs: readonly Cidr[]): void {
+    const todo = cidrs.filter((c) => !this.done.has(c.text));
+    const mine = todo.map((c) => this.check(c));
+    todo.forEach((c, i) => {
+      if (!mine[i]) this.write(join(this.folder, codec.rangeFileName(c.text)), c);
+      this.done.add(c.text);
+    });
   }
 
   /** Throws code 7 if another store that holds addresses claims `cidr` or one overlapping it; true if this store holds the claim. */

@@ -7,6 +7,10 @@ import { type Cidr, parseCidr } from "../ipam/cidr.js";
 import { crc32 as crc32Bytes } from "./crc.js";
 import type { AttachmentKey, AttachmentRecord } from "./store.js";
 
+// The files' names (names.ts), with the formats for the callers that import the codec whole.
+import { rangeFileName } from "./names.js";
+export { attachmentFileName, attachmentPath, parseAttachmentName, parseRangeName, rangeFileName } from "./names.js";
+
 /** Range and journal files. */
 export const VERSION = 1;
 /** Attachment records gained `network`, `netns` and `netnsId` in version 2 (version 1: the per-network stores before issue #9). */
@@ -20,33 +24,6 @@ export interface JournalWrite {
   readonly file: string;
   /** New content, or null to delete. */
   readonly content: string | null;
-}
-
-export function rangeFileName(cidrText: string): string {
-  return `range-${cidrText.replace(/:/g, "-").replace("/", "_")}.json`;
-}
-
-export function attachmentFileName(containerID: string, ifname: string): string {
-  // '@' cannot occur in a container ID, so the name is unambiguous.
-  return `${containerID}@${ifname}.json`;
-}
-
-/** Path of an attachment's record relative to the store folder: attachments/<network>/<containerID>@<ifname>.json. */
-export function attachmentPath(key: AttachmentKey): string {
-  return `attachments/${key.network}/${attachmentFileName(key.containerID, key.ifname)}`;
-}
-
-/** The (container ID, ifname) a record's file name says, or null for a name the store never writes. */
-export function parseAttachmentName(name: string): { containerID: string; ifname: string } | null {
-  const m = /^([^@/]+)@([^/]+)\.json$/.exec(name);
-  return m ? { containerID: m[1]!, ifname: m[2]! } : null;
-}
-
-/** The CIDR a range file's name says, or null. */
-export function parseRangeName(name: string): Cidr | null {
-  const m = /^range-(.+)_(\d+)\.json$/.exec(name);
-  const p = m ? parseCidr(`${m[1]!.replace(/-/g, ":")}/${m[2]}`) : null;
-  return p?.ok && rangeFileName(p.cidr.text) === name ? p.cidr : null;
 }
 
 export function encodeRange(r: RangeState): string {

@@ -1,11 +1,5 @@
-// `podcidr-ipam agent` with v1 Nodes whose podCIDRs kube-controller-manager assigns: one
-// node's pods get addresses from them, and a simulated cluster of 50 nodes, each with its
-// own agent, node file, store and conflist, hands out no address twice, also after 10
-// nodes are drained and deleted and 10 new ones get their CIDRs again.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import {
   type Agent,
   addOk,
@@ -18,24 +12,14 @@ import {
   waitForFileCIDRs,
   waitForFileEqualsObject,
 } from "./agent-helpers";
-import { CLUSTER_CIDRS, type Cluster, announceClusterSkip, clusterBlocker, startCluster, waitFor } from "./harness";
-
-const blocker = clusterBlocker();
-if (blocker) announceClusterSkip(blocker);
-const suite = blocker ? describe.skip : describe;
+import { CLUSTER_CIDRS, type Cluster, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
 
 let c: Cluster;
 let dir: string;
-const agents: Agent[] = [];
-beforeAll(async () => {
-  if (blocker) return;
-  c = await startCluster();
-  dir = mkdtempSync(join(tmpdir(), "podcidr-agent-cluster-"));
-}, 300_000);
-afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop(5000)));
-  await c?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const { suite, agents } = clusterPerFile("podcidr-agent-cluster-", (cl, d) => {
+  c = cl;
+  dir = d;
 });
 
 const say = (s: string) => process.stdout.write(`[agent-cluster] ${s}\n`);

@@ -3,10 +3,11 @@
 // endpoints and metrics, watching the node file change, and calling the plugin with a
 // node's conflist as a runtime's main plugin delegates to it.
 import { type ChildProcess, spawn } from "node:child_process";
-import { type FSWatcher, mkdirSync, readFileSync, statSync, watch, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { basename, dirname, join } from "node:path";
 import { BIN, ROOT, type RunResult, run } from "../helpers/plugin";
+import { type DirWatch, watchDir } from "../helpers/watch-dir";
 import { type Cluster, WaitAborted, freePort, waitFor } from "./harness";
 
 export interface AgentOptions {
@@ -177,11 +178,11 @@ export function fileState(path: string): FileState {
  */
 export class FileWatch {
   readonly seen: { at: number; state: FileState }[] = [];
-  private readonly w: FSWatcher;
+  private readonly w: DirWatch;
 
   constructor(readonly path: string) {
     const name = basename(path);
-    this.w = watch(dirname(path), (_event, file) => {
+    this.w = watchDir(dirname(path), (file) => {
       if (file !== name) return;
       const at = performance.now();
       try {

@@ -7,29 +7,21 @@
 // counters. The calls are counted from the calls log, which the plugin appends to
 // without creating it.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { get } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { BIN, run } from "../helpers/plugin";
-import { BINARIES, type Cluster, announceClusterSkip, clusterBlocker, freePort, startCluster, waitFor } from "./harness";
+import { BINARIES, type Cluster, freePort, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
 
-const blocker = clusterBlocker();
-if (blocker) announceClusterSkip(blocker);
-const suite = blocker ? describe.skip : describe;
 const PROMLINT = join(BINARIES.kubectl, "..", "promlint");
 
 let c: Cluster;
 let dir: string;
-beforeAll(async () => {
-  if (blocker) return;
-  c = await startCluster();
-  dir = mkdtempSync(join(tmpdir(), "podcidr-agent-metrics-"));
-}, 300_000);
-afterAll(async () => {
-  await c?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const { suite, blocker } = clusterPerFile("podcidr-agent-metrics-", (cl, d) => {
+  c = cl;
+  dir = d;
 });
 
 function scrape(port: number, path = "/metrics"): Promise<{ status: number; body: string; type: string }> {

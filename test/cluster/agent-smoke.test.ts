@@ -1,27 +1,18 @@
 // The agent against the real control plane: first sync of a v1 Node whose podCIDRs
 // kube-controller-manager assigned, and of a CiliumNode written as Cilium's operator would.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { BIN } from "../helpers/plugin";
-import { type Cluster, announceClusterSkip, clusterBlocker, startCluster, waitFor } from "./harness";
-
-const blocker = clusterBlocker();
-if (blocker) announceClusterSkip(blocker);
-const suite = blocker ? describe.skip : describe;
+import { type Cluster, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
 
 let c: Cluster;
 let dir: string;
-beforeAll(async () => {
-  if (blocker) return;
-  c = await startCluster();
-  dir = mkdtempSync(join(tmpdir(), "podcidr-agent-"));
-}, 300_000);
-afterAll(async () => {
-  await c?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const { suite } = clusterPerFile("podcidr-agent-", (cl, d) => {
+  c = cl;
+  dir = d;
 });
 
 function startAgent(args: string[]) {

@@ -3,10 +3,9 @@
 // second and serving the next ADD, updates the plugin does not read leaving the file
 // alone, the object deleted and recreated, an object the plugin would refuse, SIGTERM
 // and the JSON log.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import {
   type Agent,
   type AgentOptions,
@@ -21,24 +20,14 @@ import {
   waitForFileCIDRs,
   waitForFileEqualsObject,
 } from "./agent-helpers";
-import { type Cluster, announceClusterSkip, clusterBlocker, startCluster, waitFor } from "./harness";
-
-const blocker = clusterBlocker();
-if (blocker) announceClusterSkip(blocker);
-const suite = blocker ? describe.skip : describe;
+import { type Cluster, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
 
 let c: Cluster;
 let dir: string;
-const agents: Agent[] = [];
-beforeAll(async () => {
-  if (blocker) return;
-  c = await startCluster();
-  dir = mkdtempSync(join(tmpdir(), "podcidr-agent-sync-"));
-}, 300_000);
-afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop(5000)));
-  await c?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const { suite, agents } = clusterPerFile("podcidr-agent-sync-", (cl, d) => {
+  c = cl;
+  dir = d;
 });
 
 const CN = "/apis/cilium.io/v2/ciliumnodes";

@@ -5,18 +5,14 @@
 // says which permission is missing and /readyz answers 503. And the agent's memory stays
 // under the manifest's limit.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { BIN, ROOT } from "../helpers/plugin";
 import { containerArgv, flags, loadManifest, one, under } from "../deploy/manifest";
-import { type Cluster, WaitAborted, announceClusterSkip, clusterBlocker, freePort, startCluster, waitFor } from "./harness";
-
-const blocker = clusterBlocker();
-if (blocker) announceClusterSkip(blocker);
-const suite = blocker ? describe.skip : describe;
+import { type Cluster, WaitAborted, freePort, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
 
 const objs = loadManifest();
 const ds = one(objs, "DaemonSet");
@@ -28,16 +24,11 @@ const rbac = [sa, one(objs, "ClusterRole"), one(objs, "ClusterRoleBinding")];
 
 let c: Cluster;
 let dir: string;
-let kubeconfig: string;
-beforeAll(async () => {
-  if (blocker) return;
-  c = await startCluster();
-  dir = mkdtempSync(join(tmpdir(), "podcidr-deploy-"));
-}, 300_000);
-afterAll(async () => {
-  await c?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+const { suite } = clusterPerFile("podcidr-deploy-", (cl, d) => {
+  c = cl;
+  dir = d;
 });
+let kubeconfig: string;
 
 function get(port: number, path: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {

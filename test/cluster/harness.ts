@@ -227,7 +227,7 @@ class Proc {
     const fd = openSync(this.log, "a");
     writeFileSync(fd, `\n===== ${new Date().toISOString()} start ${this.name}\n`);
     const args = this.args();
-    writeFileSync(join(this.dir, "logs", `${this.name}.cmdline`), [this.bin, ...args].join(" \\\n  ") + "\n");
+    writeFileSync(join(this.dir, "logs", `${this.name}.cmdline`), `${[this.bin, ...args].join(" \\\n  ")}\n`);
     let child: ChildProcess;
     try {
       child = spawn(this.bin, args, {

@@ -73,4 +73,11 @@ describe("podcidr-ipam install (the built executable)", () => {
     expect(r.stderr).toContain("podcidr-ipam");
     expect(() => readdirSync(binDir)).toThrow();
   });
+
+  it("says which --cni-conf it cannot read, and installs nothing", () => {
+    const r = install("--cni-conf", join(dir, "missing.conflist"));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`cannot read --cni-conf ${join(dir, "missing.conflist")} (ENOENT); nothing was installed`);
+    expect(() => readdirSync(binDir)).toThrow();
+  });
 });

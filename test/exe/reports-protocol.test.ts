@@ -12,7 +12,7 @@
 // run with PODCIDR_BIN=<that build>) and passes now.
 
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { addOk, addrs, call, delOk } from "../helpers/exe";
@@ -143,6 +143,24 @@ describe("confirmed known issue: several networks and data dirs over one node fi
     await delOk(sb, "c1");
     expect(first(await addOk(sb, "c3", { ipam: { dataDir: other } }))).toMatch(/^10\.0\.2\./);
     expectCniError(await call(sb, "ADD", "c4"), 7, "is served by another store");
+  });
+
+  it("a second dataDir refused on one podCIDR claims none of the others (the model test's step 2092: a claim was left on the free one)", async () => {
+    // The first store holds an address only in the IPv6 podCIDR; then the node gains an IPv4 one nobody claims yet.
+    sb.writeNode(ciliumNode(["fd00::200/120"]));
+    await addOk(sb, "c1");
+    sb.writeNode(ciliumNode(["10.0.6.0/28", "fd00::200/120"]));
+    const claims = `${sb.nodeFile}.claims`;
+    const before = snapshot(claims);
+    expectCniError(
+      await call(sb, "ADD", "c3", { ipam: { dataDir: join(sb.dir, "data2") } }),
+      7,
+      "podCIDR fd00::200/120 is served by another store",
+    );
+    expect(snapshot(claims)).toEqual(before);
+    // The first store then claims the IPv4 podCIDR itself with its next ADD.
+    expect(addrs(await addOk(sb, "c4"))).toHaveLength(2);
+    expect(existsSync(join(claims, "range-10.0.6.0_28.json"))).toBe(true);
   });
 
   it("known issue: STATUS of a config whose dataDir is refused (a second store over the podCIDR) answers 50, as ADD would fail", async () => {

@@ -401,8 +401,8 @@ export function claimsNone(): RecordingClaims {
   return {
     ensured,
     checked,
-    ensure: (c) => {
-      if (!ensured.includes(c.text)) ensured.push(c.text);
+    ensure: (cs) => {
+      for (const c of cs) if (!ensured.includes(c.text)) ensured.push(c.text);
     },
     check: (c) => {
       if (!checked.includes(c.text)) checked.push(c.text);

@@ -30,7 +30,8 @@ export function loadConfig(opts: LoadOptions = {}): KubeConfig {
   const home = env.HOME || homedir();
   if (existsSync(join(home, ".kube/config"))) return kubeconfigFile(join(home, ".kube/config"), opts);
   throw configError(
-    "no Kubernetes API credentials: KUBERNETES_SERVICE_HOST is unset (not in a pod), and there is no --kubeconfig, KUBECONFIG or ~/.kube/config",
+    "no Kubernetes API credentials: KUBERNETES_SERVICE_HOST is unset (not in a pod), " +
+      "and there is no --kubeconfig, KUBECONFIG or ~/.kube/config",
     "run it as the DaemonSet's pod, or pass --kubeconfig FILE",
   );
 }
@@ -42,7 +43,8 @@ export function inClusterConfig(opts: LoadOptions = {}): KubeConfig {
   const port = env.KUBERNETES_SERVICE_PORT ?? "";
   if (host === "" || port === "") {
     throw configError(
-      `in cluster, KUBERNETES_SERVICE_HOST (${JSON.stringify(host)}) and KUBERNETES_SERVICE_PORT (${JSON.stringify(port)}) must both be set`,
+      `in cluster, KUBERNETES_SERVICE_HOST (${JSON.stringify(host)}) and ` +
+        `KUBERNETES_SERVICE_PORT (${JSON.stringify(port)}) must both be set`,
       "the kubelet sets them in every pod; outside a pod pass --kubeconfig FILE",
     );
   }

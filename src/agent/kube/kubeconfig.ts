@@ -21,7 +21,8 @@ import { configError } from "./errors.js";
 import { YamlError, parseYaml } from "./yaml-lite.js";
 
 const GIVE_IT =
-  "give it a token or a client certificate (kubectl create token SERVICEACCOUNT, or kubectl config view --raw of a kind/kubeadm admin config)";
+  "give it a token or a client certificate " +
+  "(kubectl create token SERVICEACCOUNT, or kubectl config view --raw of a kind/kubeadm admin config)";
 
 /** Read and resolve a kubeconfig file; throws KubeError (reason "BadConfig") that names the file, the entry and the field. */
 export function kubeconfigFile(path: string, opts: LoadOptions = {}): KubeConfig {
@@ -135,7 +136,8 @@ function userCredentials(
   }
   if (u.username !== undefined || u.password !== undefined) {
     throw configError(
-      `${where} uses basic authentication (username/password), which podcidr-ipam does not support (kube-apiserver dropped it in 1.19); ${GIVE_IT}`,
+      `${where} uses basic authentication (username/password), which podcidr-ipam does not support ` +
+        `(kube-apiserver dropped it in 1.19); ${GIVE_IT}`,
     );
   }
   const imp = ["as", "as-uid", "as-groups", "as-user-extra"].filter((k) => u[k] !== undefined && u[k] !== null);

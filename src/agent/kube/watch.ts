@@ -8,7 +8,6 @@
 //     no byte for idleTimeoutMs                    -> the stream is dead (half-open): watch again from R
 //     410 (HTTP, or an ERROR event in the stream) -> R is too old: LIST again, then watch
 //     401 (after the client's token re-read), 403, 404, 429, 5xx, network errors -> back off, try again
-//
 // Never polls, never gives up: stop() is the only way out.
 import { Backoff, sleep } from "./backoff.js";
 import { type KubeApi, countError } from "./client.js";
@@ -129,7 +128,8 @@ export class ObjectWatcher {
     const timeout = lo + Math.floor(this.random() * (hi - lo + 1));
     const idle = Math.min(this.opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS, (timeout + 30) * 1000);
     const from = this.rv ?? "";
-    const path = `${this.res.path}?fieldSelector=${this.selector}&watch=1&resourceVersion=${encodeURIComponent(from)}&allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
+    const query = `watch=1&resourceVersion=${encodeURIComponent(from)}&allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
+    const path = `${this.res.path}?fieldSelector=${this.selector}&${query}`;
     const t0 = this.now();
     let lines = 0;
     const end = await this.api.stream(path, {

@@ -339,6 +339,8 @@ export function planBatch(
   exclude: readonly string[] = [],
   firstAdd = false,
   released: readonly string[] = [],
+  /** ADDs already under way that the batch's ADDs share the free addresses with (a lock holder's). */
+  aheadAdds = 0,
 ): { plans: Planned[]; releasing: Set<string> } {
   const store: StoreId = "A";
   const used = new Set<string>(exclude);
@@ -377,7 +379,7 @@ export function planBatch(
     const a = p.att!;
     // Calls queued behind a holder while the node file changed read it after the change (ctx.notBefore).
     p.settle = (o, t0) =>
-      settleAdd(ctx, a, o, hold, adds.length, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null, before);
+      settleAdd(ctx, a, o, hold, adds.length + aheadAdds, ctx.m.versionsDuring(Math.max(ctx.notBefore ?? 0, t0), Date.now()), null, before);
   }
   return { plans, releasing };
 }

@@ -178,7 +178,15 @@ async function heldScenario(
   ctx.log(
     `  ${label}: ${vic.tag} pid ${child.pid} ${caught ? "holds the lock" : "was not seen holding the lock"}; ${waiters} call(s) queue behind it`,
   );
-  const { plans } = planBatch(ctx, waiters, vic.att ? [vic.att.key] : [], true, vic.kind === "del" ? [vic.att!.key] : []);
+  // The holder's own ADD, not yet in the model, may take the last free address before the waiters get the lock.
+  const { plans } = planBatch(
+    ctx,
+    waiters,
+    vic.att ? [vic.att.key] : [],
+    true,
+    vic.kind === "del" ? [vic.att!.key] : [],
+    vic.kind === "add" ? 1 : 0,
+  );
   await runPlans(ctx, plans, stall ? "behind-stall:" : "behind-stop:", async () => {
     if (!changeNodeToo || !caught) return;
     // Let the waiters read the node file and queue for the lock, then change the file under them.

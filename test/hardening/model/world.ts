@@ -5,11 +5,12 @@
 // of `status` goes through readStatus(), which knows the per-network layout of
 // today and the shared `_store` of the rewrite.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { snapshot } from "../../helpers/snapshot";
 import { pendingCheckpoint } from "../../../src/store/disk";
 import { readStore } from "../../helpers/store-state";
+import { type DirWatch, watchDir } from "../../helpers/watch-dir";
 import { BIN, type RunResult, Sandbox, cli, collect, run } from "../../helpers/plugin";
 import { type Cidr, type Fam, fmtIp, parseCidr, parseIp } from "./net";
 
@@ -156,7 +157,7 @@ export class World {
 
   /** A call killed on an event of its own: when it writes its commit to its store's log, or the moment it answers. */
   async callKilledOn(c: Call, mode: "commit" | "answer"): Promise<Outcome> {
-    let watcher: FSWatcher | undefined;
+    let watcher: DirWatch | undefined;
     const { child, done, t0 } = this.spawn(c);
     let killed = false;
     const kill = (): void => {
@@ -168,7 +169,9 @@ export class World {
     else {
       // The log is written only by a commit (its record, or a checkpoint's generation record): killed as it lands.
       try {
-        watcher = watch(join(this.dataDirs[c.store], "_store", "log"), () => kill());
+        watcher = watchDir(join(this.dataDirs[c.store], "_store"), (name) => {
+          if (name === "log") kill();
+        });
       } catch {
         /* no store yet: the call makes it, and is not killed */
       }
