@@ -11,16 +11,19 @@
 // A commit is one record appended to the log and one fdatasync, or, when the
 // log is long, a checkpoint written to the other slot and one fdatasync (engine.ts;
 // the crash argument: docs/design-log-store.md). The fence (the lock is still
-// this call's) is checked just before the one write that commits.
+// this call's) is checked just before the one write that commits, and again
+// after its sync: a holder that lost the lock in between (judged by its lease)
+// wrote into files the next holder had replaced (create.ts: fenceOff), and answers 11.
 import { copyFileSync, existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Code, type CniError, errno } from "../errors.js";
 import { DiskTx, type TxMode, checkFolder } from "./disk-tx.js";
-import { create, remakeLog } from "./create.js";
+import { create, fenceOff, remakeLog } from "./create.js";
 import { LOG, type View, commit, confirm, isLogStore, load, loadDamage, txOf } from "./engine.js";
 import { unlinkFile } from "./files.js";
 import { fsyncDir, ioError } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
+import { FENCED } from "./lock-reap.js";
 import { sweepQueue } from "./lock-wait.js";
 import { LogTx } from "./log-tx.js";
 import { findLegacy, migrate } from "./migrate.js";
@@ -73,6 +76,8 @@ export class DiskStore implements Store {
         reason: `store file ${log} is corrupt: it is missing (made again; what it held since the checkpoint is lost)`,
       });
     }
+    // The lock was taken from a holder that may still run: its files get new inodes before anything is read.
+    if (isLogStore(this.dir) && existsSync(join(this.dir, FENCED))) fenceOff(this.dir);
     if (isLogStore(this.dir)) finishUpgrade(this.dir);
     else if (oldFiles(this.dir).length > 0) broken.push(...upgrade(this.dir, salvage, this.log));
     else if (opts.create || legacyFound) create(this.dir, null);

@@ -8,7 +8,7 @@ import { Code, CniError } from "../errors.js";
 import { type FullState, Slot, type SlotView, encodeCheckpoint } from "./checkpoint.js";
 import { corrupt } from "./codec.js";
 import { closeFile, fileSize, openFile, padded, syncData, writeAt } from "./files.js";
-import type { HeldLock } from "./lock.js";
+import { type HeldLock, STALE_MS } from "./lock.js";
 import { COMPACT_BYTES, COMPACT_RECORDS, HEADER, LOG_BYTES, type LogScan, encodeRecord, firstGen, scanLog } from "./log.js";
 import { LogTx, type LogTxMode } from "./log-tx.js";
 import { SalvagedSlot, legibleHolds } from "./salvage.js";
@@ -176,6 +176,7 @@ function append(v: View, rec: Buffer, lock: HeldLock): void {
   fence(lock);
   writeAt(v.logFd!, padded(rec, v.scan.junkEnd - v.scan.tail), v.scan.tail);
   syncData(v.logFd!);
+  afterFence(lock);
   v.scan = { ...v.scan, tail: v.scan.tail + rec.length, nextSeq: v.scan.nextSeq + 1, junkEnd: v.scan.tail + rec.length };
 }
 
@@ -197,6 +198,7 @@ function writeCheckpoint(v: View, buf: Buffer, lock: HeldLock): void {
     }
     throw err;
   }
+  afterFence(lock);
   // The commit point has passed. The generation record says the checkpoint is synced; the old records after it are zeroed
   // (and a log repair found short is made whole again).
   const gen = encodeRecord(v.base!.meta.gen + 1, 0, null);
@@ -215,6 +217,21 @@ function fence(lock: HeldLock): void {
     const e = err as CniError;
     throw new CniError(Code.TryAgainLater, "lost the store lock before committing; nothing was written", e.details ?? "", { cause: err });
   }
+}
+
+/**
+ * The lock is still this call's after the write that commits. If not, another call took it over between the fence
+ * and the write (judged by the lease: this call's process was not visible to it) and gave the files new inodes: this
+ * write went to the old ones unless it came before the copy. Kept or not, never answered as success.
+ */
+function afterFence(lock: HeldLock): void {
+  if (lock.stillHeld()) return;
+  throw new CniError(
+    Code.TryAgainLater,
+    "lost the store lock while committing; this change may not have been kept",
+    `another call took the lock over (this call ran in another pid namespace, or was stopped for more than ${STALE_MS / 1000}s) ` +
+      "and gave the store's files new inodes; an address this ADD may still hold is released by the runtime's DEL or the next GC",
+  );
 }
 
 function emptyScan(): LogScan {

@@ -13,8 +13,8 @@ import { CniError } from "../../src/errors";
 import { parseCidr } from "../../src/ipam/cidr";
 import { take } from "../../src/ipam/allocator";
 import { DiskStore } from "../../src/store/disk";
-import { load, txOf } from "../../src/store/engine";
-import { STALE_MS } from "../../src/store/lock";
+import { commit, load, txOf } from "../../src/store/engine";
+import { type HeldLock, STALE_MS, acquire } from "../../src/store/lock";
 import { ciliumNode } from "../helpers/node";
 import { BIN } from "../helpers/plugin";
 
@@ -139,6 +139,53 @@ describe("lock holder", () => {
       // And the frozen call did not remove a lock that was no longer its own: the store still works.
       const again = await new DiskStore(w.dataDir, 2000, () => {}).transact({ create: false }, (tx) => tx.range(w.cidr).allocated);
       expect(again.value).toBe(1);
+    } finally {
+      rmSync(w.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("in another pid namespace, frozen after its last fence and before its write: the write lands in no file the store reads, and it answers 11", async () => {
+    const w = world();
+    try {
+      await w.store.transact({ create: true }, () => undefined);
+      const dir = join(w.dataDir, "_store");
+      const ownerFile = join(dir, "lock.owner");
+      const lock = await acquire(dir, 10_000);
+      const view = load(dir, true);
+      let child: Promise<{ code: number | null; out: string }> | undefined;
+      // The real lock, frozen once its fence has passed: the one instant the fence itself cannot cover.
+      const frozenAfterFence: HeldLock = {
+        ...lock,
+        assertHeld() {
+          lock.assertHeld();
+          const owner = JSON.parse(readFileSync(ownerFile, "utf8"));
+          writeFileSync(ownerFile, JSON.stringify({ ...owner, pidns: "pid:[1]" }));
+          child = startAdd(w.confFile);
+          spinUntil(() => held(w.dataDir, "other") !== null, STALE_MS + 20_000);
+        },
+      };
+      let err: unknown = null;
+      try {
+        const tx = txOf(view, { writable: true });
+        ourRecord(tx, w.cidr);
+        commit(view, tx, frozenAfterFence);
+      } catch (e) {
+        err = e;
+      } finally {
+        view.close();
+        lock.release();
+      }
+      const other = await child!;
+      expect(other.code, other.out).toBe(0);
+      expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.2/24");
+      expect(err).toBeInstanceOf(CniError);
+      expect((err as CniError).code).toBe(11);
+      expect((err as CniError).message).toBe("lost the store lock while committing; this change may not have been kept");
+      // The other call's acknowledged record stands; the frozen one's went to the old inode.
+      expect(held(w.dataDir, "other")).toBe("10.1.0.2");
+      expect(held(w.dataDir, "frozen")).toBeNull();
+      const next = await new DiskStore(w.dataDir, 2000, () => {}).transact({ create: false }, (tx) => tx.range(w.cidr).allocated);
+      expect(next.value).toBe(1);
     } finally {
       rmSync(w.dir, { recursive: true, force: true });
     }
