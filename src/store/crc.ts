@@ -1,12 +1,21 @@
-// CRC-32 (zlib's polynomial) of bytes: node:zlib's native one where this Node has
-// it (20.15 and later), else a table. Every record and section of the store carries one.
-import * as zlib from "node:zlib";
-
-const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
+// CRC-32 (zlib's polynomial) of bytes: a table for small inputs (a record, a meta line),
+// node:zlib's native one for large ones (a checkpoint's sections) where this Node has it
+// (20.15 and later). node:zlib is loaded only then: loading it costs an ADD about 1 ms.
+// Every record and section of the store carries one.
+type Native = (data: Uint8Array, value?: number) => number;
+/** Below this many bytes the table is faster than loading node:zlib. */
+const NATIVE_FROM = 16 << 10;
+let native: Native | null | undefined;
 let table: Int32Array | undefined;
 
+function nativeCrc(): Native | null {
+  if (native === undefined) native = (require("node:zlib") as { crc32?: Native }).crc32 ?? null;
+  return native;
+}
+
 export function crc32(data: Uint8Array, start = 0, end = data.length): number {
-  if (native) return native(start === 0 && end === data.length ? data : data.subarray(start, end));
+  const fast = end - start >= NATIVE_FROM ? nativeCrc() : null;
+  if (fast) return fast(start === 0 && end === data.length ? data : data.subarray(start, end));
   if (!table) {
     table = new Int32Array(256);
     for (let n = 0; n < 256; n++) {
@@ -22,7 +31,8 @@ export function crc32(data: Uint8Array, start = 0, end = data.length): number {
 
 /** Continue a CRC over more bytes (a header, then a payload). */
 export function crc32More(prev: number, data: Uint8Array): number {
-  if (native) return native(data, prev);
+  const fast = data.length >= NATIVE_FROM ? nativeCrc() : null;
+  if (fast) return fast(data, prev);
   // Table fallback: undo the final xor, go on, redo it.
   if (!table) crc32(new Uint8Array(0));
   let crc = prev ^ -1;
