@@ -6,6 +6,7 @@ import { DEFAULTS, parseIpamConfig } from "../ipam/config.js";
 import { collectReport, formatReport } from "./report.js";
 import { agent } from "../agent/agent.js";
 import { install } from "./install.js";
+import { KEPT, formatHistory, history, parseQuery } from "./history.js";
 import { formatRepair, repairDisk } from "./repair.js";
 import { NAME_RE } from "../cni/env.js";
 import { SUPPORTED_VERSIONS } from "../cni/version.js";
@@ -24,6 +25,7 @@ Usage:
   podcidr-ipam status [--all-addresses] [--json] --conf FILE
   podcidr-ipam status [--all-addresses] [--json] [--data-dir DIR] [--node-file FILE] [--network NAME]
   podcidr-ipam repair [--dry-run] [--release-unowned] [--json] (--conf FILE | --data-dir DIR)
+  podcidr-ipam history [ADDRESS | --container ID | --pod NS/NAME] [--since T] [--json] (--conf FILE | --data-dir DIR)
   podcidr-ipam agent [--node-name NAME] [--source ciliumnode|node|auto] ...   (see agent --help)
   podcidr-ipam install [--cni-bin-dir DIR] [--cni-conf FILE] [--node-name NAME] ...   (see install --help)
 
@@ -42,6 +44,12 @@ are moved to <dataDir>/_store/quarantine/, and every bitmap is rebuilt from the
 attachment records. Addresses set in a bitmap that no record holds are kept (they may
 belong to pods whose records were lost) unless --release-unowned is given.
 --dry-run takes no lock and writes nothing.
+
+history lists who held an address (or which addresses a container or a pod held),
+and when: "held" at the ADD, "released" at the DEL, GC or release on reboot. The
+store keeps ${KEPT} (the oldest dropped first), and always shows a live
+attachment. --since takes a time (2026-12-01T08:00:00Z) or a duration (90s, 30m,
+12h, 7d). It takes no lock and writes nothing.
 Exit status: 0 healthy, 1 a problem is reported (missing node file, full pool, bad store), 2 usage error.
 `;
 
@@ -64,14 +72,21 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
     out(`podcidr-ipam ${VERSION} (CNI ${SUPPORTED_VERSIONS.join(", ")})\n`);
     return 0;
   }
-  if (!["status", "repair"].includes(positionals[0] ?? "") || positionals.length > 1) {
+  const cmd = positionals[0] ?? "";
+  if (!["status", "repair", "history"].includes(cmd) || positionals.length > (cmd === "history" ? 2 : 1)) {
     err(`podcidr-ipam: unknown command ${JSON.stringify(positionals.join(" "))}; see --help\n`);
     return 2;
   }
   const say = (msg: string): void => err(`podcidr-ipam: ${msg}\n`);
   try {
     const target = v.conf ? fromConf(v.conf) : fromFlags(v["data-dir"], v.network, v["node-file"]);
-    if (positionals[0] === "repair") {
+    if (cmd === "history") {
+      const q = parseQuery(positionals[1], { container: v.container, pod: v.pod, since: v.since });
+      const lines = await history(target.ipam, q, say);
+      out(v.json ? `${JSON.stringify(lines, null, 2)}\n` : formatHistory(lines, q));
+      return 0;
+    }
+    if (cmd === "repair") {
       const rep = await repairDisk(target.ipam, { releaseUnowned: Boolean(v["release-unowned"]), dryRun: Boolean(v["dry-run"]) }, say);
       out(v.json ? `${JSON.stringify(rep, null, 2)}\n` : formatRepair(rep));
       return 0;
@@ -82,7 +97,7 @@ export async function cli(argv: string[], out: (s: string) => void, err: (s: str
   } catch (e) {
     if (e instanceof CniError) {
       err(`podcidr-ipam: ${e.message}${e.details ? `\n  ${e.details}` : ""}\n`);
-      return e.code === 7 ? 2 : 1;
+      return e.code === 7 || e.code === 2 ? 2 : 1;
     }
     throw e;
   }
@@ -105,6 +120,9 @@ function parseOptions(argv: string[]) {
       "node-file": { type: "string" },
       "dry-run": { type: "boolean" },
       "release-unowned": { type: "boolean" },
+      container: { type: "string" },
+      pod: { type: "string" },
+      since: { type: "string" },
     },
   });
 }

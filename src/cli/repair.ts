@@ -8,7 +8,7 @@ import { isSet } from "../ipam/allocator.js";
 import { type Cidr, addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import * as codec from "../store/codec.js";
-import { pendingJournalFiles } from "../store/disk.js";
+import { pendingCheckpoint, pendingJournalFiles } from "../store/disk.js";
 import { findLegacy } from "../store/migrate.js";
 import { heldOffsets, resetRange } from "../ipam/pool.js";
 import { openStore } from "../store/open.js";
@@ -19,12 +19,16 @@ export interface RepairReport {
   readonly dryRun: boolean;
   /** Files that failed to load, with why; moved to quarantine/ unless dry-run. */
   readonly quarantined: readonly { readonly file: string; readonly reason: string }[];
-  /** Attachments whose record was lost (network/container ID/ifname from the file name): their addresses are unknown. */
+  /** Attachments whose record was lost (network/container ID/ifname): their addresses are kept taken where still known. */
   readonly lostRecords: readonly string[];
+  /** Attachments (network/container ID/ifname) of a damaged part whose records were taken back from the checkpoint's history. */
+  readonly recoveredRecords: readonly string[];
   /** Dry run: older per-network stores that the next real call moves into the shared store. */
   readonly pendingMigration: readonly string[];
-  /** Dry run: journals of interrupted commits, which the next real call replays (they are shown as applied). */
+  /** Dry run: journals of interrupted commits of the previous format, which the next real call replays (shown as applied). */
   readonly pendingJournals: readonly string[];
+  /** Dry run: the checkpoint of an interrupted commit, whole but not confirmed; the next real call confirms it (shown as the state). */
+  readonly pendingCheckpoint: string | null;
   readonly ranges: readonly {
     readonly cidr: string;
     readonly records: number;
@@ -42,7 +46,11 @@ export interface RepairReport {
 export function repairDisk(ipam: IpamConfig, opts: RepairOptions, log: (msg: string) => void = () => {}): Promise<RepairReport> {
   const store = openStore(ipam, log);
   const pending = opts.dryRun
-    ? { migration: findLegacy(ipam.dataDir).map((l) => l.path), journals: pendingJournalFiles(store.location) }
+    ? {
+        migration: findLegacy(ipam.dataDir).map((l) => l.path),
+        journals: pendingJournalFiles(store.location),
+        checkpoint: pendingCheckpoint(store.location),
+      }
     : undefined;
   return repair(store, opts, pending);
 }
@@ -56,10 +64,11 @@ export interface RepairOptions {
 export async function repair(
   store: Store,
   opts: RepairOptions,
-  pending?: { migration: string[]; journals: string[] },
+  pending?: { migration: string[]; journals: string[]; checkpoint?: string | null },
 ): Promise<RepairReport> {
   const pendingMigration = pending?.migration ?? [];
   const pendingJournals = pending?.journals ?? [];
+  const pendingCheckpoint = pending?.checkpoint ?? null;
   const { value } = await store.transact({ create: false, salvage: true, unlocked: opts.dryRun }, (tx) => {
     const records = tx.attachments();
     const cidrs = new Map<string, Cidr>();
@@ -74,13 +83,17 @@ export async function repair(
         held.set(h.cidr.text, m);
       }
     }
-    // A range file that failed to load still names its CIDR, and may still say which bits were set.
-    const salvaged = new Map<string, readonly number[]>();
-    for (const c of tx.corrupt()) {
-      const cidr = c.salvaged?.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
-      if (!cidr) continue;
+    // A range that failed to load still names its CIDR, and may still say which bits were set; a damaged log
+    // record may still show the addresses it took.
+    const salvaged = new Map<string, number[]>();
+    const keep = (cidr: Cidr, offsets: readonly number[]): void => {
       cidrs.set(cidr.text, cidr);
-      if (c.salvaged) salvaged.set(cidr.text, c.salvaged.offsets);
+      salvaged.set(cidr.text, [...(salvaged.get(cidr.text) ?? []), ...offsets]);
+    };
+    for (const c of tx.corrupt()) {
+      for (const h of c.held ?? []) keep(h.cidr, h.offsets);
+      const cidr = c.salvaged?.cidr ?? c.cidr ?? codec.parseRangeName(c.file.slice(c.file.lastIndexOf("/") + 1));
+      if (cidr) keep(cidr, c.salvaged?.offsets ?? []);
     }
     const ranges = [...cidrs.values()].map((cidr) => {
       const range = tx.range(cidr);
@@ -106,15 +119,18 @@ export async function repair(
         conflicts: [...mine].filter(([, n]) => n > 1).map(([o]) => addressAt(cidr, o)),
       };
     });
-    const lostRecords = tx
-      .corrupt()
-      .map((c) => /attachments\/([^/]+)\/([^/]+)$/.exec(c.file))
-      .map((m) => (m ? { network: m[1]!, id: codec.parseAttachmentName(m[2]!) } : null))
-      .filter((m): m is { network: string; id: { containerID: string; ifname: string } } => m?.id != null)
-      .map((m) => `${m.network}/${m.id.containerID}/${m.id.ifname}`);
-    return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, ranges };
+    const recoveredRecords = tx.corrupt().flatMap((c) => c.recovered ?? []);
+    const lostRecords = tx.corrupt().flatMap((c) => {
+      // A record of a checkpoint ("<slot>: record of network/containerID/ifname"), or a file of the previous format.
+      const rec = /: record of ([^/]+\/[^/]+\/[^/]+)$/.exec(c.file);
+      if (rec) return recoveredRecords.includes(rec[1]!) ? [] : [rec[1]!];
+      const m = /attachments\/([^/]+)\/([^/]+)$/.exec(c.file);
+      const id = m ? codec.parseAttachmentName(m[2]!) : null;
+      return m && id ? [`${m[1]}/${id.containerID}/${id.ifname}`] : [];
+    });
+    return { quarantined: tx.corrupt().map((c) => ({ file: c.file, reason: c.reason })), lostRecords, recoveredRecords, ranges };
   });
-  return { store: store.location, dryRun: opts.dryRun, pendingMigration, pendingJournals, ...value };
+  return { store: store.location, dryRun: opts.dryRun, pendingMigration, pendingJournals, pendingCheckpoint, ...value };
 }
 
 export function formatRepair(rep: RepairReport): string {
@@ -123,7 +139,13 @@ export function formatRepair(rep: RepairReport): string {
     lines.push(`Would move the older per-network store ${p} into the shared store (the next call does)`);
   for (const j of rep.pendingJournals)
     lines.push(`Would replay ${j}, the journal of an interrupted commit (the next call does; shown here as applied)`);
+  if (rep.pendingCheckpoint)
+    lines.push(
+      `Would confirm ${rep.pendingCheckpoint}, the checkpoint of an interrupted commit ` +
+        "(it is whole; the next call does; shown here as the state)",
+    );
   for (const q of rep.quarantined) lines.push(`${rep.dryRun ? "Would quarantine" : "Quarantined"} ${q.file}: ${q.reason}`);
+  if (rep.recoveredRecords.length) lines.push(`Recovered from the checkpoint's history: ${rep.recoveredRecords.join(", ")}`);
   if (rep.lostRecords.length) {
     lines.push(
       `Lost records: ${rep.lostRecords.join(", ")}. Where their range files survived, their addresses stay taken as unowned; ` +
@@ -146,6 +168,7 @@ export function formatRepair(rep: RepairReport): string {
     rep.quarantined.length === 0 &&
     rep.pendingMigration.length === 0 &&
     rep.pendingJournals.length === 0 &&
+    !rep.pendingCheckpoint &&
     rep.ranges.every((r) => !r.marked.length && !r.unowned.length && !r.conflicts.length);
   if (clean) lines.push("Nothing to repair.");
   return `${lines.join("\n")}\n`;

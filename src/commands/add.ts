@@ -7,7 +7,9 @@ import { Code, CniError } from "../errors.js";
 import { pruneReleased } from "../ipam/allocator.js";
 import { type Cidr, type Family, addressAt, parseIp } from "../ipam/cidr.js";
 import { type Wanted, checkRequestedFamilies, families, nodePool, takeNext, takeRequested } from "../ipam/pool.js";
+import { bootId } from "../node/boot.js";
 import { currentNode, loadNodeStamped } from "../node/stamp.js";
+import { sweepReboot } from "../store/attachments.js";
 import type { AttachmentRecord, Tx } from "../store/store.js";
 import type { Deps } from "./index.js";
 
@@ -19,12 +21,15 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
   const loaded = await loadNodeStamped(ipam);
   const store = deps.openStore(ipam, req.log);
   const claims = deps.claims(ipam, store, req.log);
+  const boot = bootId();
+  let swept: AttachmentRecord[] = [];
   const { value: result, waitedMs } = await store.transact({ create: true }, (tx) => {
     const node = currentNode(ipam, loaded);
+    const now = Date.now();
+    swept = ipam.releaseOnReboot ? sweepReboot(tx, conf.name, boot, now, ipam.reuseCooldown * 1000) : [];
     const key = { network: conf.name, containerID: cmd.containerID, ifname: cmd.ifname };
     const existing = tx.attachment(key);
     if (existing) return again(req, tx, existing, requested);
-    const now = Date.now();
     const pool = nodePool(node, ipam.gateway, tx.storedRanges());
     const ips: { cidr: string; address: string }[] = [];
     const used: Cidr[] = [];
@@ -49,12 +54,20 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
       pod: cmd.args.get("K8S_POD_NAME") ?? "",
       createdAt: new Date(now).toISOString(),
       ips,
+      ...(boot ? { boot } : {}),
     };
     tx.putAttachment(rec);
     return resultFor(rec.ips, ipam);
   });
+  logSwept(req, swept);
   req.log(`holds ${result.ips.map((i) => i.address).join(", ")} (waited ${waitedMs} ms for the lock)`);
   return result;
+}
+
+/** What a releaseOnReboot sweep released, said once. */
+export function logSwept(req: Request, swept: readonly AttachmentRecord[]): void {
+  if (swept.length === 0) return;
+  req.log(`first call since a reboot: released ${swept.length} attachment(s) of an earlier boot: ${swept.map(describeOwner).join(", ")}`);
 }
 
 export function describeOwner(a: { network: string; containerID: string; ifname: string; namespace: string; pod: string }): string {

@@ -6,7 +6,8 @@ import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
 import { take } from "../ipam/allocator.js";
 import { heldOffsets } from "../ipam/pool.js";
-import { releaseAttachment } from "../store/attachments.js";
+import { bootId } from "../node/boot.js";
+import { releaseAttachment, sweepReboot } from "../store/attachments.js";
 import type { Deps } from "./index.js";
 
 export async function gc(req: Request, deps: Deps): Promise<void> {
@@ -21,7 +22,8 @@ export async function gc(req: Request, deps: Deps): Promise<void> {
   const store = deps.openStore(conf.ipam, req.log);
   const { value: report } = await store.transact({ create: false, skipDamaged: true, frees: true }, (tx) => {
     const now = Date.now();
-    let released = 0;
+    const swept = conf.ipam.releaseOnReboot ? sweepReboot(tx, conf.name, bootId(), now, conf.ipam.reuseCooldown * 1000) : [];
+    let released = swept.length;
     for (const rec of tx.attachments(conf.name)) {
       if (keep.has(`${rec.containerID}\u0000${rec.ifname}`)) continue;
       releaseAttachment(tx, rec, now, conf.ipam.reuseCooldown * 1000);

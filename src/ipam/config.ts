@@ -22,6 +22,8 @@ export interface IpamConfig {
   readonly reuseCooldown: number;
   /** Seconds to wait for the store lock. */
   readonly lockTimeout: number;
+  /** The first call of this network in a new boot releases its attachments made in an earlier boot. */
+  readonly releaseOnReboot: boolean;
   readonly routes: readonly Route[];
   readonly dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
 }
@@ -33,6 +35,7 @@ export const DEFAULTS = {
   gateway: true,
   reuseCooldown: 0,
   lockTimeout: 60,
+  releaseOnReboot: false,
 } as const;
 
 export function parseIpamConfig(ipam: unknown): IpamConfig {
@@ -48,6 +51,7 @@ export function parseIpamConfig(ipam: unknown): IpamConfig {
     gateway: bool(o, "gateway", DEFAULTS.gateway),
     reuseCooldown: seconds(o, "reuseCooldown", DEFAULTS.reuseCooldown, 0, 86400),
     lockTimeout: seconds(o, "lockTimeout", DEFAULTS.lockTimeout, 0.001, 3600),
+    releaseOnReboot: bool(o, "releaseOnReboot", DEFAULTS.releaseOnReboot),
     routes: routes(o.routes),
     ...(o.dns === undefined ? {} : { dns: dns(o.dns) }),
   });

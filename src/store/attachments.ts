@@ -42,3 +42,16 @@ export function releaseAttachment(tx: Tx, rec: AttachmentRecord, now: number, co
   }
   tx.deleteAttachment(rec);
 }
+
+/**
+ * releaseOnReboot: the first call of `network` in boot `boot` releases every attachment of that network made in
+ * another boot, and notes the boot so that it is done once. A record that does not know its boot (made by a
+ * release before the log store) is kept: it may be a live pod's. Returns what was released.
+ */
+export function sweepReboot(tx: Tx, network: string, boot: string, now: number, cooldownMs: number): AttachmentRecord[] {
+  if (!boot || !tx.sweep || !tx.sweptAt || tx.sweptAt(network) === boot) return [];
+  const stale = tx.attachments(network).filter((r) => r.boot && r.boot !== boot);
+  for (const r of stale) releaseAttachment(tx, r, now, cooldownMs);
+  tx.sweep(network, boot);
+  return stale;
+}

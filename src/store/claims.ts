@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import { type Cidr, overlaps } from "../ipam/cidr.js";
 import * as codec from "./codec.js";
+import { isLogStore, load, txOf } from "./engine.js";
 import { fsyncDir, ioError, readFileNoFollow, writeAtomic } from "./io.js";
 
 export class Claims {
@@ -148,6 +149,18 @@ function realOrSelf(p: string): string {
 
 /** How many addresses the store at `storeDir` holds in `cidr` (0 when it has no such range, or it cannot be read). */
 function heldIn(storeDir: string, cidr: Cidr): number {
+  if (isLogStore(storeDir)) {
+    try {
+      const view = load(storeDir, false);
+      try {
+        return txOf(view, { writable: view.base !== null, skipDamaged: true }).range(cidr).allocated;
+      } finally {
+        view.close();
+      }
+    } catch {
+      return 1; // a store there that does not load may well hold live addresses
+    }
+  }
   const file = join(storeDir, codec.rangeFileName(cidr.text));
   try {
     const text = readFileNoFollow(file, 1 << 23);

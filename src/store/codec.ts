@@ -1,9 +1,10 @@
-// On-disk formats. Every file is one JSON object with "format", "version" and a
-// "crc32" of the object's JSON without that key; a file that fails any check is
-// refused (StoreCorrupt), never reset: a reset would hand out addresses in use.
+// The previous release's on-disk formats (read by the upgrade). Every file is one JSON object with
+// "format", "version" and a "crc32" of the object's JSON without that key; a file that fails any
+// check is refused (StoreCorrupt), never reset: a reset would hand out addresses in use.
 import { Code, CniError } from "../errors.js";
 import { type RangeState, countBits } from "../ipam/allocator.js";
 import { type Cidr, parseCidr } from "../ipam/cidr.js";
+import { crc32 as crc32Bytes } from "./crc.js";
 import type { AttachmentKey, AttachmentRecord } from "./store.js";
 
 // The files' names (names.ts), with the formats for the callers that import the codec whole.
@@ -158,7 +159,6 @@ export function corrupt(file: string, why: string): CniError {
 }
 
 // --- internal ---
-
 function seal(o: Record<string, unknown>): string {
   const body = JSON.stringify(o);
   return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
@@ -221,19 +221,5 @@ function unseal(text: string, file: string, format: string, version = VERSION): 
   return rest;
 }
 
-let table: Int32Array | undefined;
-
-function crc32(s: string): string {
-  if (!table) {
-    table = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      table[n] = c;
-    }
-  }
-  const bytes = Buffer.from(s, "utf8");
-  let crc = -1;
-  for (const b of bytes) crc = table[(crc ^ b) & 0xff]! ^ (crc >>> 8);
-  return ((crc ^ -1) >>> 0).toString(16).padStart(8, "0");
-}
+/** CRC-32 of the UTF-8 bytes of s, as 8 hex digits (the previous format's "crc32"). */
+const crc32 = (s: string): string => crc32Bytes(Buffer.from(s, "utf8")).toString(16).padStart(8, "0");

@@ -97,11 +97,20 @@ export function writeAtomic(path: string, content: string, tmpDir = dirname(path
   }
 }
 
+export type IoEvent =
+  | { readonly op: "write"; readonly path: string; readonly offset: number; readonly data: Buffer }
+  | { readonly op: "sync" | "syncdir" | "create" | "unlink" | "mkdir"; readonly path: string }
+  | { readonly op: "rename"; readonly path: string; readonly to: string };
+
+/** What the store writes, renames and syncs, reported as it happens when set (tests only: test/store/power-cut.test.ts). */
+export const ioTrace: { on: ((e: IoEvent) => void) | null } = { on: null };
+
 export function fsyncDir(path: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
     fsyncSync(fd);
+    ioTrace.on?.({ op: "syncdir", path });
   } catch (err) {
     throw ioError(err, `cannot sync folder ${path}`);
   } finally {

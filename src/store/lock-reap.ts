@@ -12,13 +12,20 @@ export const STALE_MS = 5000;
 /** A lock folder with no owner file (its holder died between two system calls) is removed after this. */
 const ORPHAN_MS = 2000;
 const REAP_GUARD_STALE_MS = 2000;
+/**
+ * Left by a reaper that removed the lock of a holder that may still run (judged by its lease alone):
+ * the next holder gives the store's files new inodes before it loads them (engine.ts, `fenceOff`), so
+ * a write that holder had already decided on lands in a file no one reads.
+ */
+export const FENCED = "lock.fenced";
 
 /** Judge the current holder without waiting: why it keeps the lock, for messages (status, timeouts). */
 export function describeHolder(dir: string): string {
   return judge(join(dir, "lock"), join(dir, "lock.owner")).why;
 }
 
-export type Verdict = { act: "wait" | "remove" | "kill"; why: string; owner: Owner | null; pid?: number };
+/** `mayRun`: the holder removed was judged by its lease (or by a missing owner file), not seen dead. */
+export type Verdict = { act: "wait" | "remove" | "kill"; why: string; owner: Owner | null; pid?: number; mayRun?: boolean };
 
 /** What to do about the current holder of the lock. */
 function judge(lockPath: string, ownerPath: string): Verdict {
@@ -41,7 +48,7 @@ function judge(lockPath: string, ownerPath: string): Verdict {
   if (!owner || owner.ino !== st.ino) {
     // No owner file for this lock folder: its holder died between mkdir and writing it.
     const orphan = age > ORPHAN_MS || age < -ORPHAN_MS;
-    return { act: orphan ? "remove" : "wait", why: "held by a call that has not written lock.owner yet", owner: null };
+    return { act: orphan ? "remove" : "wait", why: "held by a call that has not written lock.owner yet", owner: null, mayRun: true };
   }
   const me = selfInfo();
   if (!owner.pidns || owner.pidns !== me.pidns) {
@@ -49,6 +56,7 @@ function judge(lockPath: string, ownerPath: string): Verdict {
       act: leaseOver ? "remove" : "wait",
       why: `held by pid ${owner.pid} in another pid namespace (${owner.pidns || "unknown"})`,
       owner,
+      mayRun: true,
     };
   }
   const info = procInfo(owner.pid);
@@ -56,7 +64,12 @@ function judge(lockPath: string, ownerPath: string): Verdict {
     return { act: "remove", why: `held by pid ${owner.pid}, which has exited`, owner };
   }
   if (info.state === "?") {
-    return { act: leaseOver ? "remove" : "wait", why: `held by pid ${owner.pid} (its state is hidden from this user)`, owner };
+    return {
+      act: leaseOver ? "remove" : "wait",
+      why: `held by pid ${owner.pid} (its state is hidden from this user)`,
+      owner,
+      mayRun: true,
+    };
   }
   if (info.state === "T") {
     return {
@@ -104,6 +117,8 @@ export function recoverIfAbandoned(dir: string): void {
     // Look again under the guard: another waiter may have reaped and a live call taken the lock.
     const again = judge(lockPath, ownerPath);
     if (again.act === "remove" && again.owner?.token === first.owner?.token) {
+      // Without the note the next holder would not fence that holder off: leave the lock, and the call times out saying why.
+      if (again.mayRun && !noteFenced(dir, again.owner)) return;
       if (again.owner) removeEntry(ownerPath);
       removeLockFolder(lockPath);
     }
@@ -113,6 +128,21 @@ export function recoverIfAbandoned(dir: string): void {
     } catch {
       /* nothing to do */
     }
+  }
+}
+
+function noteFenced(dir: string, owner: Owner | null): boolean {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | (fs.constants.O_NOFOLLOW ?? 0);
+  try {
+    const fd = fs.openSync(join(dir, FENCED), flags, 0o600);
+    try {
+      fs.writeSync(fd, `${JSON.stringify({ removed: owner, at: new Date().toISOString() })}\n`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { Code, CniError, errno } from "../errors.js";
 import { take } from "../ipam/allocator.js";
 import * as codec from "./codec.js";
-import { DiskTx, MAX_FILE } from "./disk-tx.js";
+import { MAX_FILE } from "./disk-tx.js";
+import { commit, confirm, load, txOf } from "./engine.js";
 import { fsyncDir, ioError, readFileNoFollow } from "./io.js";
 import { type HeldLock, acquire } from "./lock.js";
 import type { AttachmentRecord, Damaged } from "./store.js";
@@ -24,7 +25,6 @@ export interface Legacy {
 interface MigratingStore {
   readonly dir: string;
   readonly dataDir: string;
-  commit(writes: codec.JournalWrite[], lock: HeldLock): void;
 }
 
 /** The per-network folders of an older release in dataDir (one readdir; a few more only before migration). */
@@ -76,17 +76,23 @@ export async function migrate(
     let moved = false;
     try {
       const { records, ranges, broken } = readLegacy(l, salvage);
-      const tx = new DiskTx(store.dir, { writable: true });
-      for (const r of ranges) {
-        const shared = tx.range(r.cidr);
-        const fresh = shared.allocated === 0;
-        let changed = false;
-        for (const o of r.offsets) changed = take(shared, o) || changed;
-        if (fresh && changed) shared.next = r.next;
-        if (changed) tx.touch(shared);
+      const view = load(store.dir, true);
+      try {
+        confirm(view);
+        const tx = txOf(view, { writable: true });
+        for (const r of ranges) {
+          const shared = tx.range(r.cidr);
+          const fresh = shared.allocated === 0;
+          let changed = false;
+          for (const o of r.offsets) changed = take(shared, o) || changed;
+          if (fresh && changed) shared.next = r.next;
+          if (changed) tx.touch(shared);
+        }
+        for (const rec of records) if (!tx.attachment(rec)) tx.putAttachment(rec);
+        commit(view, tx, lock);
+      } finally {
+        view.close();
       }
-      for (const rec of records) if (!tx.attachment(rec)) tx.putAttachment(rec);
-      store.commit(tx.changes(), lock);
       lock.assertHeld();
       renameSync(l.path, archive);
       moved = true;

@@ -2,7 +2,6 @@
 // a full disk gives back to finish, so pod teardown never stalls on ENOSPC.
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { unlinkIfThere } from "./commit.js";
 
 const RESERVE = "reserve";
 const RESERVE_BYTES = 64 * 1024;
@@ -35,4 +34,12 @@ export function freeReserve(dir: string, log: (line: string) => void): boolean {
   }
   log(`podcidr-ipam: the filesystem of ${dir} is full; freed the store's ${RESERVE_BYTES / 1024} KiB reserve to finish\n`);
   return true;
+}
+
+function unlinkIfThere(path: string, _quiet: boolean): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* not there */
+  }
 }

@@ -5,6 +5,7 @@
 // bitmap belongs to the node, an attachment to (network, container ID, interface).
 import type { RangeState } from "../ipam/allocator.js";
 import type { Cidr } from "../ipam/cidr.js";
+import type { HistoryEvent } from "./checkpoint.js";
 
 /** Names one attachment: a network's interface in one container. */
 export interface AttachmentKey {
@@ -27,14 +28,22 @@ export interface AttachmentRecord extends AttachmentKey {
   readonly createdAt: string;
   /** The addresses held, each with the podCIDR it came from. */
   readonly ips: readonly { readonly cidr: string; readonly address: string }[];
+  /** The kernel's boot ID at the ADD that made it (absent in records of older stores): releaseOnReboot. */
+  readonly boot?: string;
 }
 
 /** A file that failed to load, and why. */
 export interface Damaged {
   readonly file: string;
   readonly reason: string;
+  /** The podCIDR whose bitmap this is, when it is one. */
+  readonly cidr?: Cidr;
   /** A damaged range file that still parses: the offsets its bitmap marks (kept taken by repair). */
   readonly salvaged?: { readonly cidr: Cidr; readonly offsets: readonly number[] };
+  /** A damaged log record: the addresses still legible in it, per podCIDR (kept taken by repair). */
+  readonly held?: readonly { readonly cidr: Cidr; readonly offsets: readonly number[] }[];
+  /** Records ("network/containerID/ifname") of a damaged part that repair took back from the checkpoint's history. */
+  readonly recovered?: readonly string[];
 }
 
 /** A view of the store inside the lock. Changes are written on commit. */
@@ -54,6 +63,12 @@ export interface Tx {
   deleteAttachment(key: AttachmentKey): void;
   /** Files that failed to load (when tolerated: salvage or skipDamaged; empty otherwise). */
   corrupt(): readonly Damaged[];
+  /** releaseOnReboot: the boot ID at which `network`'s attachments of earlier boots were last released ("" never). */
+  sweptAt?(network: string): string;
+  /** releaseOnReboot: note that `network`'s attachments of boots before `boot` were released. */
+  sweep?(network: string, boot: string): void;
+  /** Who held what, as kept (the log store: 30 days, 10,000 events): the checkpoint's history, then the log's. */
+  history?(): readonly HistoryEvent[];
 }
 
 export interface TransactOptions {

@@ -22,7 +22,8 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-const RANGE = () => join(dir, "data", "_store", "range-10.0.2.0_24.json");
+/** The store's base state (its checkpoint slot of generation 1). */
+const RANGE = () => join(dir, "data", "_store", "checkpoint.0");
 
 function request(command: "ADD" | "STATUS", ipam: Record<string, unknown> = {}): Request {
   const env = { CNI_CONTAINERID: "c1", CNI_NETNS: "/x", CNI_IFNAME: "eth0", CNI_PATH: "/x" };
@@ -60,7 +61,7 @@ describe("status", () => {
     await expect(status(request("STATUS"))).resolves.toBeUndefined();
   });
 
-  it("answers a damaged range file (ADD: 103) with 50, keeping the 103 message and code", async () => {
+  it("answers a damaged store file (ADD: 103) with 50, keeping the 103 message and code", async () => {
     await add(request("ADD"), diskDeps);
     writeFileSync(RANGE(), "x");
     const fromAdd = await addFailure();

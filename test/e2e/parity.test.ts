@@ -7,6 +7,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ciliumNode } from "../helpers/node";
+import { containers, logNames, readStore } from "../helpers/store-state";
 import { type Pod, World, addr, announceSkip, e2eBlocker, hostLocalIpam, ipamExec } from "./harness";
 
 const blocker = e2eBlocker();
@@ -154,7 +155,7 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(ours.w.status().ranges.map((r: any) => r.allocated)).toEqual([0, 0]);
   });
 
-  it("where the state lives: host-local writes one file per IP plus last_reserved_ip.<set>; we write a bitmap per CIDR and a record per attachment", async () => {
+  it("where the state lives: host-local writes one file per IP plus last_reserved_ip.<set>; we write a preallocated log and two checkpoint slots", async () => {
     const { hl, ours } = pair();
     // The IPAM results themselves: same fields, except host-local's empty "dns": {}, which we omit.
     const hlRaw = await ipamExec(hl.w, "ADD", hl.conf, { containerID: "ctr-state" });
@@ -172,16 +173,12 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(readFileSync(join(hl.stateDir, "10.0.2.2"), "utf8")).toBe("ctr-state\r\neth0");
     expect(readFileSync(join(hl.stateDir, "last_reserved_ip.1"), "utf8")).toBe("fd00::202");
     const net = ours.w.network;
-    expect(tree(ours.stateDir)).toEqual([
-      "attachments/",
-      `attachments/${net}/`,
-      `attachments/${net}/ctr-state@eth0.json`,
-      "range-10.0.2.0_24.json",
-      "range-fd00--200_120.json",
-      "reserve",
-    ]);
-    const rec = JSON.parse(readFileSync(join(ours.stateDir, `attachments/${net}/ctr-state@eth0.json`), "utf8"));
-    expect(rec).toMatchObject({
+    expect(tree(ours.stateDir)).toEqual(["attachments", "checkpoint.0", "checkpoint.1", "log", "reserve"]);
+    // The ADD is one record of the log; the store, read through its own code, holds the attachment.
+    expect(logNames(ours.w.dataDir, "ctr-state")).toBe(true);
+    const recs = (await readStore(ours.w.dataDir)).records;
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({
       network: net,
       containerID: "ctr-state",
       ifname: "eth0",
@@ -191,7 +188,6 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
         { cidr: V6, address: "fd00::202" },
       ],
     });
-    expect(rec.crc32).toMatch(/^[0-9a-f]{8}$/);
   });
 
   it("a repeated ADD for the same container and ifname: both refuse it (the interface is there); into a new netns we return the same addresses", async () => {
@@ -240,7 +236,7 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
       await ipamDel(s, "ctr-never-added");
     }
     expect(tree(hl.stateDir)).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
-    expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`]);
+    expect(await containers(ours.w.dataDir)).toEqual([]);
 
     const missing = (s: Side, key: string) => ({
       ...s.conf,
@@ -327,7 +323,7 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
     expect(ourFull.json.details).toContain("podcidr-ipam status --all-addresses");
     // Nothing was left behind by the failed ADD, in either.
     expect(tree(hl.stateDir).filter((f) => f.startsWith("10."))).toHaveLength(5);
-    expect(existsSync(join(ours.stateDir, "attachments/x-full@eth0.json"))).toBe(false);
+    expect(await containers(ours.w.dataDir)).not.toContain("x-full@eth0");
 
     // Same: once one is freed, the next ADD gets exactly that one.
     await ipamDel(hl, "x1"); // 10.0.9.3
@@ -370,6 +366,6 @@ suite("parity with Debian's host-local 1.1.1 under the bridge plugin (cniVersion
       { env: { CNI_CONTAINERID: undefined, CNI_NETNS: undefined, CNI_IFNAME: undefined } },
     );
     expect(gc.code, gc.stdout).toBe(0);
-    expect(tree(join(ours.stateDir, "attachments"))).toEqual([`${ours.w.network}/`, `${ours.w.network}/gc-live@eth0.json`]);
+    expect(await containers(ours.w.dataDir, ours.w.network)).toEqual(["gc-live@eth0"]);
   });
 });

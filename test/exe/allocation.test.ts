@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, type RunResult, Sandbox, run } from "../helpers/plugin";
 import { expectCniError } from "../helpers/protocol";
-import { addErr, addOk, addrs, attachmentsDir, call, delOk, rangeOf, replaceNode, statusJson } from "../helpers/exe";
+import { addErr, addOk, addrs, call, delOk, rangeOf, replaceNode, statusJson } from "../helpers/exe";
+import { containers } from "../helpers/store-state";
 import { ciliumNode, v1Node } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
 
@@ -436,7 +437,7 @@ describe("store files", () => {
     };
     expect((statSync(sb.dataDir).mode & 0o777).toString(8)).toBe("700");
     walk(sb.dataDir);
-    expect(seen.length).toBeGreaterThanOrEqual(5); // podnet/, attachments/, 2 ranges, 2 attachments
+    expect(seen.length).toBeGreaterThanOrEqual(6); // _store/, log, checkpoint.0, checkpoint.1, attachments, reserve
   });
 
   it("leaves every store file byte-identical after bad inputs", async () => {
@@ -537,7 +538,7 @@ describe("DEL", () => {
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(1);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(1);
-    expect(readdirSync(attachmentsDir(sb))).toEqual(["b@eth0.json"]);
+    expect(await containers(sb.dataDir, "podnet")).toEqual(["b@eth0"]);
   });
 
   it("succeeds with empty stdout when the attachment holds nothing", async () => {

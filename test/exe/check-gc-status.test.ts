@@ -1,9 +1,10 @@
 // CHECK, GC and STATUS through the executable, and the `status` CLI.
-import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, Sandbox, cli, run } from "../helpers/plugin";
-import { addOk, addrs, attachmentsDir, delOk, rangeOf, statusArgs, statusJson } from "../helpers/exe";
+import { addOk, addrs, delOk, rangeOf, statusArgs, statusJson } from "../helpers/exe";
+import { checkpointNow, containers, damage, readStore } from "../helpers/store-state";
 import { ciliumNode } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
 
@@ -36,12 +37,9 @@ function status(version = "1.1.0") {
   });
 }
 
-function attachmentFiles(): string[] {
-  try {
-    return readdirSync(attachmentsDir(sb)).sort();
-  } catch {
-    return [];
-  }
+/** The network's attachments ("<containerID>@<ifname>"), read through the store's code. */
+function attachmentFiles(): Promise<string[]> {
+  return containers(sb.dataDir, "podnet");
 }
 
 describe("CHECK", () => {
@@ -137,7 +135,7 @@ describe("GC", () => {
     await addOk(sb, "a");
     await addOk(sb, "b");
     await addOk(sb, "a", { ifname: "net1" });
-    expect(attachmentFiles()).toEqual(["a@eth0.json", "a@net1.json", "b@eth0.json"]);
+    expect(await attachmentFiles()).toEqual(["a@eth0", "a@net1", "b@eth0"]);
   }
 
   it("releases every attachment not in cni.dev/valid-attachments", async () => {
@@ -146,7 +144,7 @@ describe("GC", () => {
     const r = await gc({ "cni.dev/valid-attachments": [{ containerID: "a", ifname: "eth0" }] });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toBe("");
-    expect(attachmentFiles()).toEqual(["a@eth0.json"]);
+    expect(await attachmentFiles()).toEqual(["a@eth0"]);
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(1);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(1);
@@ -159,7 +157,7 @@ describe("GC", () => {
     await three();
     const r = await gc({ "cni.dev/attachments": [{ containerID: "b", ifname: "eth0" }] });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(attachmentFiles()).toEqual(["b@eth0.json"]);
+    expect(await attachmentFiles()).toEqual(["b@eth0"]);
     expect(rangeOf(await statusJson(sb), "10.0.2.0/24").allocated).toBe(1);
   });
 
@@ -179,7 +177,7 @@ describe("GC", () => {
     await three();
     const r = await gc({ "cni.dev/valid-attachments": [] });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(attachmentFiles()).toEqual([]);
+    expect(await attachmentFiles()).toEqual([]);
     const st = await statusJson(sb);
     expect(rangeOf(st, "10.0.2.0/24").allocated).toBe(0);
     expect(rangeOf(st, "fd00::200/120").allocated).toBe(0);
@@ -191,7 +189,7 @@ describe("GC", () => {
       await three();
       const r = await gc({ [key]: null, ...(key === "cni.dev/valid-attachments" ? { "cni.dev/attachments": null } : {}) });
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      expect(attachmentFiles()).toEqual([]);
+      expect(await attachmentFiles()).toEqual([]);
       sb.cleanup();
     }
   });
@@ -202,8 +200,8 @@ describe("GC", () => {
     const other = await addOk(sb, "o", { top: { name: "othernet" } });
     const r = await gc({ "cni.dev/valid-attachments": [] });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(attachmentFiles()).toEqual([]);
-    expect(readdirSync(attachmentsDir(sb, "othernet"))).toEqual(["o@eth0.json"]);
+    expect(await attachmentFiles()).toEqual([]);
+    expect(await containers(sb.dataDir, "othernet")).toEqual(["o@eth0"]);
     const st = await statusJson(sb);
     expect(
       rangeOf(st, "10.0.2.0/24")
@@ -215,11 +213,14 @@ describe("GC", () => {
   it("releases what it can past a damaged record of its network, then reports the damage (103)", async () => {
     sandbox("ciliumnode-cluster-pool.json");
     await three();
-    writeFileSync(join(attachmentsDir(sb), "a@net1.json"), "{}");
+    await checkpointNow(sb.dataDir);
+    damage(sb.dataDir, { record: { containerID: "a", ifname: "net1" } });
     const r = await gc({ "cni.dev/valid-attachments": [] });
     expect(r.json?.code, r.stdout).toBe(103);
     expect(r.json.msg).toContain("GC released 2 attachment(s) but skipped 1 damaged store file(s)");
-    expect(attachmentFiles()).toEqual(["a@net1.json"]);
+    // The damaged record is left for repair, not released.
+    expect(await attachmentFiles()).toEqual([]);
+    expect((await readStore(sb.dataDir)).damaged.map((d) => d.file.replace(/^.*: /, ""))).toEqual(["record of podnet/a/net1"]);
   });
 
   it("succeeds when the store does not exist", async () => {
@@ -234,7 +235,7 @@ describe("GC", () => {
     await three();
     const r = await gc({ "cni.dev/valid-attachments": [] }, "1.0.0");
     expect(r.json?.code).toBe(1);
-    expect(attachmentFiles()).toEqual(["a@eth0.json", "a@net1.json", "b@eth0.json"]);
+    expect(await attachmentFiles()).toEqual(["a@eth0", "a@net1", "b@eth0"]);
   });
 });
 

@@ -10,6 +10,7 @@ import { SUPPORTED, expectCniError, expectJsonSuccess } from "../helpers/protoco
 import { addOk, addrs, replaceNode } from "../helpers/exe";
 import { ciliumNode, v1Node } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
+import { checkpointNow, damage } from "../helpers/store-state";
 
 let sb: Sandbox;
 beforeEach(() => {
@@ -232,11 +233,10 @@ describe("node file being written (waitForPodCIDRs)", () => {
 });
 
 describe("STATUS: every reason ADD would fail is code 50", () => {
-  const range = (): string => join(sb.dataDir, "_store", "range-10.0.2.0_24.json");
-
-  it("a damaged range file: ADD says 103, STATUS 50 with the 103 message, and code 103 in the details", async () => {
+  it("a damaged range: ADD says 103, STATUS 50 with the 103 message, and code 103 in the details", async () => {
     await addOk(sb, "seed");
-    writeFileSync(range(), "x");
+    await checkpointNow(sb.dataDir);
+    damage(sb.dataDir, { range: "10.0.2.0/24" });
     const before = snapshot(sb.dataDir);
     const a = expectCniError(await run({ command: "ADD", containerID: "a", stdin: sb.conf() }), 103, "is corrupt");
     const r = await run({ command: "STATUS", stdin: sb.conf() });
@@ -249,8 +249,9 @@ describe("STATUS: every reason ADD would fail is code 50", () => {
 
   it("a symbolic link where a store file should be: ADD says 105, STATUS 50", async () => {
     await addOk(sb, "seed");
-    unlinkSync(range());
-    symlinkSync(sb.nodeFile, range());
+    const log = join(sb.dataDir, "_store", "log");
+    unlinkSync(log);
+    symlinkSync(sb.nodeFile, log);
     const before = snapshot(sb.dataDir);
     expectCniError(await run({ command: "ADD", containerID: "a", stdin: sb.conf() }), 105, "ELOOP");
     const e = expectCniError(await run({ command: "STATUS", stdin: sb.conf() }), 50, "ELOOP");

@@ -20,7 +20,8 @@ import { ciliumNode } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
 import { ROOT, Sandbox, cli, run } from "../helpers/plugin";
 import { expectCniError, expectSilentSuccess } from "../helpers/protocol";
-import { holdings, inPlaceNodeWrites, plantLock, rangeFile, recordFile, releaseLock, sdir } from "../helpers/reports";
+import { holdings, inPlaceNodeWrites, plantLock, releaseLock, sdir } from "../helpers/reports";
+import { checkpointNow, damage, readStore } from "../helpers/store-state";
 
 let sb: Sandbox;
 const holders: ReturnType<typeof spawn>[] = [];
@@ -46,8 +47,9 @@ describe("F2: GC with a null list", () => {
     await addOk(sb, "c1");
     const r = await gc(null, { "cni.dev/attachments": null });
     expectSilentSuccess(r);
-    expect(existsSync(recordFile(sb, "c1"))).toBe(false);
-    expect(holdings(sb).unowned).toEqual([]);
+    const h = await holdings(sb);
+    expect(h.byContainer.has("c1")).toBe(false);
+    expect(h.unowned).toEqual([]);
     expect(first(await addOk(sb, "c2"))).toBe("10.0.2.3");
   });
 });
@@ -55,27 +57,35 @@ describe("F2: GC with a null list", () => {
 describe("F3: GC and DEL past a damaged store file (best effort)", () => {
   it("protocol F3: GC skips a damaged record, releases the other stale attachments, and reports the damaged file at the end", async () => {
     for (const id of ["g1", "g2", "g3"]) await addOk(sb, id);
-    writeFileSync(recordFile(sb, "g3"), "{}");
+    await checkpointNow(sb.dataDir);
+    const damaged = damage(sb.dataDir, { record: { containerID: "g3" } });
     const r = await gc([{ containerID: "g1", ifname: "eth0" }]);
     // g2 (stale, healthy) is released; g1 (valid) stays; g3 is left for repair.
-    expect(existsSync(recordFile(sb, "g2"))).toBe(false);
-    expect(existsSync(recordFile(sb, "g1"))).toBe(true);
-    expect(existsSync(recordFile(sb, "g3"))).toBe(true);
-    const e = expectCniError(r, 103, "released 1 attachment", "g3@eth0.json");
+    const e = expectCniError(r, 103, "released 1 attachment", "record of podnet/g3/eth0");
     expect(e.details).toContain("repair");
+    const after = await readStore(sb.dataDir);
+    expect(after.records.map((x) => x.containerID)).toEqual(["g1"]);
+    expect(after.damaged.map((d) => d.file)).toEqual([`${damaged.path}: record of podnet/g3/eth0`]);
     // g2's 10.0.2.3 is free again; g3's 10.0.2.4 stays taken (it may be live).
-    const h = holdings(sb);
+    const h = await holdings(sb);
     expect(h.byAddress.has("10.0.2.3")).toBe(false);
     expect(h.unowned).toEqual(["10.0.2.4"]);
   });
 
   it("protocol F3: DEL with a damaged range file drops the record and succeeds, leaving the bitmap for repair", async () => {
     for (const id of ["g1", "g2"]) await addOk(sb, id);
-    writeFileSync(rangeFile(sb, "10.0.2.0/24"), "x");
+    await checkpointNow(sb.dataDir);
+    const s = damage(sb.dataDir, { range: "10.0.2.0/24" });
+    const damaged = readFileSync(s.path).subarray(s.start, s.start + s.length);
     const r = await call(sb, "DEL", "g1");
     expectSilentSuccess(r);
-    expect(existsSync(recordFile(sb, "g1"))).toBe(false);
-    expect(readFileSync(rangeFile(sb, "10.0.2.0/24"), "utf8")).toBe("x");
+    expect((await readStore(sb.dataDir)).records.map((x) => x.containerID)).toEqual(["g2"]);
+    // The damaged bitmap is left as it was, for repair.
+    expect(
+      readFileSync(s.path)
+        .subarray(s.start, s.start + s.length)
+        .equals(damaged),
+    ).toBe(true);
     expect(r.stderr).toContain("repair");
     // A second DEL (the runtime's retry) succeeds too.
     expectSilentSuccess(await call(sb, "DEL", "g1"));
@@ -168,7 +178,7 @@ describe("confirmed known issue: several networks and data dirs over one node fi
     expect(new Set([first(eth0), first(net1), first(other)]).size).toBe(3);
     // Deleting one attachment leaves the other.
     await delOk(sb, "c1", { ifname: "net1", top: { name: "secondary" } });
-    expect(holdings(sb).byAddress.get(first(eth0))).toEqual(["podnet/c1/eth0"]);
+    expect((await holdings(sb)).byAddress.get(first(eth0))).toEqual(["podnet/c1/eth0"]);
   });
 
   it("known issue: a renamed network keeps its pods' addresses until they are DELed under the new name", async () => {
@@ -178,8 +188,9 @@ describe("confirmed known issue: several networks and data dirs over one node fi
     expect(first(fresh)).not.toBe(first(old));
     // The runtime tears c1 down with the config it has now, which carries the new name.
     await delOk(sb, "c1", renamed);
-    expect(holdings(sb).byAddress.has(first(old))).toBe(false);
-    expect(holdings(sb).unowned).toEqual([]);
+    const h = await holdings(sb);
+    expect(h.byAddress.has(first(old))).toBe(false);
+    expect(h.unowned).toEqual([]);
     // c1's address is free: a request for it is granted.
     expect(first(await addOk(sb, "c3", { ...renamed, args: `IP=${first(old)}` }))).toBe(first(old));
   });

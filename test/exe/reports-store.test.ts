@@ -3,13 +3,12 @@
 // of its own, through the built executable. Each asserts what the report says
 // should happen, so it fails on the build the report was written against (d173de3:
 // PODCIDR_BIN=<a build of that commit>) and passes now. The helpers
-// find the store in either layout (test/helpers/reports.ts), so that on the old build
-// each test fails for its bug, not because a path moved. The README tests read the
+// find the store folder in either layout (test/helpers/reports.ts) and read what it
+// holds through the store's own code (test/helpers/store-state.ts). The README tests read the
 // README, not the build: PODCIDR_README=<file> points them at another one.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
   closeSync,
-  cpSync,
   existsSync,
   mkdirSync,
   openSync,
@@ -24,31 +23,41 @@ import {
   statfsSync,
 } from "node:fs";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { addOk, addrs, call, delOk, replaceNode, statusArgs, statusJson } from "../helpers/exe";
 import { ciliumNode } from "../helpers/node";
 import { snapshot } from "../helpers/snapshot";
 import { BIN, ROOT, Sandbox, cli, collect, run } from "../helpers/plugin";
 import { expectCniError } from "../helpers/protocol";
+import { emptyRange, take } from "../../src/ipam/allocator";
+import { parseCidr } from "../../src/ipam/cidr";
+import { encodeAttachment, encodeRange } from "../../src/store/codec";
+import type { AttachmentRecord } from "../../src/store/store";
+import {
+  checkpointNow,
+  damage,
+  logNames,
+  logRecords,
+  previousFormatJournal,
+  previousFormatStore,
+  readStore,
+  section,
+} from "../helpers/store-state";
 import {
   type Spawned,
   cniEnv,
+  freezeEnv,
   holdings,
   inPlaceNodeWrites,
-  journals,
-  legacyLayout,
   list,
   lockPid,
   plantLock,
   procStat,
-  rangeFile,
-  recordFile,
   releaseLock,
   sdir,
   sleep,
   start,
-  straceFsync,
+  straceSync,
   until,
 } from "../helpers/reports";
 
@@ -108,54 +117,6 @@ function first(res: any): string {
   return addrs(res)[0]!;
 }
 
-/**
- * Stop `s` (SIGSTOP) at a moment when it holds the lock and `inside()` is true,
- * watching for up to `ms`. True when it is stopped there; false when it finished
- * first (or was past that moment by the time it stopped: it is then let go on).
- */
-async function stopInside(s: Spawned, inside: () => boolean, ms: number): Promise<boolean> {
-  const pid = s.child.pid!;
-  const dir = sdir(sb);
-  const gone = (): boolean => {
-    const st = procStat(pid);
-    return !st || st.state === "Z";
-  };
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    // Look as often as the machine allows for a while, then let the event loop run.
-    const burst = Date.now() + 100;
-    while (Date.now() < burst) {
-      if (inside() && lockPid(dir) === pid) {
-        process.kill(pid, "SIGSTOP");
-        const by = Date.now() + 5000;
-        while (!gone() && procStat(pid)?.state !== "T" && Date.now() < by) {
-          /* a process in disk I/O stops when the call returns */
-        }
-        if (procStat(pid)?.state === "T" && inside() && lockPid(dir) === pid) return true;
-        process.kill(pid, "SIGCONT");
-        return false;
-      }
-      if (gone()) return false;
-    }
-    await new Promise((r) => setImmediate(r));
-  }
-  return false;
-}
-
-function readOr(path: string, dflt = ""): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return dflt;
-  }
-}
-
-/** A journal in the store folder that carries the record of `id`. */
-function journalOf(id: string): boolean {
-  const dir = sdir(sb);
-  return journals(dir).some((j) => readOr(join(dir, j)).includes(`/${id}@eth0.json`));
-}
-
 /** Settle a process that may still be stopped: wake it and wait (at most `ms`) for its end. */
 async function settle(s: Spawned, ms = 20_000): Promise<Awaited<Spawned["done"]>> {
   try {
@@ -177,81 +138,84 @@ function aliveState(pid: number): string {
 }
 
 describe("F1: a holder that lost the lock never acts again", () => {
-  it("store F1: a holder SIGSTOPped after its renames is SIGKILLed by the next call, so it cannot delete that call's journal: no address is held twice and nothing is lost", async () => {
-    sb.writeNode(ciliumNode(["10.0.0.0/24"]));
-    await addOk(sb, "c0");
-    const range = rangeFile(sb, "10.0.0.0/24");
-    // A: stopped after both of its renames (its record and bitmap are in place), its journal still there.
-    let a: Spawned | null = null;
-    let aId = "";
-    const missed: string[] = []; // tries that ran to their end before they could be stopped: ordinary pods
-    for (let i = 0; i < 40 && !a; i++) {
-      const id = `A${i}`;
-      const before = readOr(range);
-      const s = startAdd(id, { lockTimeout: 60 });
-      if (await stopInside(s, () => journalOf(id) && readOr(range, before) !== before && existsSync(recordFile(sb, id)), 10_000)) {
-        a = s;
-        aId = id;
-      } else {
-        expect((await s.done).code).toBe(0);
-        missed.push(id);
-      }
-    }
-    expect(a, "no ADD was caught between its last rename and the removal of its journal").not.toBeNull();
-    const afterA = readOr(range);
-    // B: takes the lock once A is judged (5 s), and is stopped in its own commit: its record
-    // renamed into place, its bitmap not yet (a window of one fsync, so it is not always caught;
-    // on the old build, when it is, A wakes, unlinks B's journal and C gets B's address). On
-    // the old build the test fails for the bug either way: A is still alive when B holds the lock.
-    const b = startAdd("B", { lockTimeout: 60 });
-    await sleep(3500);
-    const bStopped = await stopInside(b, () => journalOf("B") && existsSync(recordFile(sb, "B")) && readOr(range) === afterA, 20_000);
-    process.stderr.write(
-      `store F1: A=${aId} stopped after its renames; B ${bStopped ? "stopped inside its commit" : "was not caught inside its commit"}\n`,
-    );
-    // The next call killed the stopped holder before it took the lock.
-    expect.soft(aliveState(a!.child.pid!), "A, stopped past its lease, is still alive while B holds the lock").toBe("gone");
-    // A is woken (if it still lives), B is killed as a runtime's timeout would, then C runs.
-    const ra = await settle(a!);
-    await sleep(500);
-    if (bStopped) b.child.kill("SIGKILL");
-    const rb = await settle(b);
-    const c = await addOk(sb, "C", { ipam: { lockTimeout: 60 } });
-    const h = holdings(sb);
-    expect(h.duplicates, `A: ${ra.stdout} B: ${rb.stdout} C: ${JSON.stringify(c)}`).toEqual([]);
-    expect(h.unmarked).toEqual([]);
-    expect(ra.signal, `A answered instead of being killed: ${ra.stdout}`).toBe("SIGKILL");
-    // The runtime DELs the two failed ADDs and tries B again: nothing held twice, nothing lost, nothing leaked.
-    await delOk(sb, aId);
-    await delOk(sb, "B");
-    const b2 = await addOk(sb, "B");
-    expect(first(b2)).not.toBe(first(c));
-    const end = holdings(sb);
-    expect(end.duplicates).toEqual([]);
-    expect(end.unmarked).toEqual([]);
-    expect(end.unowned).toEqual([]);
-    expect([...end.byContainer.keys()].sort()).toEqual(["B", "C", "c0", ...missed].sort());
-  });
+  // The instants a frozen holder is dangerous at in the log store: after its fence, before
+  // the pwrite of its record (woken after losing the lock, it would write at the tail it
+  // computed, over the next holder's record); and between that pwrite and its fdatasync.
+  it.each([
+    { at: "pwrite" as const, what: "after its fence, before its pwrite" },
+    { at: "fdatasync" as const, what: "between its pwrite and its fdatasync" },
+  ])(
+    "store F1: a holder SIGSTOPped $what is SIGKILLed by the next call, so it never writes over that call's record: no address is held twice and nothing is lost",
+    async ({ at }) => {
+      sb.writeNode(ciliumNode(["10.0.0.0/24"]));
+      await addOk(sb, "c0");
+      const dir = sdir(sb);
+      // A stops itself at that instant of its commit, holding the lock.
+      const a = start(sb.conf("1.1.0", { lockTimeout: 60 }), { ...cniEnv("ADD", "A"), ...freezeEnv(at) });
+      procs.push(a.child);
+      expect(await until(() => procStat(a.child.pid!)?.state === "T", 15_000), "A never reached its commit").toBe(true);
+      expect(lockPid(dir)).toBe(a.child.pid);
+      expect(logNames(sb.dataDir, "A"), "A's record is in the log exactly when A passed its pwrite").toBe(at === "fdatasync");
+      // B: takes the lock once A is judged (its lease runs out 5 s after A's fence) and stops
+      // itself inside its own commit, its record written, not yet synced.
+      const b = start(sb.conf("1.1.0", { lockTimeout: 60 }), { ...cniEnv("ADD", "B"), ...freezeEnv("fdatasync") });
+      procs.push(b.child);
+      expect(await until(() => procStat(b.child.pid!)?.state === "T", 30_000), "B never reached its commit").toBe(true);
+      // The next call killed the stopped holder before it took the lock.
+      expect(aliveState(a.child.pid!), "A, stopped past its lease, is still alive while B holds the lock").toBe("gone");
+      expect(lockPid(dir)).toBe(b.child.pid);
+      const records = logRecords(sb.dataDir);
+      // B's record follows c0's (and A's, when A wrote one) in the log: nothing was written over.
+      expect(records.map((r) => (r.seq === 0 ? "gen" : ["c0", "A", "B"].find((id) => r.payload.includes(`,"${id}",`))))).toEqual(
+        at === "fdatasync" ? ["gen", "c0", "A", "B"] : ["gen", "c0", "B"],
+      );
+      // A is woken (it is dead), B is killed as a runtime's timeout would, then C runs.
+      const ra = await settle(a);
+      b.child.kill("SIGKILL");
+      const rb = await settle(b);
+      expect(ra.signal, `A answered instead of being killed: ${ra.stdout}`).toBe("SIGKILL");
+      expect(ra.stdout).toBe("");
+      const c = await addOk(sb, "C", { ipam: { lockTimeout: 60 } });
+      const h = await holdings(sb);
+      expect(h.duplicates, `A: ${ra.stdout} B: ${rb.stdout} C: ${JSON.stringify(c)}`).toEqual([]);
+      expect(h.unmarked).toEqual([]);
+      expect(h.unowned).toEqual([]);
+      // B's record was written whole before it was killed: applied, as a replayed journal was.
+      expect(h.byContainer.has("B")).toBe(true);
+      expect(h.byContainer.has("A")).toBe(at === "fdatasync");
+      // The runtime DELs the two failed ADDs and tries B again: nothing held twice, nothing lost, nothing leaked.
+      await delOk(sb, "A");
+      await delOk(sb, "B");
+      const b2 = await addOk(sb, "B");
+      expect(first(b2)).not.toBe(first(c));
+      const end = await holdings(sb);
+      expect(end.duplicates).toEqual([]);
+      expect(end.unmarked).toEqual([]);
+      expect(end.unowned).toEqual([]);
+      expect([...end.byContainer.keys()].sort()).toEqual(["B", "C", "c0"]);
+    },
+    90_000,
+  );
 
-  it("store F1: with slow fsyncs alone (A's 5th fsync takes 7 s, B's 8th 8 s), concurrent ADDs all succeed with distinct addresses and none fails with a false message", async () => {
+  it("store F1: with slow syncs alone (A's commit fdatasync takes 7 s, B's 8 s), concurrent ADDs all succeed with distinct addresses and none fails with a false message", async () => {
     sb.writeNode(ciliumNode(["10.0.0.0/24"]));
     await addOk(sb, "c0");
     const dir = sdir(sb);
-    const a = startAdd("A", { lockTimeout: 60 }, straceFsync(7_000_000, 5));
-    // A holds the lock inside its commit (stalled in its 5th fsync, after its renames).
-    expect(await until(() => journalOf("A") && lockPid(dir) !== null, 15_000), "A never got into its commit").toBe(true);
-    const b = startAdd("B", { lockTimeout: 60 }, straceFsync(8_000_000, 8));
+    const a = startAdd("A", { lockTimeout: 60 }, straceSync(7_000_000, 1, "fdatasync"));
+    // A holds the lock inside its commit: its record written, its fdatasync stalled.
+    expect(await until(() => logNames(sb.dataDir, "A") && lockPid(dir) !== null, 15_000), "A never got into its commit").toBe(true);
+    const b = startAdd("B", { lockTimeout: 60 }, straceSync(8_000_000, 1, "fdatasync"));
     await sleep(300);
     const c = startAdd("C", { lockTimeout: 60 });
     const results = { A: await a.done, B: await b.done, C: await c.done };
     for (const [id, r] of Object.entries(results)) expect(r.code, `${id}: ${r.stdout}${r.stderr}`).toBe(0);
     const got = Object.values(results).map((r) => first(r.json));
     expect(new Set([...got, "10.0.0.2"]).size).toBe(4);
-    const h = holdings(sb);
+    const h = await holdings(sb);
     expect(h.duplicates).toEqual([]);
     expect(h.unmarked).toEqual([]);
     expect(h.unowned).toEqual([]);
-  });
+  }, 90_000);
 });
 
 describe("F4: slow disks", () => {
@@ -259,13 +223,13 @@ describe("F4: slow disks", () => {
     { fsyncMs: 1000, adds: 4, as: "scratch/slow" },
     { fsyncMs: 1500, adds: 5, as: "scratch/sl2" },
   ])(
-    'store F4: with every fsync taking $fsyncMs ms, $adds concurrent ADDs all succeed and none says "nothing was written" falsely ($as)',
+    'store F4: with every sync taking $fsyncMs ms, $adds concurrent ADDs all succeed and none says "nothing was written" falsely ($as)',
     async ({ fsyncMs, adds }) => {
       await addOk(sb, "seed");
       const ids = Array.from({ length: adds }, (_, i) => `s${i + 1}`);
-      const runs = ids.map((id) => startAdd(id, { lockTimeout: 300 }, straceFsync(fsyncMs * 1000)));
+      const runs = ids.map((id) => startAdd(id, { lockTimeout: 300 }, straceSync(fsyncMs * 1000)));
       const results = await Promise.all(runs.map((r) => r.done));
-      const h = holdings(sb);
+      const h = await holdings(sb);
       results.forEach((r, i) => {
         expect(r.code, `${ids[i]}: ${r.stdout}${r.stderr}`).toBe(0);
         // What the call said is what the store holds.
@@ -278,28 +242,24 @@ describe("F4: slow disks", () => {
     200_000,
   );
 
-  it("store F4: a holder SIGSTOPped inside its journal's fsync is SIGKILLed by the next call and never answers with a false 105", async () => {
+  it("store F4: a holder SIGSTOPped at its commit's fdatasync is SIGKILLed by the next call and never answers with a false 105", async () => {
     await addOk(sb, "c0");
     const dir = sdir(sb);
-    const tmpJournal = (): boolean => list(dir).some((n) => n.startsWith(".tmp-journal"));
-    let a: Spawned | null = null;
-    for (let i = 0; i < 60 && !a; i++) {
-      const s = startAdd(`A${i}`, { lockTimeout: 60 });
-      if (await stopInside(s, tmpJournal, 10_000)) a = s;
-      else expect((await s.done).code).toBe(0);
-    }
-    expect(a, "no ADD was caught with its journal's temp file written and not yet renamed").not.toBeNull();
+    const a = start(sb.conf("1.1.0", { lockTimeout: 60 }), { ...cniEnv("ADD", "A"), ...freezeEnv("fdatasync") });
+    procs.push(a.child);
+    expect(await until(() => procStat(a.child.pid!)?.state === "T", 15_000), "A never reached its fdatasync").toBe(true);
+    expect(lockPid(dir)).toBe(a.child.pid);
     const b = await call(sb, "ADD", "B", { ipam: { lockTimeout: 60 } });
     expect(b.code, b.stdout + b.stderr).toBe(0);
-    expect.soft(aliveState(a!.child.pid!), "A, stopped past its lease, is still alive after B committed").toBe("gone");
-    const ra = await settle(a!);
+    expect(aliveState(a.child.pid!), "A, stopped past its lease, is still alive after B committed").toBe("gone");
+    const ra = await settle(a);
     expect(ra.stdout, "A answered after losing the lock").toBe("");
     expect(ra.signal).toBe("SIGKILL");
-    const h = holdings(sb);
+    const h = await holdings(sb);
     expect(h.duplicates).toEqual([]);
     expect(h.unmarked).toEqual([]);
     expect(h.unowned).toEqual([]);
-  });
+  }, 60_000);
 });
 
 describe("F2: a podCIDR replaced by an overlapping one", () => {
@@ -333,7 +293,7 @@ describe("F2: a podCIDR replaced by an overlapping one", () => {
     expect(got).not.toContain("10.0.2.15");
     // .2-.30 less the /27's gateway .1, c0's .10 and the three above.
     expect(got.length).toBe(25);
-    expect(holdings(sb).duplicates).toEqual([]);
+    expect((await holdings(sb)).duplicates).toEqual([]);
   });
 
   it("store F2: a new smaller CIDR whose gateway is a live pod's address is not used, status reports it, and that gateway is never returned", async () => {
@@ -397,7 +357,7 @@ describe("F3: ADD reads the node file under the lock", () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(first(r.json)).toBe("10.0.9.2");
     // 10.0.2.0/24 keeps c0 only: nothing new in the CIDR the node no longer has.
-    expect(holdings(sb).byContainer.get("c1")).toEqual(["10.0.9.2"]);
+    expect((await holdings(sb)).byContainer.get("c1")).toEqual(["10.0.9.2"]);
   });
 
   it("store F3: router, health and ingress IPs added to the node file while ADD waited for the lock are not handed out", async () => {
@@ -418,28 +378,25 @@ describe("F3: ADD reads the node file under the lock", () => {
 });
 
 describe("F5: repair keeps what a damaged bitmap still says", () => {
-  /** Python's json.dumps with its default separators, as the report's one-liner writes the file back. */
-  function pyDumps(v: unknown): string {
-    if (Array.isArray(v)) return `[${v.map(pyDumps).join(", ")}]`;
-    if (v !== null && typeof v === "object")
-      return `{${Object.entries(v)
-        .map(([k, x]) => `${JSON.stringify(k)}: ${pyDumps(x)}`)
-        .join(", ")}}`;
-    return JSON.stringify(v);
-  }
-
   it("store F5: repair keeps the set bits of a bitmap that fails its checksum as unowned and lists them, so new1 does not get c3's address", async () => {
     for (const i of [1, 2, 3, 4, 5]) await addOk(sb, `c${i}`);
-    // c3 holds 10.0.2.4. Its record is lost; status still shows the address taken.
-    expect(holdings(sb).byContainer.get("c3")).toEqual(["10.0.2.4"]);
-    unlinkSync(recordFile(sb, "c3"));
-    // python3 -c "...;b=bytearray(base64.b64decode(o['bits']));b[20]^=1;o['bits']=base64.b64encode(b).decode();open(p,'w').write(json.dumps(o))"
-    const p = rangeFile(sb, "10.0.2.0/24");
-    const o = JSON.parse(readFileSync(p, "utf8"));
+    // c3 holds 10.0.2.4. Its record is lost (damaged in the checkpoint); status still shows the address taken.
+    expect((await holdings(sb)).byContainer.get("c3")).toEqual(["10.0.2.4"]);
+    await checkpointNow(sb.dataDir);
+    // The record and the checkpoint's history (which repair would take it back from) both damaged.
+    damage(sb.dataDir, { record: { containerID: "c3" } });
+    damage(sb.dataDir, { history: true });
+    // The report's one-liner, on the checkpoint's range line: b[20] ^= 1 in the bitmap, written back.
+    const r = section(sb.dataDir, { range: "10.0.2.0/24" });
+    const file = readFileSync(r.path);
+    const o = JSON.parse(file.toString("latin1", r.start, r.start + r.length));
     const b = Buffer.from(o.bits, "base64");
     b[20] = b[20]! ^ 1;
     o.bits = b.toString("base64");
-    writeFileSync(p, pyDumps(o));
+    const line = Buffer.from(JSON.stringify(o), "latin1");
+    expect(line.length).toBe(r.length);
+    line.copy(file, r.start);
+    writeFileSync(r.path, file);
 
     const rep = await cli(["repair", "--conf", confFile()]);
     expect(rep.code, rep.stdout + rep.stderr).toBe(0);
@@ -448,6 +405,7 @@ describe("F5: repair keeps what a damaged bitmap still says", () => {
     expect(kept, rep.stdout).toBeDefined();
     expect(kept).toContain("10.0.2.4");
     expect(kept).toContain("10.0.2.161");
+    expect(rep.stdout).toContain("Lost records: podnet/c3/eth0");
 
     const res = await addOk(sb, "new1");
     expect(first(res)).not.toBe("10.0.2.4");
@@ -593,39 +551,33 @@ describe("F9: a node file written in place", () => {
 });
 
 describe("F10: repair --dry-run", () => {
-  /** A store with a pending journal (of c3's ADD), a temp file and an orphan lock folder. */
+  /**
+   * A store with an interrupted commit (c3's ADD wrote its checkpoint and was killed before the
+   * generation record that confirms it), a temp file and an orphan lock folder.
+   */
   async function pendingStore(): Promise<void> {
     await addOk(sb, "c1");
     await addOk(sb, "c2");
     const dir = sdir(sb);
-    const before = snapshot(dir);
+    const log = join(dir, "log");
+    const before = readFileSync(log);
     await addOk(sb, "c3");
-    const after = snapshot(dir);
-    // The files c3's ADD changed, with their new content: what its journal held.
-    const writes: { file: string; content: string | null }[] = [];
-    for (const [rel, v] of after) {
-      if (before.get(rel) === v || !v.startsWith("file ")) continue;
-      writes.push({ file: rel, content: readFileSync(join(dir, rel), "utf8") });
-    }
-    expect(writes.map((w) => w.file).sort()).toEqual(
-      [rangeFile(sb, "10.0.2.0/24").slice(dir.length + 1), recordFile(sb, "c3").slice(dir.length + 1)].sort(),
-    );
-    // Back to before c3's commit was applied, with its journal left behind (a SIGKILL mid-commit).
-    for (const w of writes) {
-      const old = before.get(w.file);
-      if (old === undefined) unlinkSync(join(dir, w.file));
-      else writeFileSync(join(dir, w.file), Buffer.from(old.split(" ")[2]!, "base64"));
-    }
-    const body = JSON.stringify({ format: "podcidr-ipam/journal", version: 1, writes });
-    const journal = legacyLayout(sb) ? "journal.json" : `journal-${process.pid}-pending.json`;
-    writeFileSync(join(dir, journal), `${body.slice(0, -1)},"crc32":"${crc32(body).toString(16).padStart(8, "0")}"}\n`, { mode: 0o600 });
-    writeFileSync(join(dir, ".tmp-range-10.0.2.0_24.json-99999-x"), "half a file", { mode: 0o600 });
+    // c3's commit as a checkpoint (slot of generation 2 holding c3), then the log put back as it
+    // was before it: the generation record c3's call would have written next was never written.
+    await checkpointNow(sb.dataDir);
+    writeFileSync(log, before);
+    expect(logRecords(sb.dataDir).map((r) => [r.gen, r.seq])).toEqual([
+      [1, 0],
+      [1, 1],
+      [1, 2],
+    ]);
+    writeFileSync(join(dir, ".tmp-checkpoint.0-99999-x"), "half a file", { mode: 0o600 });
     mkdirSync(join(dir, "lock"), { mode: 0o700 });
     const hourAgo = Date.now() / 1000 - 3600;
     utimesSync(join(dir, "lock"), hourAgo, hourAgo);
   }
 
-  it("store F10: repair --dry-run changes no byte, with a pending journal, temp files and an orphan lock present", async () => {
+  it("store F10: repair --dry-run changes no byte, with an interrupted commit, temp files and an orphan lock present", async () => {
     await pendingStore();
     const before = snapshot(sb.dataDir);
     const nodeSide = snapshot(`${sb.nodeFile}.claims`);
@@ -636,47 +588,115 @@ describe("F10: repair --dry-run", () => {
     expect(snapshot(`${sb.nodeFile}.claims`)).toEqual(nodeSide);
   });
 
-  it("store F10: repair --dry-run reads the pending journal as an overlay and says it would replay it", async () => {
+  it("store F10: repair --dry-run reads the interrupted commit's checkpoint (whole) as the state and says the next call confirms it", async () => {
     await pendingStore();
     const r = await cli(["repair", "--dry-run", "--json", "--conf", confFile()]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    // Seen through the journal, c3's record holds 10.0.2.4 and its bit is set: nothing to mark.
+    // Seen through the unconfirmed checkpoint, c3's record holds 10.0.2.4 and its bit is set: nothing to mark.
     const range = r.json.ranges.find((x: any) => x.cidr === "10.0.2.0/24");
     expect(range.records).toBe(3);
     expect(range.marked).toEqual([]);
+    expect(r.json.pendingCheckpoint).toMatch(/checkpoint\.[01]$/);
     const text = await cli(["repair", "--dry-run", "--conf", confFile()]);
-    expect(text.stdout).toMatch(/[Ww]ould replay .*journal/);
+    expect(text.stdout).toMatch(/[Ww]ould confirm \S*checkpoint\.[01], the checkpoint of an interrupted commit/);
+    // The next call does: the log then starts with generation 2's record, and c3 keeps its address.
+    expect(first(await addOk(sb, "c4"))).toBe("10.0.2.5");
+    expect(logRecords(sb.dataDir).map((r) => [r.gen, r.seq])).toEqual([
+      [2, 0],
+      [2, 1],
+    ]);
+    expect((await holdings(sb)).byContainer.get("c3")).toEqual(["10.0.2.4"]);
   });
 });
 
-describe("F11: a record copied by hand to another name", () => {
-  async function copied(): Promise<void> {
+describe("F10: repair --dry-run on a store of the previous format", () => {
+  it("store F10: repair --dry-run reads the previous format's pending journal as applied, says it would replay it, and changes no byte", async () => {
+    const r = (id: string, address: string): AttachmentRecord => ({
+      network: "podnet",
+      containerID: id,
+      ifname: "eth0",
+      netns: `/var/run/netns/${id}`,
+      netnsId: "",
+      namespace: "",
+      pod: "",
+      createdAt: "2026-01-01T00:00:00.000Z",
+      ips: [{ cidr: "10.0.2.0/24", address }],
+    });
+    previousFormatStore(sb.dataDir, [r("c1", "10.0.2.2"), r("c2", "10.0.2.3")]);
+    // c3's commit, interrupted: its journal holds its record and the bitmap with its bit; neither is in place.
+    const c3 = r("c3", "10.0.2.4");
+    const p = parseCidr("10.0.2.0/24");
+    if (!p.ok) throw new Error(p.reason);
+    const range = emptyRange(p.cidr);
+    for (const o of [1, 2, 3]) take(range, o);
+    const dir = sdir(sb);
+    writeFileSync(
+      join(dir, "journal-1-pending.json"),
+      previousFormatJournal([
+        { file: "attachments/podnet/c3@eth0.json", content: encodeAttachment(c3) },
+        { file: "range-10.0.2.0_24.json", content: encodeRange(range) },
+      ]),
+    );
+    const before = snapshot(sb.dataDir);
+    const rep = await cli(["repair", "--dry-run", "--json", "--conf", confFile()]);
+    expect(rep.code, rep.stdout + rep.stderr).toBe(0);
+    const v4 = rep.json.ranges.find((x: any) => x.cidr === "10.0.2.0/24");
+    expect(v4.records).toBe(3);
+    expect(v4.marked).toEqual([]);
+    expect(rep.json.pendingJournals).toEqual([join(dir, "journal-1-pending.json")]);
+    const text = await cli(["repair", "--dry-run", "--conf", confFile()]);
+    expect(text.stdout).toMatch(/[Ww]ould replay .*journal-1-pending\.json/);
+    expect(snapshot(sb.dataDir)).toEqual(before);
+    // The next call upgrades the store, the journal applied: c3 keeps its address.
+    expect(first(await addOk(sb, "c4"))).toBe("10.0.2.5");
+    expect((await holdings(sb)).byContainer.get("c3")).toEqual(["10.0.2.4"]);
+  });
+});
+
+describe("F11: a record edited by hand", () => {
+  // The previous format's attack, a record file copied to another name, has no counterpart:
+  // a record has no name apart from its content. Its nearest one: the content edited by
+  // hand in the checkpoint (c2's container ID changed to c9, its checksum left as it was).
+  async function edited(): Promise<void> {
     await addOk(sb, "c1");
     await addOk(sb, "c2"); // 10.0.2.3
-    cpSync(recordFile(sb, "c2"), recordFile(sb, "c9"));
+    await checkpointNow(sb.dataDir);
+    const s = section(sb.dataDir, { record: { containerID: "c2" } });
+    const buf = readFileSync(s.path);
+    const text = buf.toString("latin1", s.start, s.start + s.length);
+    Buffer.from(text.replace('"c2"', '"c9"'), "latin1").copy(buf, s.start);
+    writeFileSync(s.path, buf);
   }
 
-  it("store F11: DEL of a record copied by hand to another name frees nobody's address, and repair quarantines the copy", async () => {
-    await copied();
+  it("store F11: DEL of a record edited by hand frees nobody's address, and repair quarantines it and takes c2's record back from the history", async () => {
+    await edited();
     await call(sb, "DEL", "c9");
-    // c2 still holds 10.0.2.3: its record is there and its bit is set.
-    expect(existsSync(recordFile(sb, "c2"))).toBe(true);
-    const h = holdings(sb);
-    expect(h.byContainer.get("c2")).toEqual(["10.0.2.3"]);
-    expect(h.unmarked).toEqual([]);
+    // 10.0.2.3 is still taken: DEL acts on no record that fails its check.
+    const h = await holdings(sb);
+    expect(h.byContainer.get("c1")).toEqual(["10.0.2.2"]);
+    expect(h.unowned).toEqual(["10.0.2.3"]);
     expect(first(await addOk(sb, "c3"))).toBe("10.0.2.4");
 
     const rep = await cli(["repair", "--conf", confFile()]);
     expect(rep.code, rep.stdout + rep.stderr).toBe(0);
-    expect(rep.stdout).toMatch(/Quarantined \S*c9@eth0\.json: .*holds the record of \S*c2/);
-    expect(existsSync(recordFile(sb, "c9"))).toBe(false);
-    expect(existsSync(recordFile(sb, "c2"))).toBe(true);
+    expect(rep.stdout).toMatch(/Quarantined \S*checkpoint\.[01]: record of podnet\/c9\/eth0: /);
+    // The checkpoint's history still says c2 holds 10.0.2.3: its record comes back, and nobody else gets the address.
+    expect(rep.stdout).toContain("Recovered from the checkpoint's history: podnet/c2/eth0");
+    const after = await readStore(sb.dataDir);
+    expect(after.damaged).toEqual([]);
+    expect(after.records.map((r) => [r.containerID, r.ips[0]!.address]).sort()).toEqual([
+      ["c1", "10.0.2.2"],
+      ["c2", "10.0.2.3"],
+      ["c3", "10.0.2.4"],
+    ]);
+    expect((await holdings(sb)).unowned).toEqual([]);
+    expect(first(await addOk(sb, "c4"))).toBe("10.0.2.5");
   });
 
-  it("store F11: DEL of a record copied by hand to another name fails with 103", async () => {
-    await copied();
+  it("store F11: DEL of a record edited by hand fails with 103", async () => {
+    await edited();
     const r = await call(sb, "DEL", "c9");
-    expectCniError(r, 103, "c9@eth0.json", "holds the record of");
+    expectCniError(r, 103, "checkpoint.", "record of podnet/c9/eth0");
   });
 });
 
@@ -696,11 +716,13 @@ describe("F12: status and lock diagnostics", () => {
 
   it("store F12: a stray range-notes.json does not hide the status report", async () => {
     await addOk(sb, "c1");
+    // Not a file of the log store: status shows the ranges, and reads the stray file not at all.
     writeFileSync(join(sdir(sb), "range-notes.json"), "my notes\n");
     const r = await cli(["status", "--json", "--all-addresses", ...statusArgs(sb)]);
     expect(r.json, r.stdout + r.stderr).toBeDefined();
     expect(r.json.ranges.map((x: any) => [x.cidr, x.allocated])).toEqual([["10.0.2.0/24", 1]]);
-    expect(r.json.problems.some((p: string) => p.includes("range-notes.json"))).toBe(true);
+    expect(r.json.problems).toEqual([]);
+    expect(readFileSync(join(sdir(sb), "range-notes.json"), "utf8")).toBe("my notes\n");
   });
 
   it("store F12: after an overlap, the active range does not count the orphan's addresses again", async () => {
@@ -799,26 +821,29 @@ describe("F12: status and lock diagnostics", () => {
     expect(statfsSync(sb.dataDir).bavail).toBe(0);
     const r = await call(sb, "DEL", "c1");
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(existsSync(recordFile(sb, "c1"))).toBe(false);
-    expect(holdings(sb).byContainer.get("c2")).toEqual(["10.0.2.3"]);
-    expect(holdings(sb).unowned).toEqual([]);
+    const h = await holdings(sb);
+    expect(h.byContainer.has("c1")).toBe(false);
+    expect(h.byContainer.get("c2")).toEqual(["10.0.2.3"]);
+    expect(h.unowned).toEqual([]);
     expect(list(sdir(sb)).filter((n) => n.startsWith("lock"))).toEqual([]);
   });
 
   it("store F12: cool-down entries are not kept with reuseCooldown 0, and DEL prunes expired ones", async () => {
-    const released = (): string[] => Object.keys(JSON.parse(readFileSync(rangeFile(sb, "10.0.2.0/24"), "utf8")).released);
+    const released = async (): Promise<number[]> => [
+      ...((await readStore(sb.dataDir)).ranges.find((r) => r.cidr === "10.0.2.0/24")?.released.keys() ?? []),
+    ];
     for (const id of ["a", "b", "c"]) await addOk(sb, id);
     await delOk(sb, "a");
     await delOk(sb, "b");
-    expect(released()).toEqual([]);
+    expect(await released()).toEqual([]);
     // With a 1 s cool-down, DEL records the release and a later DEL drops what has cooled down.
     const cool = { ipam: { reuseCooldown: 1 } };
     for (const id of ["d", "e", "f"]) await addOk(sb, id, cool);
     await delOk(sb, "d", cool);
     await delOk(sb, "e", cool);
-    expect(released().length).toBe(2);
+    expect((await released()).length).toBe(2);
     await sleep(1200);
     await delOk(sb, "f", cool);
-    expect(released().length).toBe(1);
+    expect((await released()).length).toBe(1);
   });
 });

@@ -5,8 +5,8 @@
 // space is freed (and the runtime has sent DEL for every failed ADD, as the CNI
 // spec has it do) nothing leaks.
 //
-// "The store" here is its logical content: the files plus a pending journal
-// applied over them (what the next call will see after replaying it).
+// "The store" here is its logical content, as the next call will see it, read
+// through the store's own code (test/helpers/store-state.ts).
 import { execFileSync, spawnSync } from "node:child_process";
 import {
   closeSync,
@@ -16,7 +16,6 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
-  readFileSync,
   readdirSync,
   rmSync,
   statSync,
@@ -24,10 +23,12 @@ import {
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { FIXTURES, type RunResult, cli, run } from "../helpers/plugin";
 import { snapshot } from "../helpers/snapshot";
+import { logNames, logRecords, readStore as readStoreState, section } from "../helpers/store-state";
+import { pendingCheckpoint } from "../../src/store/disk";
 import { record, size } from "./report";
 
 const NETWORK = "podnet";
@@ -162,87 +163,24 @@ class SmallFs {
 interface RangeView {
   cidr: string;
   allocated: number;
-  bits: Buffer;
-}
-interface RecordView {
-  containerID: string;
-  ifname: string;
-  ips: { cidr: string; address: string }[];
+  /** The addresses whose bit is set. */
+  set: Set<string>;
 }
 interface StoreView {
   ranges: Map<string, RangeView>;
-  /** attachments/<name>.json -> record */
-  records: Map<string, RecordView>;
-  journal: boolean;
+  /** <containerID>@<ifname>.json -> the addresses its record holds */
+  records: Map<string, { cidr: string; address: string }[]>;
   tmpFiles: string[];
 }
 
-function parseRange(text: string): RangeView {
-  const o = JSON.parse(text);
-  return { cidr: o.cidr, allocated: o.allocated, bits: Buffer.from(o.bits, "base64") };
-}
-
-function parseRecord(text: string): RecordView {
-  const o = JSON.parse(text);
-  return { containerID: o.containerID, ifname: o.ifname, ips: o.ips };
-}
-
-/** Read the store's files; with `overlay`, apply a pending journal over them. */
-function readStore(netDir: string, overlay = true): StoreView {
-  const view: StoreView = { ranges: new Map(), records: new Map(), journal: false, tmpFiles: [] };
-  if (!existsSync(netDir)) return view;
-  for (const n of readdirSync(netDir)) {
-    if (n.startsWith("range-") && n.endsWith(".json")) view.ranges.set(n, parseRange(readFileSync(join(netDir, n), "utf8")));
-    if (n.startsWith(".tmp-")) view.tmpFiles.push(n);
-  }
-  const att = join(netDir, "attachments", NETWORK);
-  if (existsSync(att)) {
-    for (const n of readdirSync(att)) {
-      if (n.startsWith(".tmp-")) view.tmpFiles.push(`attachments/${NETWORK}/${n}`);
-      else if (n.endsWith(".json")) view.records.set(n, parseRecord(readFileSync(join(att, n), "utf8")));
-    }
-  }
-  const jname = pendingJournal(netDir);
-  if (jname) {
-    const jpath = join(netDir, jname);
-    view.journal = true;
-    if (overlay) {
-      for (const w of JSON.parse(readFileSync(jpath, "utf8")).writes as { file: string; content: string | null }[]) {
-        if (w.file.startsWith(`attachments/${NETWORK}/`)) {
-          const n = w.file.slice(`attachments/${NETWORK}/`.length);
-          if (w.content === null) view.records.delete(n);
-          else view.records.set(n, parseRecord(w.content));
-        } else if (w.content !== null) view.ranges.set(w.file, parseRange(w.content));
-        else view.ranges.delete(w.file);
-      }
-    }
-  }
+/** The store as the next call sees it, read through the store's own code (it must load). */
+async function readStore(f: SmallFs): Promise<StoreView> {
+  const s = await readStoreState(f.dataDir);
+  const view: StoreView = { ranges: new Map(), records: new Map(), tmpFiles: [] };
+  for (const r of s.ranges) view.ranges.set(r.cidr, { cidr: r.cidr, allocated: r.allocated, set: new Set(r.addresses) });
+  for (const r of s.records) if (r.network === NETWORK) view.records.set(recName(r.containerID), [...r.ips]);
+  view.tmpFiles = existsSync(f.netDir) ? readdirSync(f.netDir).filter((n) => n.startsWith(".tmp-")) : [];
   return view;
-}
-
-/** The name of a commit's journal still in the store folder, if any (a committer names its own). */
-function pendingJournal(netDir: string): string | undefined {
-  return existsSync(netDir) ? readdirSync(netDir).find((n) => /^journal-.+\.json$/.test(n)) : undefined;
-}
-
-function ipToBig(ip: string): bigint {
-  if (ip.includes(".")) return ip.split(".").reduce((a, p) => (a << 8n) | BigInt(Number(p)), 0n);
-  const [head, tail = ""] = ip.split("::");
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
-  return groups.reduce((a, g) => (a << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-/** Offset in the bitmap: 0 is the address after the network address. */
-function offsetOf(cidr: string, address: string): number {
-  return Number(ipToBig(address) - ipToBig(cidr.split("/")[0]!) - 1n);
-}
-
-function popcount(b: Buffer): number {
-  let n = 0;
-  for (const x of b) for (let v = x; v; v &= v - 1) n++;
-  return n;
 }
 
 interface Problems {
@@ -259,24 +197,17 @@ interface Problems {
 function problems(view: StoreView): Problems {
   const out: Problems = { duplicates: [], unmarked: [], badCounts: [], leaks: [] };
   const holders = new Map<string, string[]>();
-  const byCidr = new Map([...view.ranges.values()].map((r) => [r.cidr, r]));
-  for (const [name, rec] of view.records) {
-    for (const ip of rec.ips) {
+  for (const [name, ips] of view.records) {
+    for (const ip of ips) {
       const key = `${ip.cidr} ${ip.address}`;
       holders.set(key, [...(holders.get(key) ?? []), name]);
-      const r = byCidr.get(ip.cidr);
-      const o = offsetOf(ip.cidr, ip.address);
-      if (!r || !(r.bits[o >> 3]! & (1 << (o & 7)))) out.unmarked.push(`${ip.address} (${name})`);
+      if (!view.ranges.get(ip.cidr)?.set.has(ip.address)) out.unmarked.push(`${ip.address} (${name})`);
     }
   }
   for (const [key, names] of holders) if (names.length > 1) out.duplicates.push(`${key}: ${names.join(", ")}`);
-  for (const r of byCidr.values()) {
-    if (popcount(r.bits) !== r.allocated) out.badCounts.push(`${r.cidr}: allocated ${r.allocated}, bitmap ${popcount(r.bits)}`);
-    const held = new Set(
-      [...view.records.values()].flatMap((rec) => rec.ips.filter((i) => i.cidr === r.cidr).map((i) => offsetOf(r.cidr, i.address))),
-    );
-    for (let o = 0; o < r.bits.length * 8; o++)
-      if (r.bits[o >> 3]! & (1 << (o & 7)) && !held.has(o)) out.leaks.push(`${r.cidr} offset ${o}`);
+  for (const r of view.ranges.values()) {
+    if (r.set.size !== r.allocated) out.badCounts.push(`${r.cidr}: allocated ${r.allocated}, bitmap ${r.set.size}`);
+    for (const a of r.set) if (!holders.has(`${r.cidr} ${a}`)) out.leaks.push(`${r.cidr} ${a}`);
   }
   return out;
 }
@@ -287,18 +218,27 @@ function expectConsistent(view: StoreView, what: string): void {
 
 /** Records and bitmaps, for comparing two logical states. */
 function canonical(view: StoreView): string {
-  const recs = [...view.records.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([n, r]) => [n, r.ips]);
+  const recs = [...view.records.entries()].sort(([a], [b]) => a.localeCompare(b));
   const ranges = [...view.ranges.values()]
     .sort((a, b) => a.cidr.localeCompare(b.cidr))
-    .map((r) => [r.cidr, r.allocated, r.bits.toString("base64")]);
+    .map((r) => [r.cidr, r.allocated, [...r.set].sort()]);
   return JSON.stringify({ recs, ranges });
 }
 
-/** Every store file and its bytes, except the lock's own files (lock/, lock.owner, lock.reap/), the queue and the reserve a DEL may free: they are not the store's content. */
-function storeBytes(netDir: string): Map<string, string> {
-  return snapshot(netDir, {
+/**
+ * Every store file and its bytes, except the lock's own files (lock/, lock.owner, lock.reap/), the queue, the reserve a
+ * DEL may free, and the checkpoint slot that does not hold the state (a checkpoint that failed may be left half-written there).
+ */
+function storeBytes(f: SmallFs): Map<string, string> {
+  let spare = "";
+  try {
+    spare = basename(section(f.dataDir, { meta: true }).path) === "checkpoint.0" ? "checkpoint.1" : "checkpoint.0";
+  } catch {
+    /* no store yet */
+  }
+  return snapshot(f.netDir, {
     filesOnly: true,
-    skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve"),
+    skip: (rel) => !rel.includes("/") && (rel.startsWith("lock") || rel === "queue" || rel === "reserve" || rel === spare),
   });
 }
 
@@ -307,9 +247,9 @@ const recName = (id: string): string => `${id}@eth0.json`;
 /** Which step of a call an ENOSPC error came from, by the path it names. */
 function stepOf(msg: string): string {
   if (/store lock|lock\.owner/.test(msg)) return "lock";
-  if (/journal-/.test(msg)) return "journal";
-  if (/attachments\//.test(msg)) return "attachment";
-  if (/range-/.test(msg)) return "range";
+  if (/checkpoint\.[01]/.test(msg)) return "checkpoint";
+  if (/_store\/log\b/.test(msg)) return "log";
+  if (/claims/.test(msg)) return "claim";
   return msg;
 }
 
@@ -375,19 +315,19 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
           )
           .toBe(true);
         if (r.json) {
-          // It shows the store as the next call will see it, or (a journal still pending) as the files are.
+          // It shows the store as the next call will see it.
           const counts = (v: StoreView): string => JSON.stringify([...v.ranges.values()].map((x) => [x.cidr, x.allocated]).sort());
           const shown = JSON.stringify(r.json.ranges.map((x: any) => [x.cidr, x.allocated]).sort());
-          expect([counts(readStore(f.netDir)), counts(readStore(f.netDir, false))], `status counts ${what}`).toContain(shown);
+          expect(shown, `status counts ${what}`).toBe(counts(await readStore(f)));
         }
       };
 
       /** One ADD or DEL on the full disk, with every check of one call. */
       const faultyCall = async (command: "ADD" | "DEL", id: string, k: number): Promise<boolean> => {
-        const before = readStore(f.netDir);
-        const beforeBytes = storeBytes(f.netDir);
+        const before = await readStore(f);
+        const beforeBytes = storeBytes(f);
         const r = await counted(f.call(command, id));
-        const after = readStore(f.netDir);
+        const after = await readStore(f);
         const p = problems(after);
         totals.duplicates += p.duplicates.length;
         expectConsistent(after, `after ${command} ${id} with ${k} units free: ${r.stdout}`);
@@ -399,14 +339,12 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         const same = (a: Set<string>, b: Set<string>): boolean => a.size === b.size && [...a].every((x) => b.has(x));
 
         if (r.code === 0) {
-          // 3. A success is durable: in the files themselves, not only in a journal.
-          expect(pendingJournal(f.netDir), `${command} ${id} answered with a journal still pending`).toBeUndefined();
-          const onDisk = readStore(f.netDir, false);
-          expect(same(new Set(onDisk.records.keys()), newRecs), `${command} ${id} succeeded: records on disk`).toBe(true);
-          expectConsistent(onDisk, `files on disk after ${command} ${id} succeeded`);
+          // 3. A success is durable: in the log or a confirmed checkpoint, no interrupted commit left to finish.
+          expect(pendingCheckpoint(f.netDir), `${command} ${id} answered with its checkpoint unconfirmed`).toBeNull();
+          expect(same(recs, newRecs), `${command} ${id} succeeded: records`).toBe(true);
           if (command === "ADD") {
             const ips = r.json.ips.map((i: any) => String(i.address).replace(/\/\d+$/, ""));
-            expect(onDisk.records.get(recName(id))!.ips.map((i) => i.address)).toEqual(ips);
+            expect(after.records.get(recName(id))!.map((i) => i.address)).toEqual(ips);
           }
           return true;
         }
@@ -421,8 +359,7 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
         expect(old || same(recs, newRecs), `after a failed ${command} ${id}: records ${[...recs].join(",")}`).toBe(true);
         if (old) {
           expect(canonical(after), `a failed ${command} that kept the old records must keep the old bitmaps`).toBe(canonical(before));
-          if (!after.journal && !before.journal)
-            expect(storeBytes(f.netDir), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
+          expect(storeBytes(f), `failed ${command} ${id} changed store bytes`).toEqual(beforeBytes);
         } else {
           totals.rolledForward++;
         }
@@ -431,7 +368,7 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
           expect
             .soft(
               canonical(after),
-              `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but its journal (pending: ${after.journal}) will apply it on the next call`,
+              `${command} ${id} failed with "${r.json.msg}" and says the store was left as it was, but the next call sees it changed`,
             )
             .toBe(canonical(before));
         }
@@ -466,7 +403,7 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
           await statusLoads(`on a full disk after DEL ${victim} (${k} free)`);
         }
 
-        // Space is back: the next call replays any journal and succeeds.
+        // Space is back: the next call succeeds.
         f.unfill();
         const back = await counted(f.call("ADD", `after${k}`));
         expect(back.code, `first call after freeing space: ${back.stdout}${back.stderr}`).toBe(0);
@@ -482,11 +419,10 @@ suite("disk full (ENOSPC) at every step of a commit", () => {
           expect(r.code, r.stdout + r.stderr).toBe(0);
           expected.add(victim);
         }
-        const view = readStore(f.netDir, false);
+        const view = await readStore(f);
         const p = problems(view);
         totals.leaks += p.leaks.length;
         totals.duplicates += p.duplicates.length;
-        expect(view.journal, "journal left after space is back").toBe(false);
         expect(view.tmpFiles, "temp files left behind").toEqual([]);
         expectConsistent(view, `round ${k} after space is back`);
         expect([...view.records.keys()].sort(), `round ${k}: exactly the attachments the runtime believes exist`).toEqual(
@@ -517,7 +453,7 @@ suite("read-only store", () => {
       expect(r.code, r.stdout + r.stderr).toBe(0);
       held[id] = r.json;
     }
-    const bytes = storeBytes(f.netDir);
+    const bytes = storeBytes(f);
     f.remount("ro");
     let erofs = 0;
     const fails = async (command: string, id: string, extra: Record<string, unknown> = {}): Promise<void> => {
@@ -550,13 +486,13 @@ suite("read-only store", () => {
     expect(st.stderr).toMatch(/without the lock/);
 
     f.remount("rw");
-    expect(storeBytes(f.netDir), "the read-only episode changed the store").toEqual(bytes);
+    expect(storeBytes(f), "the read-only episode changed the store").toEqual(bytes);
     expect(existsSync(join(f.netDir, "lock")), "lock left behind").toBe(false);
     const add = await go(f.call("ADD", "new"));
     expect(add.code, add.stdout + add.stderr).toBe(0);
     const del = await go(f.call("DEL", "p0"));
     expect(del.code, del.stdout + del.stderr).toBe(0);
-    const view = readStore(f.netDir, false);
+    const view = await readStore(f);
     expectConsistent(view, "after remount rw");
     expect([...view.records.keys()].sort()).toEqual([recName("new"), recName("p1")]);
     record("read-only store", "1. no address held twice", {
@@ -570,30 +506,31 @@ suite("read-only store", () => {
 });
 
 suite("a success is durable", () => {
-  it("when ADD and DEL answer, the attachment and range files hold the change and no journal remains", async () => {
+  it("when ADD and DEL answer, the log holds their record and the store as the next call loads it holds the change", async () => {
     fsys = new SmallFs("tmpfs");
     const f = fsys;
-    const rangeFiles = ["range-10.0.2.0_24.json", "range-fd00--200_120.json"];
     for (let i = 0; i < 5; i++) {
       const id = `pod${i}`;
       const r = await f.call("ADD", id);
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      expect(readdirSync(f.netDir).filter((n) => n.startsWith("journal-") || n.startsWith(".tmp-"))).toEqual([]);
-      const rec = JSON.parse(readFileSync(join(f.netDir, "attachments", NETWORK, recName(id)), "utf8"));
-      expect(rec.ips.map((x: any) => x.address)).toEqual(r.json.ips.map((x: any) => String(x.address).replace(/\/\d+$/, "")));
-      for (const ip of rec.ips as { cidr: string; address: string }[]) {
-        const file = rangeFiles.find((n) => parseRange(readFileSync(join(f.netDir, n), "utf8")).cidr === ip.cidr)!;
-        const rg = parseRange(readFileSync(join(f.netDir, file), "utf8"));
-        const o = offsetOf(ip.cidr, ip.address);
-        expect(rg.bits[o >> 3]! & (1 << (o & 7)), `${ip.address} not marked in ${file}`).not.toBe(0);
-      }
-      expectConsistent(readStore(f.netDir, false), `after ADD ${id}`);
+      expect(readdirSync(f.netDir).filter((n) => n.startsWith(".tmp-"))).toEqual([]);
+      expect(logNames(f.dataDir, id), `${id}'s record is not in the log`).toBe(true);
+      expect(pendingCheckpoint(f.netDir)).toBeNull();
+      const view = await readStore(f);
+      const ips = view.records.get(recName(id))!;
+      expect(ips.map((x) => x.address)).toEqual(r.json.ips.map((x: any) => String(x.address).replace(/\/\d+$/, "")));
+      for (const ip of ips) expect(view.ranges.get(ip.cidr)!.set.has(ip.address), `${ip.address} not marked`).toBe(true);
+      expectConsistent(view, `after ADD ${id}`);
     }
+    const records = logRecords(f.dataDir).length;
     const del = await f.call("DEL", "pod2");
     expect(del.code).toBe(0);
-    expect(existsSync(join(f.netDir, "attachments", NETWORK, recName("pod2")))).toBe(false);
-    expect(pendingJournal(f.netDir)).toBeUndefined();
-    const view = readStore(f.netDir, false);
+    // The DEL's record follows, carrying pod2's record whole.
+    const recs = logRecords(f.dataDir);
+    expect(recs).toHaveLength(records + 1);
+    expect(recs.at(-1)!.payload).toMatch(/"del":\[\["podnet","pod2","eth0"/);
+    const view = await readStore(f);
+    expect(view.records.has(recName("pod2"))).toBe(false);
     expectConsistent(view, "after DEL pod2");
     expect([...view.ranges.values()].map((r) => r.allocated)).toEqual([4, 4]);
   });

@@ -6,7 +6,6 @@
 import { execFileSync } from "node:child_process";
 import {
   existsSync,
-  lstatSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -17,10 +16,13 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type ExpectStatic, afterAll, afterEach, describe, expect, it } from "vitest";
 import { type RunResult, Sandbox, run } from "../helpers/plugin";
+import { encodeAttachment } from "../../src/store/codec";
+import type { AttachmentRecord } from "../../src/store/store";
 import { changes, snapshot } from "../helpers/snapshot";
+import { containers, previousFormatJournal, previousFormatStore, section } from "../helpers/store-state";
 import { record } from "./report";
 
 const NETWORK = "podnet";
@@ -49,8 +51,6 @@ class World {
   readonly dataDir = join(this.sb.dir, "d1", "d2", "data");
   /** The store folder (shared by every network). */
   readonly netDir = join(this.dataDir, "_store");
-  /** This network's records in it. */
-  readonly attDir = join(this.netDir, "attachments", NETWORK);
   readonly outside = join(this.sb.dir, "outside");
   readonly outsideDir = join(this.outside, "dir");
   readonly outsideFile = join(this.outside, "file.json");
@@ -203,7 +203,7 @@ describe("hostile names", () => {
     figures.cases += n;
   });
 
-  it("odd but valid names (unicode or @ in the interface, a 200-character ID, a hostile pod name) stay inside attachments/", async () => {
+  it("odd but valid names (unicode or @ in the interface, a 200-character ID, a hostile pod name) stay records in the store", async () => {
     const w = world();
     expect((await w.call("ADD", "live")).code).toBe(0);
     const before = w.outsideSnap();
@@ -223,7 +223,7 @@ describe("hostile names", () => {
       const r = await w.call("ADD", c.id, { ifname: c.ifname, args: c.args });
       expectCode(r, [0, 4], what);
       if (r.code === 0) {
-        expect(readdirSync(w.attDir), what).toContain(`${c.id}@${c.ifname}.json`);
+        expect(await containers(w.dataDir, NETWORK), what).toContain(`${c.id}@${c.ifname}`);
         const d = await w.call("DEL", c.id, { ifname: c.ifname });
         expect(d.code, `DEL after ${what}: ${d.stdout}`).toBe(0);
       }
@@ -246,7 +246,7 @@ describe("hostile names", () => {
     figures.cases++;
     expect(gc.signal).toBeNull();
     expectCode(gc, [0, 7], "GC with hostile valid-attachments");
-    expect(readdirSync(w.attDir)).toEqual(["live@eth0.json"]);
+    expect(await containers(w.dataDir, NETWORK)).toEqual(["live@eth0"]);
     expectNoOutsideWrite(w, before, "odd names");
     expect(readdirSync(w.dataDir)).toEqual(["_store"]);
   });
@@ -256,72 +256,65 @@ describe("hostile names", () => {
 
 interface PlantCase {
   name: string;
-  /** Plant it. The world already holds pod "live". */
+  /** Plant it. The world already holds pod "live" (in the previous format's files, for `previous`). */
   plant(w: World): void;
+  /** The store is in the previous release's format: the planted thing meets the upgrade. */
+  previous?: boolean;
   /** Allowed outcomes of ADD (a new pod) and DEL (of "live"): 0 = success. */
   add: number[];
   del: number[];
 }
 
-function crc32(s: string): string {
-  let crc = -1;
-  for (const b of Buffer.from(s, "utf8")) {
-    crc ^= b;
-    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
-  }
-  return ((crc ^ -1) >>> 0).toString(16).padStart(8, "0");
-}
-
-/** A store file as the plugin writes it: JSON with a crc32 of the rest. */
-function seal(o: Record<string, unknown>): string {
-  const body = JSON.stringify(o);
-  return `${body.slice(0, -1)},"crc32":"${crc32(body)}"}\n`;
-}
+const LIVE: AttachmentRecord = {
+  network: NETWORK,
+  containerID: "live",
+  ifname: "eth0",
+  netns: "/var/run/netns/live",
+  netnsId: "",
+  namespace: "",
+  pod: "",
+  createdAt: "2026-01-01T00:00:00.000Z",
+  ips: [
+    { cidr: "10.0.2.0/24", address: "10.0.2.2" },
+    { cidr: "fd00::200/120", address: "fd00::202" },
+  ],
+};
 
 /**
- * A valid, checksummed journal whose replay would create attachments/evil@eth0.json
- * holding the live pod's addresses: if the plugin reads it through the planted
- * link, the record appears (and an address is held twice).
+ * A valid, checksummed journal of the previous format whose replay would create the record of
+ * "evil" holding the live pod's addresses: if the plugin reads it through the planted link, the
+ * record appears (and an address is held twice).
  */
-function evilJournal(w: World): string {
-  const live = JSON.parse(readFileSync(join(w.attDir, "live@eth0.json"), "utf8"));
-  const evil = seal({
-    format: "podcidr-ipam/attachment",
-    version: 2,
-    network: NETWORK,
-    containerID: "evil",
-    ifname: "eth0",
-    netns: "/x",
-    namespace: "",
-    pod: "",
-    createdAt: new Date().toISOString(),
-    ips: live.ips,
-  });
-  return seal({ format: "podcidr-ipam/journal", version: 1, writes: [{ file: `attachments/${NETWORK}/evil@eth0.json`, content: evil }] });
+function evilJournal(): string {
+  const evil = { ...LIVE, containerID: "evil", netns: "/x", createdAt: new Date().toISOString() };
+  return previousFormatJournal([{ file: `attachments/${NETWORK}/evil@eth0.json`, content: encodeAttachment(evil) }]);
 }
 
-const RANGE4 = "range-10.0.2.0_24.json";
-/** A pending journal, as a committer names its own. */
+/** A pending journal, as a committer of the previous format named its own. */
 const JOURNAL = "journal-1-planted.json";
+
+/** A store file replaced by a symlink to an outside copy of it. */
+function linkToCopy(w: World, name: string): void {
+  const p = join(w.netDir, name);
+  writeFileSync(w.outsideFile, readFileSync(p));
+  rmSync(p);
+  symlinkSync(w.outsideFile, p);
+}
+
+/** The slot the store loads its state from. */
+function currentSlot(w: World): string {
+  return basename(section(w.dataDir, { meta: true }).path);
+}
 
 const plantCases: PlantCase[] = [
   {
-    name: "attachments/ is a symlink to an outside folder",
+    name: "the file attachments (where older releases kept a folder) is a symlink to an outside folder",
     plant: (w) => {
-      rmSync(join(w.netDir, "attachments"), { recursive: true });
+      rmSync(join(w.netDir, "attachments"));
       symlinkSync(w.outsideDir, join(w.netDir, "attachments"));
     },
-    add: [103, 105],
-    del: [103, 105],
-  },
-  {
-    name: "attachments/<network>/ is a symlink to an outside folder",
-    plant: (w) => {
-      rmSync(w.attDir, { recursive: true });
-      symlinkSync(w.outsideDir, w.attDir);
-    },
-    add: [103, 105],
-    del: [103, 105],
+    add: [0, 103, 105],
+    del: [0, 103, 105],
   },
   {
     name: "the store folder is a symlink to an outside folder",
@@ -333,50 +326,77 @@ const plantCases: PlantCase[] = [
     del: [103, 105],
   },
   {
-    name: `${RANGE4} is a symlink to an outside file (a copy of the real one)`,
-    plant: (w) => {
-      const p = join(w.netDir, RANGE4);
-      writeFileSync(w.outsideFile, readFileSync(p));
-      rmSync(p);
-      symlinkSync(w.outsideFile, p);
-    },
+    name: "the log is a symlink to an outside file (a copy of the real one)",
+    plant: (w) => linkToCopy(w, "log"),
     add: [103, 105],
-    del: [0, 103, 105], // DEL releases the record and leaves a bitmap it cannot read for repair
-  },
-  {
-    name: `${RANGE4} is a FIFO`,
-    plant: (w) => {
-      rmSync(join(w.netDir, RANGE4));
-      execFileSync("mkfifo", [join(w.netDir, RANGE4)]);
-    },
-    add: [103, 105],
-    del: [0, 103, 105], // DEL releases the record and leaves a bitmap it cannot read for repair
-  },
-  {
-    name: "the attachment record of the pod is a symlink to an outside file (a copy of the real one)",
-    plant: (w) => {
-      const p = join(w.attDir, "live@eth0.json");
-      writeFileSync(w.outsideFile, readFileSync(p));
-      rmSync(p);
-      symlinkSync(w.outsideFile, p);
-    },
-    add: [0, 103, 105], // a new pod does not read live's record
     del: [103, 105],
   },
   {
-    name: "a journal is a symlink to an outside file holding a valid journal",
+    name: "the checkpoint the state is in is a symlink to an outside file (a copy of the real one)",
+    plant: (w) => linkToCopy(w, currentSlot(w)),
+    add: [103, 105],
+    del: [103, 105],
+  },
+  {
+    name: "the log is a FIFO",
     plant: (w) => {
-      writeFileSync(w.outsideFile, evilJournal(w));
+      rmSync(join(w.netDir, "log"));
+      execFileSync("mkfifo", [join(w.netDir, "log")]);
+    },
+    add: [103, 105],
+    del: [103, 105],
+  },
+  {
+    name: "the other checkpoint slot is a FIFO",
+    plant: (w) => {
+      const other = currentSlot(w) === "checkpoint.0" ? "checkpoint.1" : "checkpoint.0";
+      rmSync(join(w.netDir, other));
+      execFileSync("mkfifo", [join(w.netDir, other)]);
+    },
+    add: [103, 105],
+    del: [103, 105],
+  },
+  {
+    name: "the reserve is a symlink to an outside file",
+    plant: (w) => {
+      rmSync(join(w.netDir, "reserve"));
+      symlinkSync(w.outsideFile, join(w.netDir, "reserve"));
+    },
+    add: [0, 103, 105],
+    del: [0, 103, 105],
+  },
+  {
+    name: "a store of the previous format: a journal is a symlink to an outside file holding a valid journal",
+    previous: true,
+    plant: (w) => {
+      writeFileSync(w.outsideFile, evilJournal());
       symlinkSync(w.outsideFile, join(w.netDir, JOURNAL));
     },
     add: [103, 105],
     del: [103, 105],
   },
   {
-    name: "a journal is a FIFO",
+    name: "a store of the previous format: a journal is a FIFO",
+    previous: true,
     plant: (w) => execFileSync("mkfifo", [join(w.netDir, JOURNAL)]),
     add: [103, 105],
     del: [103, 105],
+  },
+  {
+    name: "a store of the previous format: its range file is a symlink to an outside file (a copy of the real one)",
+    previous: true,
+    plant: (w) => linkToCopy(w, "range-10.0.2.0_24.json"),
+    add: [103, 105],
+    del: [103, 105],
+  },
+  {
+    name: "a journal of the previous format, a symlink to a valid journal outside, planted in a log store",
+    plant: (w) => {
+      writeFileSync(w.outsideFile, evilJournal());
+      symlinkSync(w.outsideFile, join(w.netDir, JOURNAL));
+    },
+    add: [0, 103, 105], // moved aside (as what is left of an upgrade), never read
+    del: [0, 103, 105],
   },
   {
     name: "lock is a symlink to an outside folder (fresh mtime)",
@@ -421,20 +441,20 @@ const plantCases: PlantCase[] = [
   },
   {
     name: "a leftover .tmp- file is a symlink to an outside file",
-    plant: (w) => symlinkSync(w.outsideFile, join(w.netDir, `.tmp-${RANGE4}-1-deadbeef`)),
+    plant: (w) => symlinkSync(w.outsideFile, join(w.netDir, ".tmp-checkpoint.0-1-deadbeef")),
     add: [0, 103, 105],
     del: [0, 103, 105],
   },
 ];
 
 describe("links, FIFOs and files planted in the store folder", () => {
-  it("control: the planted journal, as a regular file, is one the plugin would replay", async () => {
+  it("control: the planted journal, as a regular file in a store of the previous format, is one the upgrade would replay", async () => {
     const w = world();
-    expect((await w.call("ADD", "live")).code).toBe(0);
-    writeFileSync(join(w.netDir, JOURNAL), evilJournal(w));
+    previousFormatStore(w.dataDir, [LIVE]);
+    writeFileSync(join(w.netDir, JOURNAL), evilJournal());
     const r = await w.call("DEL", "nobody");
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(readdirSync(w.attDir).sort()).toEqual(["evil@eth0.json", "live@eth0.json"]);
+    expect(await containers(w.dataDir, NETWORK)).toEqual(["evil@eth0", "live@eth0"]);
   });
 
   for (const c of plantCases) {
@@ -452,8 +472,11 @@ describe("links, FIFOs and files planted in the store folder", () => {
 
 async function plantedCase(w: World, c: PlantCase): Promise<void> {
   const expect = w.expect;
-  const live = await w.call("ADD", "live");
-  expect(live.code, live.stdout + live.stderr).toBe(0);
+  if (c.previous) previousFormatStore(w.dataDir, [LIVE]);
+  else {
+    const live = await w.call("ADD", "live");
+    expect(live.code, live.stdout + live.stderr).toBe(0);
+  }
   c.plant(w);
   const before = w.outsideSnap();
   const add = await w.call("ADD", "newpod");
@@ -463,9 +486,13 @@ async function plantedCase(w: World, c: PlantCase): Promise<void> {
   expectCode(del, c.del, `DEL with ${c.name}`, expect);
   expectNoOutsideWrite(w, before, `DEL with ${c.name}`);
   // Nothing read through a planted link may come back as state.
-  const att = w.attDir;
-  if (existsSync(att) && lstatSync(att).isDirectory())
-    expect(readdirSync(att), "a record came from a planted journal").not.toContain("evil@eth0.json");
+  let held: string[] = [];
+  try {
+    held = await containers(w.dataDir);
+  } catch {
+    /* a store that does not load holds nothing anyone reads */
+  }
+  expect(held, "a record came from a planted journal").not.toContain("evil@eth0");
   expect(existsSync(join(w.outsideDir, "evil@eth0.json"))).toBe(false);
   process.stdout.write(
     `[escape] ${c.name}: ADD ${add.code === 0 ? "ok" : `${add.json?.code} ${add.json?.msg}`} | DEL ${del.code === 0 ? "ok" : `${del.json?.code} ${del.json?.msg}`}\n`,

@@ -82,11 +82,6 @@ export function storeDir(sb: Sandbox): string {
   return join(sb.dataDir, "_store");
 }
 
-/** Where one network's attachment records live. */
-export function attachmentsDir(sb: Sandbox, network = "podnet"): string {
-  return join(storeDir(sb), "attachments", network);
-}
-
 export async function statusJson(sb: Sandbox): Promise<any> {
   const r = await cli(["status", "--json", "--all-addresses", ...statusArgs(sb)]);
   expect(r.json, r.stdout + r.stderr).toBeDefined();

@@ -33,6 +33,8 @@ export interface RunOptions {
    * whose kill attacks the call takes the instant from the call (./timing: measureCall, killInstant).
    */
   killAfterMs?: number;
+  /** Another executable than the one under test (an older release, for the upgrade tests). */
+  bin?: string;
 }
 
 export function run(opts: RunOptions): Promise<RunResult> {
@@ -47,18 +49,18 @@ export function run(opts: RunOptions): Promise<RunResult> {
     ...opts.env,
   };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(BIN, [], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(opts.bin ?? BIN, [], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
   const timer = opts.killAfterMs !== undefined ? setTimeout(() => child.kill("SIGKILL"), opts.killAfterMs) : undefined;
   child.stdin!.on("error", () => {});
   child.stdin!.end(typeof opts.stdin === "string" ? opts.stdin : JSON.stringify(opts.stdin));
   return collect(child).finally(() => clearTimeout(timer));
 }
 
-/** Run the CLI (no CNI_COMMAND). */
-export function cli(args: string[]): Promise<RunResult> {
-  const env = { ...process.env };
+/** Run the CLI (no CNI_COMMAND), of the executable under test or of `bin`. */
+export function cli(args: string[], bin = BIN, extraEnv: Record<string, string> = {}): Promise<RunResult> {
+  const env = { ...process.env, ...extraEnv };
   delete env.CNI_COMMAND;
-  return collect(spawn(BIN, args, { env, stdio: ["ignore", "pipe", "pipe"] }));
+  return collect(spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] }));
 }
 
 /** Gather a child's stdout/stderr and exit, parsing stdout as JSON when it is JSON. */

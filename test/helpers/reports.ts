@@ -1,15 +1,17 @@
 // Helpers for the tests that replay the outside testers' reports
 // (../shared/reports/*-d173de3.md, issue #9) against the built executable.
 //
-// They find the store wherever the executable under test keeps it: in
+// They find the store folder wherever the executable under test keeps it: in
 // <dataDir>/_store/ (this build), or in the per-network folder <dataDir>/<network>/
 // of the build the reports were written against (d173de3, PODCIDR_BIN=/tmp/old-podcidr-ipam),
-// so that a test run against the old build fails for the bug it reproduces and
-// not merely because a path moved.
+// for its lock and queue. What the store holds is read through the store's own
+// code (./store-state), which reads this build's log format and the previous
+// release's files, not the per-network layout of d173de3.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
@@ -19,9 +21,13 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { attachmentsDir, storeDir } from "./exe";
+import { storeDir } from "./exe";
 import { BIN, type RunResult, type Sandbox, collect } from "./plugin";
+import { type Holdings, holdings as storeHoldings } from "./store-state";
+
+export type { Holdings };
 
 /** The store folder: `_store` (this build) or, on a build before issue #9, the network's own folder. */
 export function sdir(sb: Sandbox, network = "podnet"): string {
@@ -32,26 +38,6 @@ export function sdir(sb: Sandbox, network = "podnet"): string {
 /** True when the executable under test keeps the older per-network layout (seen after a first ADD). */
 export function legacyLayout(sb: Sandbox, network = "podnet"): boolean {
   return sdir(sb, network) !== storeDir(sb);
-}
-
-/** Where one network's attachment records are. */
-export function recDir(sb: Sandbox, network = "podnet"): string {
-  return legacyLayout(sb, network) ? join(sdir(sb, network), "attachments") : attachmentsDir(sb, network);
-}
-
-/** The file of one attachment's record. */
-export function recordFile(sb: Sandbox, containerID: string, ifname = "eth0", network = "podnet"): string {
-  return join(recDir(sb, network), `${containerID}@${ifname}.json`);
-}
-
-/** The bitmap file of one podCIDR ("10.0.2.0/24" -> range-10.0.2.0_24.json). */
-export function rangeFile(sb: Sandbox, cidr: string, network = "podnet"): string {
-  return join(sdir(sb, network), `range-${cidr.replace(/:/g, "-").replace("/", "_")}.json`);
-}
-
-/** Journal files in the store folder (journal-<token>.json now, journal.json before issue #9). */
-export function journals(dir: string): string[] {
-  return list(dir).filter((n) => /^journal(-[0-9a-z-]+)?\.json$/.test(n));
 }
 
 export function list(dir: string): string[] {
@@ -70,67 +56,11 @@ function isDir(p: string): boolean {
   }
 }
 
-// --- what the store holds, read from its files --------------------------------
+// --- what the store holds: read through the store's own code (./store-state) ---
 
-export interface Holdings {
-  /** IPv4 address -> the attachments whose records hold it ("network/containerID/ifname"). */
-  readonly byAddress: Map<string, string[]>;
-  /** Addresses two or more records hold. */
-  readonly duplicates: string[];
-  /** Addresses a record holds whose bit is clear (the next ADD may hand them out again). */
-  readonly unmarked: string[];
-  /** Bits set that no record holds (a leak). */
-  readonly unowned: string[];
-  /** containerID (from the record's file name) -> addresses its records hold. */
-  readonly byContainer: Map<string, string[]>;
-}
-
-/** Read every record and IPv4 bitmap of the store straight from disk (either layout). */
-export function holdings(sb: Sandbox, network = "podnet"): Holdings {
-  const dir = sdir(sb, network);
-  const byAddress = new Map<string, string[]>();
-  const byContainer = new Map<string, string[]>();
-  const recRoot = join(dir, "attachments");
-  const walk = (d: string): void => {
-    for (const n of list(d)) {
-      const p = join(d, n);
-      if (isDir(p)) walk(p);
-      else if (/^[^@/]+@[^/]+\.json$/.test(n)) {
-        // Who holds an address is what the file's name says (a copied record says otherwise inside).
-        let rec: { ips?: unknown };
-        try {
-          rec = JSON.parse(readFileSync(p, "utf8"));
-        } catch {
-          continue; // a damaged record holds nothing anyone can read
-        }
-        if (!Array.isArray(rec.ips)) continue;
-        const id = n.slice(0, n.indexOf("@"));
-        const who = `${d === recRoot ? network : d.slice(recRoot.length + 1)}/${n.slice(0, -5).replace("@", "/")}`;
-        for (const ip of rec.ips as { address: string }[]) {
-          byAddress.set(ip.address, [...(byAddress.get(ip.address) ?? []), who]);
-          byContainer.set(id, [...(byContainer.get(id) ?? []), ip.address]);
-        }
-      }
-    }
-  };
-  walk(recRoot);
-  const set = new Set<string>();
-  for (const n of list(dir)) {
-    const m = /^range-(\d+\.\d+\.\d+\.\d+)_(\d+)\.json$/.exec(n);
-    if (!m) continue;
-    const o = JSON.parse(readFileSync(join(dir, n), "utf8"));
-    const bits = Buffer.from(o.bits, "base64");
-    const base = ipv4ToInt(m[1]!) + 1;
-    for (let i = 0; i < o.size; i++) if (bits[i >> 3]! & (1 << (i & 7))) set.add(intToIpv4(base + i));
-  }
-  const v4 = [...byAddress.keys()].filter((a) => !a.includes(":"));
-  return {
-    byAddress,
-    byContainer,
-    duplicates: [...byAddress].filter(([, who]) => who.length > 1).map(([a]) => a),
-    unmarked: v4.filter((a) => !set.has(a)),
-    unowned: [...set].filter((a) => !byAddress.has(a)),
-  };
+/** Who holds what in the sandbox's store (this build's format or the previous one; not the per-network layout). */
+export function holdings(sb: Sandbox): Promise<Holdings> {
+  return storeHoldings(sb.dataDir);
 }
 
 export function ipv4ToInt(a: string): number {
@@ -260,8 +190,12 @@ export function start(stdin: object, env: Record<string, string>, wrapper: strin
   return { child, done: collect(child) };
 }
 
-/** strace with a delay injected into fsync: every one (when omitted), or the Nth of each process. */
-export function straceFsync(delayUs: number, when?: number): string[] {
+/**
+ * strace with a delay injected into the store's syncs (fsync and fdatasync: a commit is one
+ * fdatasync of the log, or of a checkpoint slot): every one (when omitted), or the Nth of each
+ * process. A process held by strace is "stopped by a tracer" (t): a live holder, never reaped.
+ */
+export function straceSync(delayUs: number, when?: number, calls = "fsync,fdatasync"): string[] {
   return [
     "strace",
     "-f",
@@ -269,10 +203,48 @@ export function straceFsync(delayUs: number, when?: number): string[] {
     "-o",
     "/dev/null",
     "-e",
-    "trace=fsync",
+    `trace=${calls}`,
     "-e",
-    `inject=fsync:delay_enter=${delayUs}${when !== undefined ? `:when=${when}` : ""}`,
+    `inject=${calls}:delay_enter=${delayUs}${when !== undefined ? `:when=${when}` : ""}`,
   ];
+}
+
+/** Where a call freezes itself: after its fence, before the pwrite of its commit; or after that pwrite, before its fdatasync. */
+export type FreezePoint = "pwrite" | "fdatasync";
+
+let freezeFile: string | undefined;
+
+/**
+ * Env that makes the executable stop itself (SIGSTOP, a plain stop: state T, not a tracer's t)
+ * at one instant of its commit: just before its first pwrite to the log (the fence has passed)
+ * or just before its first fdatasync of the log (the record is in the page cache, not on disk).
+ * The instant is the call's own, whatever the machine's speed. A preload wraps node:fs (the
+ * bundle calls it through the module object), as strace's inject=...:signal=SIGSTOP would,
+ * minus the tracer that would keep the holder from being judged stopped.
+ */
+export function freezeEnv(at: FreezePoint): Record<string, string> {
+  if (!freezeFile) {
+    const dir = mkdtempSync(join(tmpdir(), "podcidr-ipam-freeze-"));
+    freezeFile = join(dir, "freeze.cjs");
+    writeFileSync(
+      freezeFile,
+      `const fs = require("node:fs");
+const at = process.env.PODCIDR_TEST_FREEZE_AT;
+let done = false;
+const isLog = (fd) => { try { return fs.readlinkSync("/proc/self/fd/" + fd).endsWith("/_store/log"); } catch { return false; } };
+const wrap = (name, point) => {
+  const orig = fs[name];
+  fs[name] = function (fd, ...rest) {
+    if (!done && at === point && typeof fd === "number" && isLog(fd)) { done = true; process.kill(process.pid, "SIGSTOP"); }
+    return orig.call(this, fd, ...rest);
+  };
+};
+wrap("writeSync", "pwrite");
+wrap("fdatasyncSync", "fdatasync");
+`,
+    );
+  }
+  return { NODE_OPTIONS: `--require ${freezeFile}`, PODCIDR_TEST_FREEZE_AT: at };
 }
 
 // --- the README ----------------------------------------------------------------

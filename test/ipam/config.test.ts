@@ -14,6 +14,7 @@ describe("parseIpamConfig", () => {
       gateway: true,
       reuseCooldown: 0,
       lockTimeout: 60,
+      releaseOnReboot: false,
       routes: [],
       nodeName: "",
     });
@@ -29,6 +30,7 @@ describe("parseIpamConfig", () => {
       gateway: false,
       reuseCooldown: 30,
       lockTimeout: 0.5,
+      releaseOnReboot: true,
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"], extra: 1 },
       nodeName: "node-7.example",
@@ -40,6 +42,7 @@ describe("parseIpamConfig", () => {
       gateway: false,
       reuseCooldown: 30,
       lockTimeout: 0.5,
+      releaseOnReboot: true,
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"] },
       nodeName: "node-7.example",

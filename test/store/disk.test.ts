@@ -20,6 +20,8 @@ import { emptyRange, take } from "../../src/ipam/allocator.js";
 import { type Cidr, parseCidr } from "../../src/ipam/cidr.js";
 import * as codec from "../../src/store/codec.js";
 import { DiskStore } from "../../src/store/disk.js";
+import { LOG, load } from "../../src/store/engine.js";
+import { scanLog } from "../../src/store/log.js";
 import { STALE_MS } from "../../src/store/lock.js";
 import type { AttachmentKey, AttachmentRecord, Tx } from "../../src/store/store.js";
 
@@ -106,29 +108,65 @@ function quiet(): typeof logged {
 }
 
 const RESERVE = "reserve";
+/** The files of a store of this format, once it has committed. */
+const FILES = ["attachments", "checkpoint.0", "checkpoint.1", LOG, RESERVE];
+
+/** Every file of the store folder (not the lock's), byte for byte. */
+function bytes(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of readdirSync(netDir, { recursive: true }).map(String).sort()) {
+    const p = join(netDir, n);
+    if (statSync(p).isFile()) out[n] = readFileSync(p).toString("base64");
+  }
+  return out;
+}
+
+/** The changes the log holds for the current checkpoint, read by the store's own code. */
+function logChanges() {
+  const v = load(netDir, false);
+  try {
+    return scanLog(v.logFd!, join(netDir, LOG), v.base!.meta.gen).changes;
+  } finally {
+    v.close();
+  }
+}
+
+/** A store as the previous release left it: range-*.json and attachments/<network>/<id>@eth0.json (codec.ts). */
+function oldStore(id: string, offsets: number[]): void {
+  mkdirSync(attDir, { recursive: true, mode: 0o700 });
+  const r = emptyRange(V4);
+  for (const o of offsets) take(r, o);
+  writeFileSync(join(netDir, RANGE_FILE), codec.encodeRange(r), { mode: 0o600 });
+  writeFileSync(join(attDir, `${id}@eth0.json`), codec.encodeAttachment(rec(id)), { mode: 0o600 });
+}
+
+/** The folder the upgrade moved the previous format's files to. */
+function preLog(): string {
+  const d = readdirSync(netDir).filter((n) => n.startsWith("pre-log-"));
+  expect(d).toHaveLength(1);
+  return join(netDir, d[0]!);
+}
 
 describe("DiskStore: commit", () => {
-  it("creates the folders 0700 and writes the range and attachment files 0600", async () => {
+  it("creates the folders 0700 and its files 0600: the log, two checkpoint slots, the marker, the reserve", async () => {
     await allocate(store(), "ctr1", [0, 4]);
     expect(mode(dataDir)).toBe(0o700);
     expect(mode(netDir)).toBe(0o700);
-    expect(mode(join(netDir, "attachments"))).toBe(0o700);
-    expect(mode(attDir)).toBe(0o700);
-    expect(mode(join(netDir, RANGE_FILE))).toBe(0o600);
-    expect(mode(join(attDir, "ctr1@eth0.json"))).toBe(0o600);
-    // No journal, no temp files, no lock left behind; the reserve a DEL on a full disk may free.
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
-    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
+    for (const f of FILES) expect(mode(join(netDir, f)), f).toBe(0o600);
+    // No temp files, no lock left behind; the reserve a DEL on a full disk may free.
+    expect(readdirSync(netDir).sort()).toEqual(FILES);
+    // attachments is a file: a release of the previous format that finds it fails closed.
+    expect(statSync(join(netDir, "attachments")).isFile()).toBe(true);
+    expect(statSync(join(netDir, LOG)).size).toBe(128 << 10);
     expect(statSync(join(netDir, RESERVE)).size).toBe(64 * 1024);
   });
 
-  it("writes exactly the codec's bytes", async () => {
+  it("commits one record to the log: the record put and the bits set", async () => {
     await allocate(store(), "ctr1", [0, 4]);
-    const expected = emptyRange(V4);
-    take(expected, 0);
-    take(expected, 4);
-    expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(codec.encodeRange(expected));
-    expect(readFileSync(join(attDir, "ctr1@eth0.json"), "utf8")).toBe(codec.encodeAttachment(rec("ctr1")));
+    const changes = logChanges();
+    expect(changes).toHaveLength(1);
+    expect(changes[0]!.put).toEqual([rec("ctr1")]);
+    expect(changes[0]!.rng).toEqual([expect.objectContaining({ c: V4.text, s: [0, 4] })]);
   });
 
   it("reads back what it committed in the next transaction, per network and for all of them", async () => {
@@ -160,20 +198,20 @@ describe("DiskStore: commit", () => {
     });
   });
 
-  it("deletes an attachment file and keeps the attachments folder", async () => {
+  it("deletes an attachment: its record is gone, and the log's record of the delete carries it whole (history)", async () => {
     await allocate(store(), "ctr1", [0]);
     await store().transact({ create: true }, (tx) => tx.deleteAttachment(key("ctr1")));
-    expect(readdirSync(attDir)).toEqual([]);
+    expect(logChanges()[1]!.del).toEqual([rec("ctr1")]);
     expect(await value(store().transact({ create: true }, (tx) => tx.attachment(key("ctr1"))))).toBeNull();
   });
 
   it("writes nothing for a transaction that changes nothing", async () => {
     await allocate(store(), "ctr1", [0]);
-    const before = statSync(join(netDir, RANGE_FILE)).mtimeMs;
+    const before = bytes();
     const got = await value(store().transact({ create: true }, (tx) => tx.range(V4).allocated));
     expect(got).toBe(1);
-    expect(statSync(join(netDir, RANGE_FILE)).mtimeMs).toBe(before);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
+    expect(bytes()).toEqual(before);
+    expect(readdirSync(netDir).sort()).toEqual(FILES);
   });
 
   it("writes nothing when fn throws, and rejects with fn's error", async () => {
@@ -193,7 +231,7 @@ describe("DiskStore: commit", () => {
 
   it("leaves an existing store byte for byte as it was when fn throws", async () => {
     await allocate(store(), "ctr1", [0]);
-    const range = readFileSync(join(netDir, RANGE_FILE));
+    const before = bytes();
     await expect(
       store().transact({ create: true }, (tx) => {
         const r = tx.range(V4);
@@ -203,9 +241,7 @@ describe("DiskStore: commit", () => {
         throw new CniError(Code.PoolExhausted, "no free address");
       }),
     ).rejects.toMatchObject({ code: Code.PoolExhausted });
-    expect(readFileSync(join(netDir, RANGE_FILE))).toEqual(range);
-    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
+    expect(bytes()).toEqual(before);
   });
 
   it("serialises concurrent transactions in one process under the lock", async () => {
@@ -244,11 +280,11 @@ describe("DiskStore: commit", () => {
   });
 });
 
-describe("DiskStore: journal", () => {
+describe("DiskStore: upgrade of the previous format's journal", () => {
   const journalOf = (token: string): string => join(netDir, `journal-${token}.json`);
 
-  it("replays a journal left behind before running the next transaction", async () => {
-    await allocate(store(), "old", [7]);
+  it("applies a journal left behind when it converts the store, before running the next transaction", async () => {
+    oldStore("old", [7]);
     const r = emptyRange(V4);
     take(r, 0);
     take(r, 1);
@@ -266,10 +302,10 @@ describe("DiskStore: journal", () => {
     );
 
     expect(seen).toEqual({ allocated: 2, ids: ["ctr1"] });
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
-    expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(journal[0]!.content);
-    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
-    expect(stderr).toHaveBeenCalledWith(`podcidr-ipam: replaying the journal of an interrupted commit in ${netDir}\n`);
+    // The old files are kept aside (the temp file of the killed commit is swept), the marker stands in attachments' place.
+    expect(readdirSync(netDir).sort()).toEqual([...FILES.slice(0, 4), preLog().slice(netDir.length + 1), RESERVE]);
+    expect(readdirSync(preLog()).sort()).toEqual(["attachments", "journal-123-dead.json", RANGE_FILE]);
+    expect(stderr).toHaveBeenCalledWith(expect.stringMatching(/^podcidr-ipam: converted the store .* \(1 attachments, 1 ranges\)/));
   });
 
   it("replays a journal into a store that has no attachments folder yet", async () => {
@@ -280,8 +316,7 @@ describe("DiskStore: journal", () => {
     );
     quiet();
     expect(await value(store().transact({ create: true }, (tx) => tx.attachment(key("ctr1"))))).toEqual(rec("ctr1"));
-    expect(mode(join(attDir, "ctr1@eth0.json"))).toBe(0o600);
-    expect(mode(attDir)).toBe(0o700);
+    expect(await value(store().transact({ create: false }, (tx) => tx.attachments()))).toEqual([rec("ctr1")]);
   });
 
   it("refuses a corrupt journal with code 103 and leaves it in place", async () => {
@@ -297,7 +332,7 @@ describe("DiskStore: journal", () => {
   });
 
   it("refuses two journals (one was written by a call that had lost the lock) with 103, replaying neither", async () => {
-    await allocate(store(), "ctr1", [0]);
+    oldStore("ctr1", [0]);
     const before = readFileSync(join(netDir, RANGE_FILE), "utf8");
     for (const t of ["1-a", "2-b"])
       writeFileSync(journalOf(t), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(emptyRange(V4)) }]));
@@ -306,10 +341,11 @@ describe("DiskStore: journal", () => {
     expect(err.message).toContain("has 2 interrupted commits");
     expect(err.details).toContain("podcidr-ipam repair");
     expect(readFileSync(join(netDir, RANGE_FILE), "utf8")).toBe(before);
+    expect(existsSync(join(netDir, "checkpoint.0"))).toBe(false);
   });
 });
 
-describe("DiskStore: corrupt range files", () => {
+describe("DiskStore: corrupt range files of the previous format (the upgrade refuses them)", () => {
   const flip = (t: string): string => {
     const buf = Buffer.from(t, "utf8");
     buf[t.indexOf('"bits":"') + 12]! ^= 0x01;
@@ -331,7 +367,7 @@ describe("DiskStore: corrupt range files", () => {
       why: "it holds the bitmap of 10.0.3.0/24, not of the CIDR its name says",
     },
   ])("rejects $name with code 103 and leaves the file untouched", async ({ mutate, why }) => {
-    await allocate(store(), "ctr1", [0, 1]);
+    oldStore("ctr1", [0, 1]);
     const file = join(netDir, RANGE_FILE);
     const bad = mutate(readFileSync(file, "utf8"));
     writeFileSync(file, bad);
@@ -349,16 +385,17 @@ describe("DiskStore: corrupt range files", () => {
     }
     expect(readFileSync(file, "utf8")).toBe(bad);
     expect(statSync(file).mtimeMs).toBe(mtimeMs);
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE, RESERVE]);
+    // Nothing converted, nothing moved.
+    expect(readdirSync(netDir).sort()).toEqual(["attachments", RANGE_FILE]);
     expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
   });
 
-  it("skipping damage (DEL, GC), notes the file, keeps what still parses, and never rewrites it", async () => {
-    await allocate(store(), "ctr1", [0, 1]);
+  it("skipping damage (DEL, GC), the upgrade still refuses it: a bitmap is never dropped silently", async () => {
+    oldStore("ctr1", [0, 1]);
     const file = join(netDir, RANGE_FILE);
     const bad = flip(readFileSync(file, "utf8"));
     writeFileSync(file, bad);
-    const seen = await value(
+    const err = await rejection(
       store().transact({ create: false, skipDamaged: true }, (tx) => {
         const r = tx.range(V4);
         take(r, 5);
@@ -367,11 +404,10 @@ describe("DiskStore: corrupt range files", () => {
         return tx.corrupt();
       }),
     );
-    expect(seen).toHaveLength(1);
-    expect(seen[0]).toMatchObject({ file, reason: expect.stringContaining("checksum") });
-    expect(seen[0]!.salvaged?.offsets.length).toBeGreaterThanOrEqual(1);
+    expect(err.code).toBe(Code.StoreCorrupt);
+    expect(err.message).toContain(`store file ${file} is corrupt: its checksum does not match its content`);
     expect(readFileSync(file, "utf8")).toBe(bad);
-    expect(readdirSync(attDir)).toEqual([]);
+    expect(readdirSync(attDir)).toEqual(["ctr1@eth0.json"]);
   });
 
   it("refuses a symbolic link where the store folder should be, saying how to fix it without losing state", async () => {
@@ -388,7 +424,7 @@ describe("DiskStore: corrupt range files", () => {
   });
 
   it("refuses a record whose content names another attachment (a file copied by hand)", async () => {
-    await allocate(store(), "ctr1", [0]);
+    oldStore("ctr1", [0]);
     writeFileSync(join(attDir, "ctr9@eth0.json"), readFileSync(join(attDir, "ctr1@eth0.json")));
     const err = await rejection(store().transact({ create: true }, (tx) => tx.attachment(key("ctr9"))));
     expect(err.code).toBe(Code.StoreCorrupt);
@@ -426,8 +462,8 @@ describe("DiskStore: create:false", () => {
     expect(await value(store().transact({ create: false }, (tx) => tx.range(V4).allocated))).toBe(1);
   });
 
-  it("unlocked (STATUS, repair --dry-run): takes no lock and sees a pending journal as applied", async () => {
-    await allocate(store(), "ctr1", [0]);
+  it("unlocked (STATUS, repair --dry-run): takes no lock and sees a pending journal of the previous format as applied", async () => {
+    oldStore("ctr1", [0]);
     const r = emptyRange(V4);
     for (const o of [0, 1, 2]) take(r, o);
     writeFileSync(join(netDir, "journal-1-x.json"), codec.encodeJournal([{ file: RANGE_FILE, content: codec.encodeRange(r) }]));
@@ -468,7 +504,7 @@ describe("DiskStore: lock", () => {
     expect(took).toBeLessThan(3000);
     expect(waitedMs).toBeLessThan(3000);
     // The wait queued a ticket in queue/ and took it away once the lock was had.
-    expect(readdirSync(netDir).sort()).toEqual(["attachments", "queue", RESERVE]);
+    expect(readdirSync(netDir).sort()).toEqual([...FILES.slice(0, 4), "queue", RESERVE]);
     expect(readdirSync(join(netDir, "queue"))).toEqual([]);
   });
 

@@ -5,7 +5,7 @@
 // Blocking this process's event loop inside a transaction is exactly a busy or
 // frozen holder: nothing renews its lease meanwhile.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -13,7 +13,8 @@ import { CniError } from "../../src/errors";
 import { parseCidr } from "../../src/ipam/cidr";
 import { take } from "../../src/ipam/allocator";
 import { DiskStore } from "../../src/store/disk";
-import { STALE_MS } from "../../src/store/lock";
+import { commit, load, txOf } from "../../src/store/engine";
+import { type HeldLock, STALE_MS, acquire } from "../../src/store/lock";
 import { ciliumNode } from "../helpers/node";
 import { BIN } from "../helpers/plugin";
 
@@ -59,6 +60,16 @@ function spinUntil(done: () => boolean, boundMs: number): void {
   }
 }
 
+/** The address a record of the store at dataDir holds, read (without the lock) by the store's own code; null when none. */
+function held(dataDir: string, containerID: string): string | null {
+  const v = load(join(dataDir, "_store"), false);
+  try {
+    return txOf(v, { writable: true }).attachment({ network: "podnet", containerID, ifname: "eth0" })?.ips[0]?.address ?? null;
+  } finally {
+    v.close();
+  }
+}
+
 function ourRecord(tx: Parameters<Parameters<DiskStore["transact"]>[1]>[0], cidr: ReturnType<typeof cidrOf>): void {
   const r = tx.range(cidr);
   take(r, 1);
@@ -90,9 +101,8 @@ describe("lock holder", () => {
       const other = await child!;
       expect(other.code, other.out).toBe(0);
       expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.3/24");
-      const att = join(w.dataDir, "_store", "attachments", "podnet");
-      expect(JSON.parse(readFileSync(join(att, "frozen@eth0.json"), "utf8")).ips[0].address).toBe("10.1.0.2");
-      expect(JSON.parse(readFileSync(join(att, "other@eth0.json"), "utf8")).ips[0].address).toBe("10.1.0.3");
+      expect(held(w.dataDir, "frozen")).toBe("10.1.0.2");
+      expect(held(w.dataDir, "other")).toBe("10.1.0.3");
     } finally {
       rmSync(w.dir, { recursive: true, force: true });
     }
@@ -103,7 +113,6 @@ describe("lock holder", () => {
     try {
       await w.store.transact({ create: true }, () => undefined);
       const ownerFile = join(w.dataDir, "_store", "lock.owner");
-      const otherRecord = join(w.dataDir, "_store", "attachments", "podnet", "other@eth0.json");
       let child: Promise<{ code: number | null; out: string }> | undefined;
       const frozen = w.store.transact({ create: true }, (tx) => {
         // Seen from the waiter, this holder now runs in a pid namespace it cannot look into: only the lease counts.
@@ -111,7 +120,7 @@ describe("lock holder", () => {
         writeFileSync(ownerFile, JSON.stringify({ ...owner, pidns: "pid:[1]" }));
         child = startAdd(w.confFile);
         // Frozen until the waiter has taken the lock over and committed (the lease is 5 s), bounded.
-        spinUntil(() => existsSync(otherRecord), STALE_MS + 20_000);
+        spinUntil(() => held(w.dataDir, "other") !== null, STALE_MS + 20_000);
         ourRecord(tx, w.cidr);
       });
       const err = await frozen.then(
@@ -125,11 +134,58 @@ describe("lock holder", () => {
       expect((err as CniError).code).toBe(11);
       expect((err as CniError).message).toBe("lost the store lock before committing; nothing was written");
       // The other call's record stands; the frozen one's was never written.
-      expect(JSON.parse(readFileSync(otherRecord, "utf8")).ips[0].address).toBe("10.1.0.2");
-      expect(existsSync(join(w.dataDir, "_store", "attachments", "podnet", "frozen@eth0.json"))).toBe(false);
+      expect(held(w.dataDir, "other")).toBe("10.1.0.2");
+      expect(held(w.dataDir, "frozen")).toBeNull();
       // And the frozen call did not remove a lock that was no longer its own: the store still works.
       const again = await new DiskStore(w.dataDir, 2000, () => {}).transact({ create: false }, (tx) => tx.range(w.cidr).allocated);
       expect(again.value).toBe(1);
+    } finally {
+      rmSync(w.dir, { recursive: true, force: true });
+    }
+  });
+
+  it("in another pid namespace, frozen after its last fence and before its write: the write lands in no file the store reads, and it answers 11", async () => {
+    const w = world();
+    try {
+      await w.store.transact({ create: true }, () => undefined);
+      const dir = join(w.dataDir, "_store");
+      const ownerFile = join(dir, "lock.owner");
+      const lock = await acquire(dir, 10_000);
+      const view = load(dir, true);
+      let child: Promise<{ code: number | null; out: string }> | undefined;
+      // The real lock, frozen once its fence has passed: the one instant the fence itself cannot cover.
+      const frozenAfterFence: HeldLock = {
+        ...lock,
+        assertHeld() {
+          lock.assertHeld();
+          const owner = JSON.parse(readFileSync(ownerFile, "utf8"));
+          writeFileSync(ownerFile, JSON.stringify({ ...owner, pidns: "pid:[1]" }));
+          child = startAdd(w.confFile);
+          spinUntil(() => held(w.dataDir, "other") !== null, STALE_MS + 20_000);
+        },
+      };
+      let err: unknown = null;
+      try {
+        const tx = txOf(view, { writable: true });
+        ourRecord(tx, w.cidr);
+        commit(view, tx, frozenAfterFence);
+      } catch (e) {
+        err = e;
+      } finally {
+        view.close();
+        lock.release();
+      }
+      const other = await child!;
+      expect(other.code, other.out).toBe(0);
+      expect(JSON.parse(other.out).ips[0].address).toBe("10.1.0.2/24");
+      expect(err).toBeInstanceOf(CniError);
+      expect((err as CniError).code).toBe(11);
+      expect((err as CniError).message).toBe("lost the store lock while committing; this change may not have been kept");
+      // The other call's acknowledged record stands; the frozen one's went to the old inode.
+      expect(held(w.dataDir, "other")).toBe("10.1.0.2");
+      expect(held(w.dataDir, "frozen")).toBeNull();
+      const next = await new DiskStore(w.dataDir, 2000, () => {}).transact({ create: false }, (tx) => tx.range(w.cidr).allocated);
+      expect(next.value).toBe(1);
     } finally {
       rmSync(w.dir, { recursive: true, force: true });
     }

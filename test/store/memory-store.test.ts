@@ -1,6 +1,6 @@
 // The memory store (test/helpers/memory-store.ts) against the disk store: the same
 // script, the same observable answers. What the handler tests rely on is pinned here.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -9,6 +9,8 @@ import { isSet, take } from "../../src/ipam/allocator.js";
 import { type Cidr, parseCidr } from "../../src/ipam/cidr.js";
 import * as codec from "../../src/store/codec.js";
 import { DiskStore } from "../../src/store/disk.js";
+import { SLOTS, commit, confirm, load, txOf } from "../../src/store/engine.js";
+import type { HeldLock } from "../../src/store/lock.js";
 import type { AttachmentKey, AttachmentRecord, Store, TransactOptions, Tx } from "../../src/store/store.js";
 import { MemoryStore } from "../helpers/memory-store.js";
 
@@ -40,6 +42,34 @@ interface Subject {
   cleanup(): void;
 }
 
+/** Write the disk store's state into a checkpoint (as a long log would), then change one character of what `find` finds there. */
+function damageCheckpoint(dir: string, find: (text: string) => number): void {
+  const lock: HeldLock = { assertHeld() {}, stillHeld: () => true, release() {}, token: "test", waitedMs: 0 };
+  const v = load(dir, true);
+  let slot: number;
+  try {
+    confirm(v);
+    commit(v, txOf(v, { writable: true }), lock, Date.now(), true);
+    slot = 1 - v.slot;
+  } finally {
+    v.close();
+  }
+  const file = join(dir, SLOTS[slot]!);
+  const buf = readFileSync(file);
+  const at = find(buf.toString("latin1"));
+  expect(at).toBeGreaterThan(0);
+  buf[at] = buf[at] === 0x41 ? 0x42 : 0x41;
+  writeFileSync(file, buf);
+}
+
+/** Names of damaged parts, the same for both stores: "attachments/<network>/<id>@<if>.json" or "range-<cidr>.json". */
+const damageName = (file: string): string => {
+  const rec = /: record of ([^/]+)\/([^/]+)\/(.+)$/.exec(file);
+  if (rec) return `attachments/${rec[1]}/${rec[2]}@${rec[3]}.json`;
+  const range = /: range (.+)$/.exec(file);
+  return range ? codec.rangeFileName(range[1]!) : file.slice(file.lastIndexOf("/") + 1).replace(/^(?!range-)/, "");
+};
+
 const subjects: { name: string; make: () => Subject }[] = [
   {
     name: "disk",
@@ -49,8 +79,10 @@ const subjects: { name: string; make: () => Subject }[] = [
       return {
         store,
         exists: () => existsSync(store.dir),
-        damageRange: (c) => writeFileSync(join(store.dir, codec.rangeFileName(c.text)), "x"),
-        damageRecord: (k) => writeFileSync(join(store.dir, codec.attachmentPath(k)), "x"),
+        damageRange: (c) => damageCheckpoint(store.dir, (t) => t.indexOf('"bits":"', t.indexOf(`{"cidr":"${c.text}"`)) + 8),
+        // A character of the record's pod name (its key fields intact: the damage is its own, by name).
+        damageRecord: (k) =>
+          damageCheckpoint(store.dir, (t) => t.indexOf(`"pod-${k.containerID}"`, t.indexOf(`"${k.network}","${k.containerID}"`)) + 1),
         cleanup: () => rmSync(root, { recursive: true, force: true }),
       };
     },
@@ -93,7 +125,7 @@ describe.each(subjects)("$name store", ({ make }) => {
       }
       for (const r of recs) t.putAttachment(r);
     });
-  const relative = (file: string): string => file.slice(s.store.location.length + 1);
+  const relative = (file: string): string => (s.store instanceof DiskStore ? damageName(file) : file.slice(s.store.location.length + 1));
 
   it("create:false on a missing store reads empty, refuses writes with 999, and creates nothing", async () => {
     s = make();
@@ -233,7 +265,8 @@ describe.each(subjects)("$name store", ({ make }) => {
     s.damageRecord(key("c2"));
     const byKey = await failure(tx({ create: false, skipDamaged: true }, (t) => t.attachment(key("c2"))));
     expect(byKey.code).toBe(Code.StoreCorrupt);
-    expect(byKey.message).toMatch(/^store file .*attachments\/podnet\/c2@eth0\.json is corrupt: /);
+    expect(byKey.message).toMatch(/^store file .*(attachments\/podnet\/c2@eth0\.json|checkpoint\.\d) is corrupt: /);
+    if (s.store instanceof DiskStore) expect(byKey.message).toContain("record of podnet/c2/eth0");
     const listed = await failure(tx({ create: false }, (t) => t.attachments()));
     expect(listed.code).toBe(Code.StoreCorrupt);
     const tolerated = await tx({ create: false, skipDamaged: true }, (t) => ({
@@ -255,7 +288,8 @@ describe.each(subjects)("$name store", ({ make }) => {
     s.damageRange(V4);
     const e = await failure(tx({ create: true }, (t) => t.range(V4)));
     expect(e.code).toBe(Code.StoreCorrupt);
-    expect(e.message).toMatch(/^store file .*range-10\.0\.2\.0_24\.json is corrupt: /);
+    expect(e.message).toMatch(/^store file .*(range-10\.0\.2\.0_24\.json|checkpoint\.\d) is corrupt: /);
+    if (s.store instanceof DiskStore) expect(e.message).toContain("range 10.0.2.0/24");
     expect((await failure(tx({ create: false }, (t) => t.storedRanges()))).code).toBe(Code.StoreCorrupt);
     const skipped = await tx({ create: false, skipDamaged: true }, (t) => {
       const stored = t.storedRanges().map((r) => r.cidr.text);

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { ROOT, Sandbox } from "../../helpers/plugin";
+import { containers } from "../../helpers/store-state";
 import { Rng } from "./bytes";
 import { makeCase } from "./cases";
 import { type Exec, type Outcome, runExe, runInProcess } from "./run";
@@ -68,7 +69,7 @@ async function seedWorld(store: Ctx, noStore: Ctx, exe: boolean): Promise<World>
   expect(o.exit, o.stdout).toBe(0);
   store.seeds.pop();
   const base = baseline(store.sb.dataDir);
-  expect([...base.snap.keys()].filter((k) => /^_store\/attachments\/podnet\/./.test(k)).length).toBe(4);
+  expect(await containers(store.sb.dataDir, "podnet")).toHaveLength(4);
   expect(existsSync(noStore.sb.dataDir)).toBe(false);
   return { store, noStore, base, rootListing: readdirSync(ROOT).sort() };
 }

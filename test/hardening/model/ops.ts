@@ -329,7 +329,7 @@ const killOp: Op = {
     if (live.length && chance(ctx, 0.35)) {
       const a = pick(ctx, live);
       const c = delCall(ctx, a);
-      const o = mode < 0.8 ? await call(ctx, c, "del-kill", killDelay(ctx)) : await killedOn(ctx, c, "journal");
+      const o = mode < 0.8 ? await call(ctx, c, "del-kill", killDelay(ctx)) : await killedOn(ctx, c, "commit");
       countKill(ctx, o);
       settleDel(ctx, a, o);
       return;
@@ -338,7 +338,7 @@ const killOp: Op = {
     const hold = holdings(ctx, "A");
     const t0 = Date.now();
     const c = addCall(a);
-    const o = mode < 0.7 ? await call(ctx, c, "add-kill", killDelay(ctx)) : await killedOn(ctx, c, mode < 0.85 ? "journal" : "answer");
+    const o = mode < 0.7 ? await call(ctx, c, "add-kill", killDelay(ctx)) : await killedOn(ctx, c, mode < 0.85 ? "commit" : "answer");
     countKill(ctx, o);
     settleAdd(ctx, a, o, hold, 1, ctx.m.versionsDuring(t0, Date.now()), null);
   },
@@ -348,7 +348,7 @@ function killDelay(ctx: Ctx): number {
   return Math.floor(ctx.rng() * 1.5 * ctx.w.callMs);
 }
 
-async function killedOn(ctx: Ctx, c: Call, mode: "journal" | "answer"): Promise<Outcome> {
+async function killedOn(ctx: Ctx, c: Call, mode: "commit" | "answer"): Promise<Outcome> {
   ctx.touched.add(c.store);
   ctx.calls++;
   const o = await ctx.w.callKilledOn(c, mode);

@@ -195,7 +195,7 @@ export async function runModel(cfg: RunConfig): Promise<RunReport> {
       }
     }
     for (const store of ["A", "B"] as const) {
-      const recs = w.recordFiles(store);
+      const recs = await w.recordFiles(store);
       if (recs.length) ctx.v.push({ kind: "leak", msg: `after every DEL, store ${store} keeps attachment records ${recs.join(", ")}` });
     }
     if (m.holders().length)
@@ -248,7 +248,7 @@ async function observe(ctx: Ctx, views: Record<StoreId, StoreView | null>, check
     ctx.v.push(...checkDurable(d.att, d.held, views[d.att.store]!));
   }
   const present = (["A", "B"] as const).map((s) => views[s]).filter((x): x is StoreView => x !== null);
-  ctx.v.push(...checkStores(ctx.m, present, { A: ctx.w.recordFiles("A"), B: ctx.w.recordFiles("B") }));
+  ctx.v.push(...checkStores(ctx.m, present, { A: await ctx.w.recordFiles("A"), B: await ctx.w.recordFiles("B") }));
   ctx.v.push(...checkClaims(present, ctx.w.claimOwners(), { A: ctx.w.storeFolder("A"), B: ctx.w.storeFolder("B") }));
 }
 

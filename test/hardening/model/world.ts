@@ -8,6 +8,8 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { snapshot } from "../../helpers/snapshot";
+import { pendingCheckpoint } from "../../../src/store/disk";
+import { readStore } from "../../helpers/store-state";
 import { type DirWatch, watchDir } from "../../helpers/watch-dir";
 import { BIN, type RunResult, Sandbox, cli, collect, run } from "../../helpers/plugin";
 import { type Cidr, type Fam, fmtIp, parseCidr, parseIp } from "./net";
@@ -42,7 +44,7 @@ export interface Outcome {
   killedByOther: boolean;
 }
 
-export type KillMode = { kind: "timer"; ms: number } | { kind: "journal" } | { kind: "answer" };
+export type KillMode = { kind: "timer"; ms: number } | { kind: "commit" } | { kind: "answer" };
 
 export interface Stall {
   delayUs: number;
@@ -143,7 +145,7 @@ export class World {
             "-e",
             "trace=fsync,fdatasync",
             "-e",
-            `inject=fsync:delay_enter=${stall.delayUs}:when=${stall.when}`,
+            `inject=fsync,fdatasync:delay_enter=${stall.delayUs}:when=${stall.when}`,
             BIN,
           ]
         : [];
@@ -153,8 +155,8 @@ export class World {
     return { child, done: collect(child), t0: Date.now() };
   }
 
-  /** A call killed on an event of its own: when its store's journal appears, or the moment it answers. */
-  async callKilledOn(c: Call, mode: "journal" | "answer"): Promise<Outcome> {
+  /** A call killed on an event of its own: when it writes its commit to its store's log, or the moment it answers. */
+  async callKilledOn(c: Call, mode: "commit" | "answer"): Promise<Outcome> {
     let watcher: DirWatch | undefined;
     const { child, done, t0 } = this.spawn(c);
     let killed = false;
@@ -165,15 +167,13 @@ export class World {
     };
     if (mode === "answer") child.stdout!.once("data", kill);
     else {
-      for (const dir of this.storeDirs(c.store, c.network)) {
-        try {
-          watcher = watchDir(dir, (name) => {
-            if (name.startsWith("journal")) kill();
-          });
-          break;
-        } catch {
-          /* not there yet: the call creates it */
-        }
+      // The log is written only by a commit (its record, or a checkpoint's generation record): killed as it lands.
+      try {
+        watcher = watchDir(join(this.dataDirs[c.store], "_store"), (name) => {
+          if (name === "log") kill();
+        });
+      } catch {
+        /* no store yet: the call makes it, and is not killed */
       }
     }
     const r = await done;
@@ -181,7 +181,7 @@ export class World {
     return { r, ms: Date.now() - t0, killedByUs: killed && r.signal === "SIGKILL", killedByOther: !killed && r.signal === "SIGKILL" };
   }
 
-  /** The folders that hold a store's lock and journal: the shared `_store`, else today's per-network folder. */
+  /** The folders that hold a store's lock: the shared `_store`, else the per-network folder of older releases. */
   storeDirs(store: StoreId, network: string): string[] {
     return [join(this.dataDirs[store], "_store"), join(this.dataDirs[store], network)];
   }
@@ -253,23 +253,14 @@ export class World {
     }
   }
 
-  /** Attachment record files of a store, as network/containerID@ifname, in either layout. */
-  recordFiles(store: StoreId): string[] {
-    const root = this.dataDirs[store];
-    const out: string[] = [];
-    const list = (dir: string): string[] => {
-      try {
-        return readdirSync(dir).filter((f) => f.endsWith(".json"));
-      } catch {
-        return [];
-      }
-    };
-    const shared = join(root, "_store", "attachments");
-    if (existsSync(shared)) {
-      for (const net of readdirSync(shared)) for (const f of list(join(shared, net))) out.push(`${net}/${f.replace(/\.json$/, "")}`);
-    }
-    for (const net of NETWORKS) for (const f of list(join(root, net, "attachments"))) out.push(`${net}/${f.replace(/\.json$/, "")}`);
-    return out;
+  /** True when a store holds a checkpoint a killed call left unconfirmed (the next call that takes the lock confirms it). */
+  pendingCheckpoint(): boolean {
+    return (["A", "B"] as const).some((s) => pendingCheckpoint(join(this.dataDirs[s], "_store")) !== null);
+  }
+
+  /** The attachment records of a store, as network/containerID@ifname, read through the store's own code. */
+  async recordFiles(store: StoreId): Promise<string[]> {
+    return (await readStore(this.dataDirs[store])).records.map((r) => `${r.network}/${r.containerID}@${r.ifname}`);
   }
 }
 
