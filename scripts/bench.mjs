@@ -203,6 +203,7 @@ function peakKiB(cmd, args, env, input) {
  */
 function syncCounts(w, n) {
   const names = ["fsync", "fdatasync", "rename", "renameat", "renameat2"];
+  /** @type {Record<string, Record<string, number>>} */
   const out = { ADD: {}, DEL: {} };
   const file = join(work, `strace-${w.key.replace(/\W/g, "_")}.txt`);
   // The store made first (a node's first pod makes it once: its creation's syncs are not a per-call cost).
@@ -218,14 +219,16 @@ function syncCounts(w, n) {
       if (r.status !== 0) throw new Error(`${w.plugin.name} ${command} under strace failed: ${r.stdout}${r.stderr}`);
       for (const line of readFileSync(file, "utf8").split("\n")) {
         const t = line.trim().split(/\s+/);
-        const name = t.at(-1);
+        const name = t.at(-1) ?? "";
+        const counts = /** @type {Record<string, number>} */ (out[command]);
         if (!names.includes(name) || t.length < 5) continue;
         const key = name.startsWith("rename") ? "rename" : name;
-        out[command][key] = (out[command][key] ?? 0) + Number(t[3]);
+        counts[key] = (counts[key] ?? 0) + Number(t[3]);
       }
     }
   }
-  const per = (c, k) => (out[c][k] ?? 0) / n;
+  /** @param {string} c @param {string} k */
+  const per = (c, k) => (out[c]?.[k] ?? 0) / n;
   return {
     n,
     ADD: { sync: per("ADD", "fsync") + per("ADD", "fdatasync"), rename: per("ADD", "rename") },
