@@ -1,10 +1,13 @@
-// CRC-32 (zlib's polynomial) of bytes: a table for small inputs (a record, a meta line),
-// node:zlib's native one for large ones (a checkpoint's sections) where this Node has it
-// (20.15 and later). node:zlib is loaded only then: loading it costs an ADD about 1 ms.
+// CRC-32 (zlib's polynomial) of bytes: a table while this process has hashed little (the
+// meta line and a few records of a quiet store), node:zlib's native one once it hashes
+// more (a long log, a checkpoint's sections) where this Node has it (20.15 and later).
+// node:zlib is loaded only then: loading it costs an ADD about 1 ms, and the table, run
+// cold in a fresh process, costs about as much per 16 KiB.
 // Every record and section of the store carries one.
 type Native = (data: Uint8Array, value?: number) => number;
-/** Below this many bytes the table is faster than loading node:zlib. */
-const NATIVE_FROM = 16 << 10;
+/** Bytes this process hashes by table before it loads node:zlib. */
+const TABLE_BYTES = 4 << 10;
+let tabled = 0;
 let native: Native | null | undefined;
 let table: Int32Array | undefined;
 
@@ -14,7 +17,8 @@ function nativeCrc(): Native | null {
 }
 
 export function crc32(data: Uint8Array, start = 0, end = data.length): number {
-  const fast = end - start >= NATIVE_FROM ? nativeCrc() : null;
+  tabled += end - start;
+  const fast = tabled > TABLE_BYTES ? nativeCrc() : null;
   if (fast) return fast(start === 0 && end === data.length ? data : data.subarray(start, end));
   if (!table) {
     table = new Int32Array(256);
@@ -31,7 +35,8 @@ export function crc32(data: Uint8Array, start = 0, end = data.length): number {
 
 /** Continue a CRC over more bytes (a header, then a payload). */
 export function crc32More(prev: number, data: Uint8Array): number {
-  const fast = data.length >= NATIVE_FROM ? nativeCrc() : null;
+  tabled += data.length;
+  const fast = tabled > TABLE_BYTES ? nativeCrc() : null;
   if (fast) return fast(data, prev);
   // Table fallback: undo the final xor, go on, redo it.
   if (!table) crc32(new Uint8Array(0));
