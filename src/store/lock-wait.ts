@@ -138,6 +138,11 @@ export function sweepQueue(storeDir: string): void {
 
 let prefix: string | undefined;
 
+/** Forget the ticket prefix (src/forget.ts). */
+export function forgetPrefix(): void {
+  prefix = undefined;
+}
+
 function bootPrefix(): string {
   prefix ??= (
     selfInfo()
