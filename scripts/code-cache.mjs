@@ -87,9 +87,6 @@ export async function bundles() {
   );
   const entry = [
     `import { main } from ${JSON.stringify(main)};`,
-    // The standalone's snapshot build calls these itself (scripts/snapshot-main.mjs).
-    `export { main } from ${JSON.stringify(main)};`,
-    `export { forget } from ${JSON.stringify(join(root, "src/forget.ts"))};`,
     ...inputs.map((m, i) =>
       m.cjs
         ? `import m${i} from ${JSON.stringify(m.path)};`

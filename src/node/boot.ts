@@ -7,11 +7,6 @@ export const BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
 
 let cached: string | undefined;
 
-/** Forget the boot ID read (src/forget.ts). */
-export function forgetBootId(): void {
-  cached = undefined;
-}
-
 export function bootId(): string {
   if (cached !== undefined) return cached;
   try {

@@ -138,11 +138,6 @@ export function sweepQueue(storeDir: string): void {
 
 let prefix: string | undefined;
 
-/** Forget the ticket prefix (src/forget.ts). */
-export function forgetPrefix(): void {
-  prefix = undefined;
-}
-
 function bootPrefix(): string {
   prefix ??= (
     selfInfo()

@@ -39,11 +39,6 @@ function alive(pid: number): boolean {
 
 let self: { pidns: string; start: number; boot: string } | undefined;
 
-/** Forget what selfInfo() learnt (src/forget.ts). */
-export function forgetSelf(): void {
-  self = undefined;
-}
-
 /** This process: its pid namespace ("" when /proc does not say), start time, and the boot ID. */
 export function selfInfo(): { pidns: string; start: number; boot: string } {
   if (!self) {
