@@ -12,8 +12,8 @@ import { fsyncDir, uniqueSuffix } from "./io.js";
 import { FENCED } from "./lock-reap.js";
 import { LOG_BYTES, encodeRecord } from "./log.js";
 
-/** Write `data` (zero-padded to `size`) to a new temp file in `dir`, synced; its path. */
-function make(dir: string, name: string, data: Buffer, size = data.length): string {
+/** Write `data` (zero-padded to `size`) to a new temp file in `dir`, synced; its path (the caller renames it into place). */
+export function writeTemp(dir: string, name: string, data: Buffer, size = data.length): string {
   const path = join(dir, `.tmp-${name}-${process.pid}-${uniqueSuffix()}`);
   const fd = createFile(path);
   try {
@@ -28,12 +28,12 @@ function make(dir: string, name: string, data: Buffer, size = data.length): stri
 /** Make a new store's files in `dir` (under the lock): `state` as generation 1. The folder is synced. */
 export function create(dir: string, state: FullState | null): void {
   for (const n of [LOG, SLOTS[1]]) unlinkFile(join(dir, n));
-  const log = make(dir, LOG, encodeRecord(1, 0, null), LOG_BYTES);
-  const empty = make(dir, SLOTS[1], Buffer.alloc(0));
-  const cp = make(dir, SLOTS[0], encodeCheckpoint(state ?? { gen: 1, at: Date.now(), ranges: [], records: [], history: [], sw: {} }));
+  const log = writeTemp(dir, LOG, encodeRecord(1, 0, null), LOG_BYTES);
+  const empty = writeTemp(dir, SLOTS[1], Buffer.alloc(0));
+  const cp = writeTemp(dir, SLOTS[0], encodeCheckpoint(state ?? { gen: 1, at: Date.now(), ranges: [], records: [], history: [], sw: {} }));
   renameFile(log, join(dir, LOG));
   renameFile(empty, join(dir, SLOTS[1]));
-  if (!existsSync(join(dir, MARKER))) renameFile(make(dir, MARKER, Buffer.from(MARKER_TEXT)), join(dir, MARKER));
+  if (!existsSync(join(dir, MARKER))) renameFile(writeTemp(dir, MARKER, Buffer.from(MARKER_TEXT)), join(dir, MARKER));
   fsyncDir(dir);
   renameFile(cp, join(dir, SLOTS[0]));
   fsyncDir(dir);
@@ -57,7 +57,7 @@ export function fenceOff(dir: string): void {
     } finally {
       closeFile(fd);
     }
-    renameFile(make(dir, name, data), path);
+    renameFile(writeTemp(dir, name, data), path);
   }
   fsyncDir(dir);
   unlinkFile(join(dir, FENCED));
@@ -65,14 +65,6 @@ export function fenceOff(dir: string): void {
 
 /** Repair of a store whose log is missing: a new one, all zeros (the checkpoint repair writes then starts it). */
 export function remakeLog(dir: string): void {
-  const path = join(dir, `.tmp-${LOG}-${process.pid}-${uniqueSuffix()}`);
-  const fd = createFile(path);
-  try {
-    writeAt(fd, Buffer.alloc(LOG_BYTES), 0);
-    syncData(fd);
-  } finally {
-    closeFile(fd);
-  }
-  renameFile(path, join(dir, LOG));
+  renameFile(writeTemp(dir, LOG, Buffer.alloc(0), LOG_BYTES), join(dir, LOG));
   fsyncDir(dir);
 }

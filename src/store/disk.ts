@@ -66,7 +66,8 @@ export class DiskStore implements Store {
   async open(lock: HeldLock, opts: TransactOptions, legacyFound: boolean): Promise<{ view: View; broken: Damaged[] }> {
     const salvage = opts.salvage === true;
     const broken: Damaged[] = [];
-    for (const n of readdirSync(this.dir)) if (n.startsWith(".tmp-")) unlinkFile(join(this.dir, n));
+    const names = readdirSync(this.dir);
+    for (const n of names) if (n.startsWith(".tmp-")) unlinkFile(join(this.dir, n));
     sweepQueue(this.dir);
     if (salvage && isLogStore(this.dir) && !existsSync(join(this.dir, LOG))) {
       remakeLog(this.dir);
@@ -77,7 +78,7 @@ export class DiskStore implements Store {
       });
     }
     // The lock was taken from a holder that may still run: its files get new inodes before anything is read.
-    if (isLogStore(this.dir) && existsSync(join(this.dir, FENCED))) fenceOff(this.dir);
+    if (names.includes(FENCED) && isLogStore(this.dir)) fenceOff(this.dir);
     if (isLogStore(this.dir)) finishUpgrade(this.dir);
     else if (oldFiles(this.dir).length > 0) broken.push(...upgrade(this.dir, salvage, this.log));
     else if (opts.create || legacyFound) create(this.dir, null);

@@ -10,9 +10,9 @@ import { Code, CniError } from "../errors.js";
 import { toArray } from "./change.js";
 import * as codec from "./codec.js";
 import { ATTACHMENTS, DiskTx, MAX_FILE } from "./disk-tx.js";
-import { create } from "./create.js";
+import { create, writeTemp } from "./create.js";
 import { MARKER, MARKER_TEXT } from "./engine.js";
-import { closeFile, createFile, makeDir, renameFile, syncData, writeAt } from "./files.js";
+import { makeDir, renameFile } from "./files.js";
 import { fsyncDir, ioError, readFileNoFollow } from "./io.js";
 import type { Damaged } from "./store.js";
 
@@ -97,15 +97,7 @@ export function finishUpgrade(dir: string): string | null {
   makeDir(dest);
   for (const e of left) renameFile(join(dir, e.name), join(dest, e.name));
   fsyncDir(dest);
-  const tmp = join(dir, `.tmp-${MARKER}-${process.pid}`);
-  const fd = createFile(tmp);
-  try {
-    writeAt(fd, Buffer.from(MARKER_TEXT), 0);
-    syncData(fd);
-  } finally {
-    closeFile(fd);
-  }
-  renameFile(tmp, join(dir, MARKER));
+  renameFile(writeTemp(dir, MARKER, Buffer.from(MARKER_TEXT)), join(dir, MARKER));
   fsyncDir(dir);
   return dest;
 }
