@@ -11,6 +11,7 @@ import { addrs } from "../helpers/exe";
 import { ciliumNode } from "../helpers/node";
 import { type RunResult, Sandbox, run } from "../helpers/plugin";
 import { logRecords, previousFormatStore, readStore } from "../helpers/store-state";
+import { attachmentRecord } from "../helpers/records";
 
 let sb: Sandbox;
 let bootDir: string;
@@ -105,19 +106,7 @@ describe("releaseOnReboot", () => {
   });
 
   it("a record that does not know its boot (the release before the log store made it) is kept", async () => {
-    previousFormatStore(sb.dataDir, [
-      {
-        network: "podnet",
-        containerID: "old",
-        ifname: "eth0",
-        netns: "/var/run/netns/old",
-        netnsId: "",
-        namespace: "",
-        pod: "",
-        createdAt: "2026-01-01T00:00:00.000Z",
-        ips: [{ cidr: "10.0.2.0/24", address: "10.0.2.2" }],
-      },
-    ]);
+    previousFormatStore(sb.dataDir, [attachmentRecord("old", "10.0.2.2")]);
     ok(await call("ADD", "p1"), "ADD p1");
     boot("22222222-bbbb-4000-8000-000000000002");
     ok(await call("ADD", "p2"), "ADD p2");

@@ -60,6 +60,7 @@ import {
   straceSync,
   until,
 } from "../helpers/reports";
+import { attachmentRecord } from "../helpers/records";
 
 let sb: Sandbox;
 /** Processes a test started (lock holders, stopped plugins): woken and killed after it. */
@@ -611,17 +612,7 @@ describe("F10: repair --dry-run", () => {
 
 describe("F10: repair --dry-run on a store of the previous format", () => {
   it("store F10: repair --dry-run reads the previous format's pending journal as applied, says it would replay it, and changes no byte", async () => {
-    const r = (id: string, address: string): AttachmentRecord => ({
-      network: "podnet",
-      containerID: id,
-      ifname: "eth0",
-      netns: `/var/run/netns/${id}`,
-      netnsId: "",
-      namespace: "",
-      pod: "",
-      createdAt: "2026-01-01T00:00:00.000Z",
-      ips: [{ cidr: "10.0.2.0/24", address }],
-    });
+    const r = (id: string, address: string): AttachmentRecord => attachmentRecord(id, address);
     previousFormatStore(sb.dataDir, [r("c1", "10.0.2.2"), r("c2", "10.0.2.3")]);
     // c3's commit, interrupted: its journal holds its record and the bitmap with its bit; neither is in place.
     const c3 = r("c3", "10.0.2.4");

@@ -5,18 +5,10 @@ import type { Change } from "../../src/store/change.js";
 import { HISTORY } from "../../src/store/engine.js";
 import { LogTx } from "../../src/store/log-tx.js";
 import type { AttachmentRecord } from "../../src/store/store.js";
+import { attachmentRecord } from "../helpers/records";
 
-const rec = (i: number): AttachmentRecord => ({
-  network: "podnet",
-  containerID: `c${i}`,
-  ifname: "eth0",
-  netns: "",
-  netnsId: "",
-  namespace: "",
-  pod: "",
-  createdAt: "2026-12-01T00:00:00.000Z",
-  ips: [],
-});
+const rec = (i: number): AttachmentRecord =>
+  attachmentRecord(`c${i}`, undefined, undefined, { netns: "", createdAt: "2026-12-01T00:00:00.000Z" });
 
 describe("history kept by a checkpoint", () => {
   it("is 30 days and 10,000 events", () => {

@@ -28,6 +28,7 @@ import { type IoEvent, ioTrace } from "../../src/store/io.js";
 import type { AttachmentRecord, Tx } from "../../src/store/store.js";
 import { previousFormatJournal, previousFormatStore, readStore } from "../helpers/store-state";
 import { type CrashState, PowerCutModel, materialize } from "./power-cut-model";
+import { attachmentRecord } from "../helpers/records";
 
 const V4 = ((): Cidr => {
   const p = parseCidr("10.0.2.0/24");
@@ -40,17 +41,8 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 type Held = Map<string, string>; // containerID -> address
 
-const rec = (id: string, address: string): AttachmentRecord => ({
-  network: "podnet",
-  containerID: id,
-  ifname: "eth0",
-  netns: `/var/run/netns/${id}`,
-  netnsId: "",
-  namespace: "default",
-  pod: `pod-${id}`,
-  createdAt: "2026-12-02T00:00:00.000Z",
-  ips: [{ cidr: V4.text, address }],
-});
+const rec = (id: string, address: string): AttachmentRecord =>
+  attachmentRecord(id, address, V4.text, { namespace: "default", pod: `pod-${id}`, createdAt: "2026-12-02T00:00:00.000Z" });
 
 /** ADD: the first free address, and its record. */
 function addTx(id: string): (tx: Tx) => string {

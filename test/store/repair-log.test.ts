@@ -14,6 +14,7 @@ import { DiskStore } from "../../src/store/disk.js";
 import { LOG_BYTES } from "../../src/store/log.js";
 import type { AttachmentRecord } from "../../src/store/store.js";
 import { checkpointNow, damageRecord, holdings, logRecords, readStore, section } from "../helpers/store-state";
+import { attachmentRecord } from "../helpers/records";
 
 const p = parseCidr("10.0.2.0/24");
 if (!p.ok) throw new Error(p.reason);
@@ -28,17 +29,8 @@ beforeEach(() => {
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
 const store = (): DiskStore => new DiskStore(dataDir, 2000, () => {});
-const rec = (id: string, address: string): AttachmentRecord => ({
-  network: "podnet",
-  containerID: id,
-  ifname: "eth0",
-  netns: `/var/run/netns/${id}`,
-  netnsId: "",
-  namespace: "",
-  pod: "",
-  createdAt: "2026-12-02T00:00:00.000Z",
-  ips: [{ cidr: V4.text, address }],
-});
+const rec = (id: string, address: string): AttachmentRecord =>
+  attachmentRecord(id, address, V4.text, { createdAt: "2026-12-02T00:00:00.000Z" });
 
 /** ADD `id` at offset `o`. */
 async function add(id: string, o: number): Promise<void> {
