@@ -11,7 +11,11 @@
 // The window is capped at MAX_WINDOW addresses (offsets 0..MAX_WINDOW-1), so a
 // /64 is served from its first 65,536 addresses after the anycast one and the
 // bitmap never exceeds 8 KiB. Offsets are plain numbers; address math is BigInt.
-import ipaddr from "ipaddr.js";
+//
+// Addresses are parsed and printed here, by hand, not with ipaddr.js: its parsers are
+// large regular expressions that V8 compiles on their first use, about 1.4 ms of every
+// CNI call (every call parses the node file's CIDRs). test/ipam/cidr.test.ts checks both
+// against ipaddr.js, which stays a development dependency for that.
 import { brief } from "../errors.js";
 
 export const MAX_WINDOW = 65536;
@@ -39,28 +43,119 @@ export interface Cidr {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
+const MAPPED = 0xffffn << 32n;
+
+/** A dotted quad, strictly: four decimal parts 0-255, no sign, no leading zero. */
+function parseQuad(text: string, from: number): bigint | null {
+  let value = 0n;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = from; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 46; // the end closes the last part like a "."
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return null; // a leading zero ("010")
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return null;
+    } else if (c === 46 && digits > 0 && ++parts <= 4) {
+      value = (value << 8n) | BigInt(part);
+      part = 0;
+      digits = 0;
+    } else return null;
+  }
+  return parts === 4 ? value : null;
+}
+
+/** The 16-bit groups of one side of "::" (empty text: none); null when one is not 1-4 hex digits. */
+function hexGroups(text: string, out: number[]): boolean {
+  if (text === "") return true;
+  for (const g of text.split(":")) {
+    if (g.length === 0 || g.length > 4) return false;
+    let v = 0;
+    for (let i = 0; i < g.length; i++) {
+      const raw = g.charCodeAt(i);
+      const c = raw >= 65 ? raw | 0x20 : raw; // A-F as a-f (and never a control character as a digit)
+      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+      if (d < 0) return false;
+      v = v * 16 + d;
+    }
+    out.push(v);
+  }
+  return true;
+}
+
+/** An IPv6 text (RFC 4291 2.2: groups, one "::", a dotted quad last), no zone. */
+function parseV6(text: string): bigint | null {
+  let groupsText = text;
+  let quad: bigint | null = null;
+  const dot = text.indexOf(".");
+  if (dot >= 0) {
+    const colon = text.lastIndexOf(":");
+    if (colon < 0 || colon > dot) return null;
+    quad = parseQuad(text, colon + 1);
+    if (quad === null) return null;
+    // "::1.2.3.4" keeps its "::"; "64:ff9b::1.2.3.4" likewise; "1:2:3:4:5:6:1.2.3.4" drops the ":".
+    groupsText = text.slice(0, text[colon - 1] === ":" ? colon + 1 : colon);
+    // The deprecated IPv4-compatible "::a.b.c.d" reads as IPv4-mapped, as ipaddr.js read it.
+    if (groupsText === "::") return MAPPED | quad;
+  }
+  const want = quad === null ? 8 : 6;
+  const halves = groupsText.split("::");
+  if (halves.length > 2) return null;
+  const head: number[] = [];
+  const tail: number[] = [];
+  if (!hexGroups(halves[0]!, head) || (halves.length === 2 && !hexGroups(halves[1]!, tail))) return null;
+  const n = head.length + tail.length;
+  if (halves.length === 2 ? n >= want : n !== want) return null;
+  let value = 0n;
+  for (const g of head) value = (value << 16n) | BigInt(g);
+  value <<= BigInt(16 * (want - n));
+  for (const g of tail) value = (value << 16n) | BigInt(g);
+  return quad === null ? value : (value << 32n) | quad;
+}
+
 /** Parse "a.b.c.d" or an IPv6 text strictly. IPv4-mapped IPv6 becomes IPv4. Null when invalid. */
 export function parseIp(text: string): { family: Family; value: bigint } | null {
   if (typeof text !== "string" || text.length > 64) return null;
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  if (ipaddr.IPv4.isValidFourPartDecimal(text)) addr = ipaddr.IPv4.parse(text);
-  else if (text.includes(":") && !text.includes("%") && ipaddr.IPv6.isValid(text)) {
-    const v6 = ipaddr.IPv6.parse(text);
-    addr = v6.isIPv4MappedAddress() ? v6.toIPv4Address() : v6;
-  } else return null;
-  let value = 0n;
-  for (const b of addr.toByteArray()) value = (value << 8n) | BigInt(b);
-  return { family: addr.kind() === "ipv4" ? 4 : 6, value };
+  if (!text.includes(":")) {
+    const v4 = parseQuad(text, 0);
+    return v4 === null ? null : { family: 4, value: v4 };
+  }
+  const v6 = parseV6(text);
+  if (v6 === null) return null;
+  return v6 >> 32n === 0xffffn ? { family: 4, value: v6 - MAPPED } : { family: 6, value: v6 };
 }
 
+/** An address as text: dotted quad, or IPv6 as ipaddr.js prints it (RFC 5952: lower case, the longest zero run as "::"). */
 export function formatIp(family: Family, value: bigint): string {
-  const n = BITS[family] / 8;
-  const bytes = new Array<number>(n);
-  for (let i = n - 1; i >= 0; i--) {
-    bytes[i] = Number(value & 0xffn);
-    value >>= 8n;
+  if (family === 4) {
+    const v = Number(value);
+    return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
   }
-  return ipaddr.fromByteArray(bytes).toString();
+  const groups = new Array<number>(8);
+  for (let i = 7; i >= 0; i--) {
+    groups[i] = Number(value & 0xffffn);
+    value >>= 16n;
+  }
+  // The longest run of two or more zero groups becomes "::", the first one on a tie.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (from: number, to: number): string =>
+    groups
+      .slice(from, to)
+      .map((g) => g.toString(16))
+      .join(":");
+  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
 }
 
 export type CidrParse = { ok: true; cidr: Cidr } | { ok: false; reason: string };

@@ -53,7 +53,7 @@ describe.runIf(isScript)("the bundled executable", () => {
     // (the one "podcidr-ipam:shared"), not through copies of its own.
     const required = [...tool.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]!);
     expect([...new Set(required.filter((r) => !isBuiltin(r)))]).toEqual(["podcidr-ipam:shared"]);
-    for (const once of ["lost the store lock before committing", "lists no podCIDRs in", "the address has neither IPv6 nor IPv4 format"]) {
+    for (const once of ["lost the store lock before committing", "lists no podCIDRs in", "is not a CIDR; expected the form"]) {
       expect(cni).toContain(once);
       expect(tool).not.toContain(once);
     }
