@@ -109,6 +109,49 @@ describe.runIf(isScript)("the bundled executable", () => {
     }
   }
 
+  it("loads no Node module for ADD and DEL beyond a bare start's and vm, even on a store with a long log", () => {
+    // Each built-in module a call loads is compiled and run in that call: node:zlib alone brings
+    // Node's 20 stream modules (1 to 2 ms). Counted from Node's own list, against an empty script.
+    const sb = new Sandbox("ciliumnode-cluster-pool.json");
+    try {
+      const out = join(sb.dir, "modules.json");
+      const preload = join(sb.dir, "preload.cjs");
+      writeFileSync(
+        preload,
+        `const seen = new Set(process.moduleLoadList);
+process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.moduleLoadList.filter((m) => !seen.has(m)))));`,
+      );
+      writeFileSync(join(sb.dir, "empty.js"), "");
+      const loaded = (args: string[], env: Record<string, string>, input = ""): string[] => {
+        const r = spawnSync(process.execPath, ["--require", preload, ...args], {
+          env: { PATH: process.env.PATH ?? "", ...env },
+          input,
+          encoding: "utf8",
+        });
+        expect(r.status, r.stdout + r.stderr).toBe(0);
+        return (JSON.parse(readFileSync(out, "utf8")) as string[]).filter((m) => m.startsWith("NativeModule "));
+      };
+      const bare = new Set(loaded([join(sb.dir, "empty.js")], {}));
+      const conf = JSON.stringify(sb.conf("1.0.0"));
+      const cni = (command: string, id: string): Record<string, string> => ({
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: id,
+        CNI_NETNS: `/var/run/netns/${id}`,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/opt/cni/bin",
+      });
+      // 40 ADDs: far more log than the CRC's table covers (4 KiB), so the native CRC is in use.
+      for (let i = 0; i < 40; i++) expect(spawnSync(BIN, [], { env: cni("ADD", `c${i}`), input: conf }).status).toBe(0);
+      expect(statSync(join(sb.dataDir, "_store", "log")).size).toBeGreaterThan(4096);
+      for (const command of ["ADD", "DEL"]) {
+        const extra = loaded([BIN], cni(command, "c-probe"), conf).filter((m) => !bare.has(m));
+        expect(extra, `${command} loaded ${extra.join(", ")}`).toEqual(["NativeModule vm"]);
+      }
+    } finally {
+      sb.cleanup();
+    }
+  });
+
   it("still allocates correctly when V8 refuses the cache (a Node started with other flags)", () => {
     // --no-opt changes V8's flag hash: under it, V8 refuses the cache...
     const sb = new Sandbox();
