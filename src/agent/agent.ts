@@ -186,6 +186,15 @@ function exportCounters(m: Metrics, w: ObjectWatcher, sync: NodeSync, nodeFile: 
       c.lastSyncTime / 1000,
     );
   m.gauge("podcidr_ipam_ready", "1 when the agent is ready (see /readyz).", sync.ready().ok ? 1 : 0);
+  m.clear("podcidr_ipam_node_address_in_podcidr");
+  for (const c of sync.conflicts) {
+    m.gauge(
+      "podcidr_ipam_node_address_in_podcidr",
+      "1 for each of the node's own addresses (InternalIP, ExternalIP) that lies in one of its podCIDRs: the node loses connectivity.",
+      1,
+      { cidr: c.cidr, address: c.ip },
+    );
+  }
   const age = nodeFileAge(nodeFile);
   if (age !== null) m.gauge("podcidr_ipam_node_file_age_seconds", "Seconds since the node file was last written.", age);
 }

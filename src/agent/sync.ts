@@ -4,6 +4,7 @@
 // API is away. And the readiness that follows from it.
 import { existsSync } from "node:fs";
 import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
+import { type NodeAddressConflict, nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
 import type { Log } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { type Source, currentText, judge, kubectlJson, projection, writeNodeFile } from "./node-file.js";
@@ -17,6 +18,8 @@ export class NodeSync {
   current: unknown = null;
   private synced = false;
   private cidrs = 0;
+  /** podCIDRs of the node file that hold the node's own addresses (not ready while there are any). */
+  conflicts: NodeAddressConflict[] = [];
   private problem = "";
   private state: WatchState | "starting" = "starting";
   private detail = "";
@@ -40,6 +43,7 @@ export class NodeSync {
         this.last = projection(obj);
         this.current = obj;
         this.cidrs = v.node.podCIDRs.length;
+        this.conflicts = nodeAddressConflicts(v.node);
       }
     }
   }
@@ -76,6 +80,12 @@ export class NodeSync {
     this.synced = true;
     this.cidrs = verdict.node.podCIDRs.length;
     this.problem = this.cidrs === 0 ? `the ${this.kind()} ${this.nodeName} lists no podCIDRs yet` : "";
+    const before = this.conflicts.map((c) => `${c.cidr} ${c.ip}`).join();
+    this.conflicts = nodeAddressConflicts(verdict.node);
+    if (this.conflicts.length > 0 && this.conflicts.map((c) => `${c.cidr} ${c.ip}`).join() !== before) {
+      const p = nodeAddressProblem(this.conflicts);
+      this.log("error", p.message, { details: p.details });
+    }
     if (proj === this.last && existsSync(this.path)) return;
     const t0 = this.now();
     writeNodeFile(this.path, text);
@@ -108,11 +118,15 @@ export class NodeSync {
     this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `watch ${state}`, { detail });
   }
 
-  /** Ready: a good node file from a successful sync, with podCIDRs, and the watch connected (or reconnecting, briefly). */
+  /**
+   * Ready: a good node file from a successful sync, with podCIDRs none of which holds the node's own
+   * addresses, and the watch connected (or reconnecting, briefly).
+   */
   ready(): { ok: boolean; why: string } {
     if (!this.synced)
       return { ok: false, why: this.problem || (this.state === "error" ? `the watch fails: ${this.detail}` : "not synced yet") };
     if (this.cidrs === 0) return { ok: false, why: this.problem };
+    if (this.conflicts.length > 0) return { ok: false, why: nodeAddressProblem(this.conflicts).message };
     if (this.state === "error") return { ok: false, why: `the watch fails: ${this.detail}` };
     if (this.state === "reconnecting" && this.now() - this.since > RECONNECT_GRACE_MS) {
       return { ok: false, why: `the watch has been reconnecting for ${Math.round((this.now() - this.since) / 1000)}s` };

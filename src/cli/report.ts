@@ -5,7 +5,7 @@ import type { CniError } from "../errors.js";
 import { type RangeState, freeCount, isSet } from "../ipam/allocator.js";
 import { addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
-import type { NodeInfo } from "../ipam/node-file.js";
+import { type NodeInfo, nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
 import { Claims } from "../store/claims.js";
 import type { AttachmentRecord } from "../store/store.js";
 import { FROM_OVERLAP, gatewayHeld, nodePool, reservedOffsets } from "../ipam/pool.js";
@@ -51,6 +51,11 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
     if (!node || node.podCIDRs.length === 0) {
       const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
       problems.push(`${e.message}: ${e.details}`);
+    }
+    const conflicts = node ? nodeAddressConflicts(node) : [];
+    if (conflicts.length > 0) {
+      const p = nodeAddressProblem(conflicts);
+      problems.push(`${p.message}: ${p.details}`);
     }
   } catch (e) {
     problems.push(`${(e as CniError).message}: ${(e as CniError).details ?? ""}`);

@@ -1,8 +1,9 @@
-// STATUS (1.1.0): ready when the node file lists usable podCIDRs with a free
-// address in every family; code 50 otherwise, saying why. It reads the store
+// STATUS (1.1.0): ready when the node file lists usable podCIDRs, none of them over the
+// node's own addresses, with a free address in every family; code 50 otherwise, saying why. It reads the store
 // without the lock (the runtime asks often, and an approximate count is enough).
 import type { Request } from "../cni/dispatch.js";
 import { Code, CniError } from "../errors.js";
+import { nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
 import { fullFamilies, nodePool } from "../ipam/pool.js";
 import { notReady, readNode } from "../node/read.js";
 import type { Deps } from "./index.js";
@@ -23,6 +24,12 @@ async function readiness(req: Request, deps: Deps): Promise<void> {
   const ipam = req.conf.ipam;
   const node = readNode(ipam.nodeFile, ipam.nodeName);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
+  // A podCIDR over the node's own network: pods would work, the node would not.
+  const conflicts = nodeAddressConflicts(node);
+  if (conflicts.length > 0) {
+    const p = nodeAddressProblem(conflicts);
+    throw new CniError(Code.PluginNotAvailable, p.message, p.details);
+  }
   const store = deps.openStore(ipam, req.log);
   // A podCIDR served by another store (another dataDir) would refuse every ADD with code 7.
   const claims = deps.claims(ipam, store, req.log);

@@ -1,17 +1,24 @@
 // The cached node object: what `kubectl get ciliumnode NODE -o json` or
 // `kubectl get node NODE -o json` prints. Pure: takes the text, returns a frozen value.
 import { Code, CniError, brief } from "../errors.js";
-import { type Cidr, type Family, overlaps, parseCidr, parseIp } from "./cidr.js";
+import { type Cidr, type Family, contains, overlaps, parseCidr, parseIp } from "./cidr.js";
 
-export type ReservedRole = "router" | "health" | "ingress";
+/** Cilium's own addresses (router, health, ingress), and the node's (its InternalIP and ExternalIP). */
+export type ReservedRole = "router" | "health" | "ingress" | "node";
 
 export interface NodeInfo {
   readonly kind: "CiliumNode" | "Node";
   readonly name: string;
   /** podCIDRs in the listed order, validated, duplicates dropped. */
   readonly podCIDRs: readonly Cidr[];
-  /** Addresses the node says it uses itself; never handed out. */
-  readonly reserved: readonly { readonly ip: string; readonly family: Family; readonly value: bigint; readonly role: ReservedRole }[];
+  /** Addresses the node says it uses itself; never handed out. `field` is where the file says so. */
+  readonly reserved: readonly {
+    readonly ip: string;
+    readonly family: Family;
+    readonly value: bigint;
+    readonly role: ReservedRole;
+    readonly field: string;
+  }[];
   /** status.ipam.operator-status.error of a CiliumNode, when set. */
   readonly operatorError: string;
   /** Where the CIDRs were read from, for messages: "spec.ipam.podCIDRs" or "spec.podCIDRs". */
@@ -60,7 +67,9 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
     const reserved: NodeInfo["reserved"][number][] = [];
     if (Array.isArray(spec.addresses)) {
       for (const [i, a] of spec.addresses.entries()) {
-        if (isObject(a) && a.type === "CiliumInternalIP") pushReserved(reserved, a.ip, "router", `spec.addresses[${i}].ip`, null, bad);
+        if (!isObject(a)) continue;
+        if (a.type === "CiliumInternalIP") pushReserved(reserved, a.ip, "router", `spec.addresses[${i}].ip`, null, bad);
+        else if (NODE_ADDRESS.has(a.type)) pushReserved(reserved, a.ip, "node", `spec.addresses[${i}].ip (${a.type})`, null, bad);
       }
     }
     for (const role of ["health", "ingress"] as const) {
@@ -93,6 +102,13 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
     for (const [key, role] of Object.entries(ANNOTATIONS)) {
       pushReserved(reserved, ann[key], role, `metadata.annotations[${JSON.stringify(key)}]`, key.includes(".ipv6-") ? 6 : 4, bad);
     }
+    const addresses = isObject(obj.status) ? obj.status.addresses : undefined;
+    if (Array.isArray(addresses)) {
+      for (const [i, a] of addresses.entries()) {
+        if (isObject(a) && NODE_ADDRESS.has(a.type))
+          pushReserved(reserved, a.address, "node", `status.addresses[${i}].address (${a.type})`, null, bad);
+      }
+    }
     return freeze({ kind: "Node", name, field, podCIDRs: cidrList(list, field, bad), reserved, operatorError: "" });
   }
   throw bad(
@@ -102,7 +118,44 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
   );
 }
 
+/** A podCIDR that holds one of the node's own addresses (InternalIP, ExternalIP). */
+export interface NodeAddressConflict {
+  readonly cidr: string;
+  readonly ip: string;
+  readonly field: string;
+}
+
+/**
+ * The node's own addresses inside its podCIDRs. Such an address is never handed out,
+ * but a node whose podCIDR contains its own network loses connectivity to it (Cilium's
+ * cluster-pool troubleshooting: the default 10.0.0.0/8 often overlaps the node network).
+ */
+export function nodeAddressConflicts(node: NodeInfo): NodeAddressConflict[] {
+  const out: NodeAddressConflict[] = [];
+  for (const r of node.reserved) {
+    if (r.role !== "node") continue;
+    const c = node.podCIDRs.find((c) => contains(c, r.family, r.value));
+    if (c) out.push({ cidr: c.text, ip: r.ip, field: r.field });
+  }
+  return out;
+}
+
+/** What to say of such conflicts, with the fix: the message names each podCIDR and address. */
+export function nodeAddressProblem(conflicts: readonly NodeAddressConflict[]): { message: string; details: string } {
+  return {
+    message: conflicts.map((c) => `podCIDR ${c.cidr} contains the node's own address ${c.ip} (${c.field})`).join("; "),
+    details:
+      "The address itself is never handed to a pod, but routes to the podCIDR take the node's own network with them and the node " +
+      "loses connectivity. Give pods CIDRs that do not overlap the node network: in cluster-pool mode a non-conflicting " +
+      "clusterPoolIPv4PodCIDRList (Cilium's default 10.0.0.0/8 often overlaps it), in host-scope mode another --cluster-cidr for " +
+      "kube-controller-manager (or another node CIDR); then refresh the node file.",
+  };
+}
+
 // --- internal ---
+
+/** The address types of the node itself (Kubernetes NodeAddressType; CiliumNode copies them). */
+const NODE_ADDRESS = new Set<unknown>(["InternalIP", "ExternalIP"]);
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -123,15 +176,16 @@ function pushReserved(
 ): void {
   if (ip === undefined || ip === null || ip === "") return;
   const p = typeof ip === "string" ? parseIp(ip) : null;
+  const what = role === "node" ? "node's own" : role;
   const fix =
-    `the ${role} address is never handed out, so one that does not parse could be handed to a pod; fix it on the node object ` +
+    `the ${what} address is never handed out, so one that does not parse could be handed to a pod; fix it on the node object ` +
     `(or in the file's sync job) and try again`;
   if (!p) throw bad(`${field} ${brief(ip)} is not an IP address`, fix);
   // An IPv4-mapped IPv6 text parses as IPv4: it is neither a plain IPv4 nor an IPv6 address.
   if (family !== null && (p.family !== family || (family === 4 && (ip as string).includes(":")))) {
     throw bad(`${field} ${brief(ip)} is not an IPv${family} address`, fix);
   }
-  out.push({ ip: ip as string, family: p.family, value: p.value, role });
+  out.push({ ip: ip as string, family: p.family, value: p.value, role, field });
 }
 
 function cidrList(list: unknown, field: string, bad: (m: string, d: string) => CniError): Cidr[] {

@@ -281,6 +281,41 @@ suite("agent: sync from the real API server", () => {
     await stopOk(a);
   });
 
+  it("a podCIDR over the node's own InternalIP: written, /readyz 503 naming it, logged, the gauge at 1; a podCIDR beside it: ready again", async () => {
+    await c.apply({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "overlap" },
+      spec: { addresses: [{ type: "InternalIP", ip: "10.44.0.7" }], ipam: { podCIDRs: ["10.45.0.0/24"] } },
+    });
+    const a = await agent({ nodeName: "overlap", source: "ciliumnode" });
+    await waitForFileEqualsObject(c, "ciliumnode", "overlap", a.nodeFile, { agent: a });
+    await ready(a, true, "a podCIDR beside the node network");
+    const mark = a.log().length;
+    // As Cilium's cluster-pool troubleshooting warns: a pool over the node network (10.0.0.0/8 and a 10.x node).
+    await patch(`${CN}/overlap`, { spec: { ipam: { podCIDRs: ["10.44.0.0/16"] } } });
+    await waitForFileEqualsObject(c, "ciliumnode", "overlap", a.nodeFile, { agent: a });
+    expect(await ready(a, false, "the podCIDR holds the InternalIP")).toBe(
+      "503 podCIDR 10.44.0.0/16 contains the node's own address 10.44.0.7 (spec.addresses[0].ip (InternalIP))",
+    );
+    expect(
+      await a.waitLog(/ error podCIDR 10\.44\.0\.0\/16 contains the node's own address/, "the conflict in the log", 30_000, mark),
+    ).toContain("clusterPoolIPv4PodCIDRList");
+    expect(await a.metric("podcidr_ipam_node_address_in_podcidr", { cidr: "10.44.0.0/16", address: "10.44.0.7" })).toBe(1);
+    expect(await a.metric("podcidr_ipam_ready")).toBe(0);
+    // ADD still serves, never with the node's address.
+    const conf = nodeConflist(join(dir, "overlap", "cni"), {
+      nodeFile: a.nodeFile,
+      dataDir: join(dir, "overlap", "data"),
+      nodeName: "overlap",
+    });
+    expect(inCidr((await addOk(conf, "overlap-1"))[0]!, "10.44.0.0/16")).toBe(true);
+    await patch(`${CN}/overlap`, { spec: { ipam: { podCIDRs: ["10.45.0.0/24"] } } });
+    await ready(a, true, "the conflict gone");
+    expect(await a.metric("podcidr_ipam_node_address_in_podcidr")).toBe(0);
+    await stopOk(a);
+  });
+
   it("a node file that cannot be written: /readyz 503, the agent backs off rather than listing in a loop, and writes once it can", async () => {
     await createCiliumNode("blocked", ["10.44.0.0/24"]);
     const parent = join(dir, "blocked");

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { failure as thrown } from "../helpers/errors";
 import { ciliumNode, v1Node } from "../helpers/node";
 import { type CniError, Code } from "../../src/errors.js";
-import { type NodeInfo, parseNodeFile } from "../../src/ipam/node-file.js";
+import { type NodeInfo, nodeAddressConflicts, nodeAddressProblem, parseNodeFile } from "../../src/ipam/node-file.js";
 
 const FIXTURES = join(__dirname, "../fixtures");
 const PATH = "/var/lib/podcidr-ipam/node.json";
@@ -26,12 +26,14 @@ describe("parseNodeFile: CiliumNode", () => {
     const info = fixture("ciliumnode-cluster-pool.json");
     expect(info).toMatchObject({ kind: "CiliumNode", name: "my-cluster-worker2", field: "spec.ipam.podCIDRs", operatorError: "" });
     expect(info.podCIDRs.map((c) => c.text)).toEqual(["10.0.2.0/24", "fd00::200/120"]);
-    // InternalIP 172.18.0.3 is the node's own address, not a pod-range one: not reserved.
+    // InternalIP 172.18.0.3 is the node's own address: reserved too, though outside every podCIDR here.
     expect(reservedOf(info)).toEqual([
+      { ip: "172.18.0.3", family: 4, role: "node" },
       { ip: "10.0.2.236", family: 4, role: "router" },
       { ip: "10.0.2.48", family: 4, role: "health" },
     ]);
-    expect(info.reserved[0]!.value).toBe(0x0a0002ecn);
+    expect(info.reserved[1]!.value).toBe(0x0a0002ecn);
+    expect(nodeAddressConflicts(info)).toEqual([]);
   });
 
   it("reserves the ingress addresses and both families of health", () => {
@@ -51,6 +53,7 @@ describe("parseNodeFile: CiliumNode", () => {
     expect(reservedOf(info)).toEqual([
       { ip: "10.0.2.1", family: 4, role: "router" },
       { ip: "fd00::201", family: 6, role: "router" },
+      { ip: "192.0.2.10", family: 4, role: "node" },
       { ip: "10.0.2.2", family: 4, role: "health" },
       { ip: "fd00::202", family: 6, role: "health" },
       { ip: "10.0.2.3", family: 4, role: "ingress" },
@@ -67,7 +70,8 @@ describe("parseNodeFile: CiliumNode", () => {
             { type: "CiliumInternalIP" },
             { ip: null, type: "CiliumInternalIP" },
             "junk",
-            { ip: "nonsense", type: "InternalIP" },
+            { ip: "", type: "InternalIP" },
+            { ip: "worker-1", type: "Hostname" },
           ],
           health: { ipv4: "", ipv6: null },
           ingress: "10.0.2.3",
@@ -88,6 +92,11 @@ describe("parseNodeFile: CiliumNode", () => {
         ],
       },
       fragment: 'spec.addresses[1].ip "10.0.2.2 " is not an IP address',
+    },
+    {
+      name: "an InternalIP that is not an address",
+      spec: { addresses: [{ ip: "nonsense", type: "InternalIP" }] },
+      fragment: 'spec.addresses[0].ip (InternalIP) "nonsense" is not an IP address',
     },
     {
       name: "a router IP with a leading zero",
@@ -346,5 +355,62 @@ describe("parseNodeFile: not a node", () => {
     expect(err.code).toBe(Code.InvalidNodeFile);
     expect(err.message).toBe(`node file ${PATH}: ${fragment}, not a CiliumNode or a v1 Node`);
     expect(err.details).toContain("a List, a Pod or another kind will not do");
+  });
+});
+
+describe("the node's own addresses", () => {
+  it("are a CiliumNode's InternalIP and ExternalIP, and a v1 Node's status.addresses of those types", () => {
+    const cn = parse(
+      ciliumNode(["10.0.0.0/8"], {
+        spec: {
+          addresses: [
+            { ip: "10.1.2.3", type: "InternalIP" },
+            { ip: "2001:db8::7", type: "ExternalIP" },
+            { ip: "10.0.2.9", type: "CiliumInternalIP" },
+          ],
+        },
+      }),
+    );
+    expect(cn.reserved.map((r) => [r.ip, r.role, r.field])).toEqual([
+      ["10.1.2.3", "node", "spec.addresses[0].ip (InternalIP)"],
+      ["2001:db8::7", "node", "spec.addresses[1].ip (ExternalIP)"],
+      ["10.0.2.9", "router", "spec.addresses[2].ip"],
+    ]);
+    // Only the node's own addresses make a conflict, and only inside a podCIDR.
+    expect(nodeAddressConflicts(cn)).toEqual([{ cidr: "10.0.0.0/8", ip: "10.1.2.3", field: "spec.addresses[0].ip (InternalIP)" }]);
+    const node = parse({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "n" },
+      spec: { podCIDRs: ["10.244.0.0/16", "fd00:10:244::/64"] },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: "172.18.0.2" },
+          { type: "InternalIP", address: "fd00:10:244::5" },
+          { type: "Hostname", address: "n" },
+          { type: "InternalDNS", address: "n.internal" },
+        ],
+      },
+    });
+    expect(nodeAddressConflicts(node)).toEqual([
+      { cidr: "fd00:10:244::/64", ip: "fd00:10:244::5", field: "status.addresses[1].address (InternalIP)" },
+    ]);
+    const p = nodeAddressProblem(nodeAddressConflicts(node));
+    expect(p.message).toBe(
+      "podCIDR fd00:10:244::/64 contains the node's own address fd00:10:244::5 (status.addresses[1].address (InternalIP))",
+    );
+    expect(p.details).toContain("--cluster-cidr");
+  });
+
+  it("refuses (102) a v1 Node's InternalIP that is not an address", () => {
+    const e = failure({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: "n" },
+      spec: { podCIDRs: ["10.244.0.0/16"] },
+      status: { addresses: [{ type: "InternalIP", address: "10.244.0.1 " }] },
+    });
+    expect(e.code).toBe(Code.InvalidNodeFile);
+    expect(e.message).toContain('status.addresses[0].address (InternalIP) "10.244.0.1 " is not an IP address');
   });
 });
