@@ -89,7 +89,7 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
   const client = new KubeClient(config, { userAgent: "podcidr-ipam-agent" });
   const kind = source === "auto" ? await detect(client, nodeName, log) : (source as SourceKind);
   const metrics = new Metrics();
-  const sync = new NodeSync(ipam.nodeFile, kind, nodeName, log, metrics);
+  const sync = new NodeSync(ipam.nodeFile, kind, nodeName, log, metrics, Date.now, ipam.mode);
   const watcher = new ObjectWatcher(client, {
     kind,
     name: nodeName,

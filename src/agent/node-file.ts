@@ -6,6 +6,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { CniError } from "../errors.js";
+import type { NodeMode } from "../ipam/config.js";
 import { type NodeInfo, nodeFromJson } from "../ipam/node-file.js";
 
 export type Source = "ciliumnode" | "node";
@@ -69,9 +70,14 @@ function goJson(v: unknown, indent: string): string {
 }
 
 /** The plugin's verdict on a node object: its parsed view, or the CniError the plugin would answer with. */
-export function judge(text: string, path: string, nodeName: string): { node: NodeInfo } | { error: CniError } {
+export function judge(
+  text: string,
+  path: string,
+  nodeName: string,
+  mode: NodeMode | "auto" = "auto",
+): { node: NodeInfo } | { error: CniError } {
   try {
-    const node = nodeFromJson(JSON.parse(text), path);
+    const node = nodeFromJson(JSON.parse(text), path, mode);
     if (nodeName && node.name !== nodeName)
       throw new CniError(102, `the object is for node ${JSON.stringify(node.name)}, not ${JSON.stringify(nodeName)}`);
     return { node };

@@ -21,7 +21,7 @@ const FAMILIES = [
 export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: unknown, log: (msg: string) => void): Promise<void> {
   let node: NodeInfo | null = null;
   try {
-    node = nodeObject === null ? null : nodeFromJson(nodeObject, ipam.nodeFile);
+    node = nodeObject === null ? null : nodeFromJson(nodeObject, ipam.nodeFile, ipam.mode);
   } catch {
     node = null;
   }
@@ -29,8 +29,15 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
     const stored = tx.storedRanges();
     const byAddress = new Map<string, string>();
     for (const rec of tx.attachments()) for (const h of rec.ips) byAddress.set(`${h.cidr} ${h.address}`, rec.network);
-    const rows: { cidr: string; family: string; capacity: number; reserved: number; orphaned: number; networks: Map<string, number> }[] =
-      [];
+    const rows: {
+      cidr: string;
+      family: string;
+      pool: string | undefined;
+      capacity: number;
+      reserved: number;
+      orphaned: number;
+      networks: Map<string, number>;
+    }[] = [];
     const active = new Set((node?.podCIDRs ?? []).map((c) => c.text));
     for (const c of node?.podCIDRs ?? []) if (!stored.some((r) => r.cidr.text === c.text)) stored.push(tx.range(c));
     for (const r of stored) {
@@ -44,6 +51,7 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
       rows.push({
         cidr: r.cidr.text,
         family: String(r.cidr.family),
+        pool: node?.pools.find((p) => p.cidrs.some((c) => c.text === r.cidr.text))?.name,
         capacity: r.cidr.size,
         reserved: own.filter((why) => !FROM_OVERLAP.test(why)).length,
         orphaned: node && !active.has(r.cidr.text) ? r.allocated : 0,
@@ -54,7 +62,8 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
   });
   for (const f of FAMILIES) m.clear(f);
   for (const r of value) {
-    const l = { cidr: r.cidr, family: r.family };
+    // Multi-pool: the pool each CIDR belongs to, as a label (absent in the other modes).
+    const l = { cidr: r.cidr, family: r.family, ...(r.pool !== undefined ? { pool: r.pool } : {}) };
     m.gauge("podcidr_ipam_capacity_addresses", "Addresses of a podCIDR a pod could be given (its window).", r.capacity, l);
     m.gauge("podcidr_ipam_reserved_addresses", "Addresses of a podCIDR never handed out: gateway, router, health, ingress.", r.reserved, l);
     m.gauge("podcidr_ipam_orphaned_addresses", "Addresses still held in a podCIDR the node no longer lists.", r.orphaned, l);

@@ -4,6 +4,7 @@
 // API is away. And the readiness that follows from it.
 import { existsSync } from "node:fs";
 import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
+import type { NodeMode } from "../ipam/config.js";
 import { type NodeAddressConflict, nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
 import type { Log } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -33,11 +34,13 @@ export class NodeSync {
     private readonly log: Log,
     private readonly metrics: Metrics,
     private readonly now: () => number = Date.now,
+    /** The plugin's ipam.mode: the agent judges an object as the plugin will read it. */
+    private readonly mode: NodeMode | "auto" = "auto",
   ) {
     // A file already there (an agent restart): its content counts as written, so it is not rewritten for nothing.
     const text = currentText(path);
     if (text !== "") {
-      const v = judge(text, path, nodeName);
+      const v = judge(text, path, nodeName, mode);
       if ("node" in v) {
         const obj = JSON.parse(text) as Record<string, unknown>;
         this.last = projection(obj);
@@ -67,7 +70,7 @@ export class NodeSync {
       return;
     }
     const text = kubectlJson(obj as Record<string, unknown>, this.source);
-    const verdict = judge(text, this.path, this.nodeName);
+    const verdict = judge(text, this.path, this.nodeName, this.mode);
     if ("error" in verdict) {
       this.synced = false;
       const why = verdict.error.message;

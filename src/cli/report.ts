@@ -21,6 +21,8 @@ export interface AddressLine {
 export interface RangeReport {
   readonly cidr: string;
   readonly family: 4 | 6;
+  /** Multi-pool: the pool the node file lists it in (absent in the other modes, and for an orphaned range). */
+  readonly pool?: string;
   /** The node file no longer lists it: no new allocations, existing ones still work. False when the node file is unusable. */
   readonly orphaned: boolean;
   readonly size: number;
@@ -47,7 +49,7 @@ export async function collectReport(network: string, ipam: IpamConfig, log: (msg
   const problems: string[] = [];
   let node: NodeInfo | null = null;
   try {
-    node = readNode(ipam.nodeFile, ipam.nodeName);
+    node = readNode(ipam.nodeFile, ipam.nodeName, ipam.mode);
     if (!node || node.podCIDRs.length === 0) {
       const e = notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
       problems.push(`${e.message}: ${e.details}`);
@@ -115,7 +117,8 @@ export function formatReport(rep: StoreReport, all: boolean): string {
   );
   for (const r of rep.ranges) {
     const tag = r.orphaned ? " (orphaned: no longer in the node file)" : r.truncated ? ` (first ${r.size} addresses used)` : "";
-    lines.push(`IPv${r.family}: ${r.used}/${r.size} allocated from ${r.cidr}${tag}`);
+    const head = r.pool !== undefined ? `Pool ${r.pool}: IPv${r.family}` : `IPv${r.family}:`;
+    lines.push(`${head} ${r.used}/${r.size} allocated from ${r.cidr}${tag}`);
     if (all) for (const a of r.addresses) lines.push(`  ${a.ip} ${addressLabel(a)}`);
   }
   if (rep.ranges.length === 0) lines.push("No podCIDRs and no stored ranges.");
@@ -167,9 +170,11 @@ function report(
   }
   lines.sort((a, b) => a.offset - b.offset);
   const free = active ? freeCount({ range, excluded: new Set(reserved.keys()) }) : 0;
+  const pool = active ? node.pools.find((p) => p.cidrs.some((c) => c.text === cidr.text))?.name : undefined;
   return {
     cidr: cidr.text,
     family: cidr.family,
+    ...(pool !== undefined ? { pool } : {}),
     orphaned,
     size: cidr.size,
     used: lines.filter((l) => l.counted).length,

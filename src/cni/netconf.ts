@@ -2,7 +2,8 @@
 // settings under `ipam` and the runtime's additions at the top level.
 import { Code, CniError, brief } from "../errors.js";
 import { type Family, PREFIX_RE, parseIp } from "../ipam/cidr.js";
-import { type IpamConfig, parseIpamConfig } from "../ipam/config.js";
+import { type IpamConfig, isPoolName, parseIpamConfig } from "../ipam/config.js";
+import { type Annotations, annotationsOf } from "../ipam/pool-choice.js";
 import { type Command, MAX_NAME, NAME_RE } from "./env.js";
 
 export interface Attachment {
@@ -26,6 +27,10 @@ export interface NetConf {
    */
   readonly requested: readonly RequestedAddress[];
   readonly prevResult: unknown;
+  /** Multi-pool, ADD: args.cni.pool (Multus "cni-args"), "" when absent. */
+  readonly argsPool: string;
+  /** Multi-pool, ADD: runtimeConfig["io.kubernetes.cri.pod-annotations"], null when the runtime passed none. */
+  readonly podAnnotations: Annotations | null;
   /** GC: cni.dev/valid-attachments (or the older cni.dev/attachments); null when neither key is present. */
   readonly validAttachments: readonly Attachment[] | null;
 }
@@ -88,16 +93,35 @@ export function parseNetConf(obj: Record<string, unknown>, command: Command, cni
       throw new CniError(Code.InvalidNetworkConfig, "prevResult.ips must be a list", `got ${brief(ips)}`);
   }
   const requested = command === "ADD" ? requestedAddresses(obj, cniArgs) : Object.freeze([]);
+  const runtime = obj.runtimeConfig as Record<string, unknown> | undefined;
   return Object.freeze({
     name,
     ipam,
     requested,
     prevResult: obj.prevResult,
+    argsPool: command === "ADD" ? argsPool(obj.args) : "",
+    podAnnotations: command === "ADD" ? annotationsOf(runtime?.[POD_ANNOTATIONS], `runtimeConfig["${POD_ANNOTATIONS}"]`) : null,
     validAttachments: command === "GC" ? attachments(obj) : null,
   });
 }
 
+/** The capability containerd and CRI-O fill with the pod's annotations, for a plugin whose conflist entry declares it. */
+export const POD_ANNOTATIONS = "io.kubernetes.cri.pod-annotations";
+
 // --- internal ---
+
+function argsPool(args: unknown): string {
+  const v = (args as { cni?: { pool?: unknown } } | undefined)?.cni?.pool;
+  if (v === undefined || v === null || v === "") return "";
+  if (!isPoolName(v)) {
+    throw new CniError(
+      Code.InvalidNetworkConfig,
+      `args.cni.pool must be a pool name (a CiliumPodIPPool's name: lowercase letters, digits, "-" and "."), got ${brief(v)}`,
+      'Multus passes a network-selection element\'s "cni-args" as args.cni: fix its "pool"',
+    );
+  }
+  return v;
+}
 
 function mustBeObject(v: unknown, label: string): void {
   if (v !== undefined && (typeof v !== "object" || v === null || Array.isArray(v))) {

@@ -9,6 +9,7 @@ import { type Cidr, type Family, addressAt, parseIp } from "../ipam/cidr.js";
 import { type Wanted, checkRequestedFamilies, families, nodePool, takeNext, takeRequested } from "../ipam/pool.js";
 import { bootId } from "../node/boot.js";
 import { currentNode, loadNodeStamped } from "../node/stamp.js";
+import { familyPool, poolChoices } from "./multi-pool.js";
 import { sweepReboot } from "../store/attachments.js";
 import type { AttachmentRecord, Tx } from "../store/store.js";
 import type { Deps } from "./index.js";
@@ -22,6 +23,7 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
   const store = deps.openStore(ipam, req.log);
   const claims = deps.claims(ipam, store, req.log);
   const boot = bootId();
+  const early = loaded.node.mode === "multi-pool" ? poolChoices(req, families({ cidrs: loaded.node.podCIDRs })) : null;
   let swept: AttachmentRecord[] = [];
   const { value: result, waitedMs } = await store.transact({ create: true }, (tx) => {
     const node = currentNode(ipam, loaded);
@@ -33,11 +35,15 @@ export async function add(req: Request, deps: Deps): Promise<IpamResult> {
     const pool = nodePool(node, ipam.gateway, tx.storedRanges());
     const ips: { cidr: string; address: string }[] = [];
     const used: Cidr[] = [];
-    for (const family of families(pool)) {
+    // Multi-pool: each family from the pool chosen for it (chosen before the lock, unless the node file changed since).
+    const fams = families(pool);
+    const choices = node.mode !== "multi-pool" ? null : early && fams.every((f) => early.has(f)) ? early : poolChoices(req, fams);
+    for (const family of fams) {
       const want = requested.get(family);
+      const from = choices ? familyPool(node, pool, family, choices.get(family)!) : pool;
       const got = want
-        ? takeRequested(tx, pool, want, (address) => holderOf(tx, address))
-        : takeNext(tx, pool, family, now, ipam.reuseCooldown * 1000);
+        ? takeRequested(tx, from, want, (address) => holderOf(tx, address))
+        : takeNext(tx, from, family, now, ipam.reuseCooldown * 1000);
       used.push(got.range.cidr);
       ips.push({ cidr: got.range.cidr.text, address: addressAt(got.range.cidr, got.offset) });
       tx.touch(got.range);

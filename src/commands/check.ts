@@ -14,7 +14,7 @@ export async function check(req: Request, deps: Deps): Promise<void> {
   const expected = prevResultAddresses(req.conf.prevResult);
   let nodeCidrs: readonly Cidr[] = [];
   try {
-    nodeCidrs = readNode(conf.ipam.nodeFile, conf.ipam.nodeName)?.podCIDRs ?? [];
+    nodeCidrs = readNode(conf.ipam.nodeFile, conf.ipam.nodeName, conf.ipam.mode)?.podCIDRs ?? [];
   } catch (err) {
     req.log(`ignoring the node file for CHECK: ${(err as Error).message}`);
   }

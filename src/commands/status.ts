@@ -22,7 +22,7 @@ export async function status(req: Request, deps: Deps): Promise<void> {
 
 async function readiness(req: Request, deps: Deps): Promise<void> {
   const ipam = req.conf.ipam;
-  const node = readNode(ipam.nodeFile, ipam.nodeName);
+  const node = readNode(ipam.nodeFile, ipam.nodeName, ipam.mode);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
   // A podCIDR over the node's own network: pods would work, the node would not.
   const conflicts = nodeAddressConflicts(node);

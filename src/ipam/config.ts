@@ -3,6 +3,14 @@
 import { Code, CniError, brief } from "../errors.js";
 import { PREFIX_RE, parseIp } from "./cidr.js";
 
+/** Cilium's IPAM modes that give a node its own addresses (crd is read but not served yet). */
+export type NodeMode = "cluster-pool" | "multi-pool" | "crd" | "kubernetes";
+export const NODE_MODES: readonly NodeMode[] = ["cluster-pool", "multi-pool", "crd", "kubernetes"];
+
+/** A pool's name: a Kubernetes object name (CiliumPodIPPool), a lowercase RFC 1123 subdomain. */
+export const POOL_NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const isPoolName = (v: unknown): v is string => typeof v === "string" && v.length <= 253 && POOL_NAME_RE.test(v);
+
 export interface Route {
   readonly dst: string;
   readonly gw?: string;
@@ -24,6 +32,13 @@ export interface IpamConfig {
   readonly lockTimeout: number;
   /** The first call of this network in a new boot releases its attachments made in an earlier boot. */
   readonly releaseOnReboot: boolean;
+  /**
+   * Which of the node file's IPAM fields to read: "auto" (the default) tells them apart and refuses
+   * a node object that mixes them; see NodeMode.
+   */
+  readonly mode: "auto" | NodeMode;
+  /** Multi-pool: the pool this network takes its addresses from (a Multus network pinned to one pool); "" when not set. */
+  readonly pool: string;
   readonly routes: readonly Route[];
   readonly dns?: { nameservers?: string[]; domain?: string; search?: string[]; options?: string[] };
 }
@@ -52,6 +67,8 @@ export function parseIpamConfig(ipam: unknown): IpamConfig {
     reuseCooldown: seconds(o, "reuseCooldown", DEFAULTS.reuseCooldown, 0, 86400),
     lockTimeout: seconds(o, "lockTimeout", DEFAULTS.lockTimeout, 0.001, 3600),
     releaseOnReboot: bool(o, "releaseOnReboot", DEFAULTS.releaseOnReboot),
+    mode: mode(o.mode),
+    pool: pool(o.pool),
     routes: routes(o.routes),
     ...(o.dns === undefined ? {} : { dns: dns(o.dns) }),
   });
@@ -80,6 +97,26 @@ function nodeName(v: unknown): string {
   if (v === undefined) return "";
   if (typeof v !== "string" || v.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(v)) {
     throw invalid(`ipam.nodeName must be a Kubernetes node name (lowercase letters, digits, "-" and "."), got ${show(v)}`);
+  }
+  return v;
+}
+
+function mode(v: unknown): IpamConfig["mode"] {
+  if (v === undefined || v === "auto") return "auto";
+  if (typeof v === "string" && (NODE_MODES as readonly string[]).includes(v)) return v as NodeMode;
+  throw invalid(
+    `ipam.mode must be one of auto, ${NODE_MODES.join(", ")}, got ${show(v)}`,
+    "auto (the default) reads whichever of spec.ipam.podCIDRs, spec.ipam.pools and spec.ipam.pool the node object has",
+  );
+}
+
+function pool(v: unknown): string {
+  if (v === undefined) return "";
+  if (!isPoolName(v)) {
+    throw invalid(
+      `ipam.pool must be a pool name (a CiliumPodIPPool's name: lowercase letters, digits, "-" and "."), got ${show(v)}`,
+      'for example "default"; it pins this network to one pool of a multi-pool node',
+    );
   }
   return v;
 }

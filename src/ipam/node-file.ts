@@ -1,7 +1,9 @@
 // The cached node object: what `kubectl get ciliumnode NODE -o json` or
 // `kubectl get node NODE -o json` prints. Pure: takes the text, returns a frozen value.
 import { Code, CniError, brief } from "../errors.js";
-import { type Cidr, type Family, contains, overlaps, parseCidr, parseIp } from "./cidr.js";
+import { type Cidr, type Family, contains, parseIp } from "./cidr.js";
+import type { IpamConfig, NodeMode } from "./config.js";
+import { type NodePool, type PoolRequest, ciliumIpam, cidrList } from "./node-pools.js";
 
 /** Cilium's own addresses (router, health, ingress), and the node's (its InternalIP and ExternalIP). */
 export type ReservedRole = "router" | "health" | "ingress" | "node";
@@ -9,8 +11,14 @@ export type ReservedRole = "router" | "health" | "ingress" | "node";
 export interface NodeInfo {
   readonly kind: "CiliumNode" | "Node";
   readonly name: string;
-  /** podCIDRs in the listed order, validated, duplicates dropped. */
+  /** The IPAM mode the node file is read by (a v1 Node: kubernetes). */
+  readonly mode: NodeMode;
+  /** podCIDRs in the listed order, validated, duplicates dropped (multi-pool: every pool's CIDRs, pool by pool). */
   readonly podCIDRs: readonly Cidr[];
+  /** Multi-pool: the node's pools (spec.ipam.pools.allocated); empty in the other modes. */
+  readonly pools: readonly NodePool[];
+  /** Multi-pool: spec.ipam.pools.requested. */
+  readonly requested: readonly PoolRequest[];
   /** Addresses the node says it uses itself; never handed out. `field` is where the file says so. */
   readonly reserved: readonly {
     readonly ip: string;
@@ -34,8 +42,8 @@ const ANNOTATIONS: Record<string, ReservedRole> = {
   "io.cilium.network.ipv6-ingress-ip": "ingress",
 };
 
-export function parseNodeFile(text: string, path: string): NodeInfo {
-  return nodeFromJson(decodeNodeJson(text, path), path);
+export function parseNodeFile(text: string, path: string, mode: IpamConfig["mode"] = "auto"): NodeInfo {
+  return nodeFromJson(decodeNodeJson(text, path), path, mode);
 }
 
 /** The file's text as JSON, or 102 "is not JSON" (a half-written file, or YAML: then the details say so). */
@@ -54,7 +62,7 @@ export function decodeNodeJson(text: string, path: string): unknown {
 }
 
 /** A decoded node file to a frozen NodeInfo, or 102 saying what is wrong. */
-export function nodeFromJson(obj: unknown, path: string): NodeInfo {
+export function nodeFromJson(obj: unknown, path: string, mode: IpamConfig["mode"] = "auto"): NodeInfo {
   const bad = (msg: string, details: string): CniError => new CniError(Code.InvalidNodeFile, `node file ${path}: ${msg}`, details);
   if (!isObject(obj)) throw bad("is not a JSON object", "expected a CiliumNode or a v1 Node object as printed by kubectl -o json");
   const kind = obj.kind;
@@ -81,13 +89,18 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
     return freeze({
       kind: "CiliumNode",
       name,
-      field: "spec.ipam.podCIDRs",
-      podCIDRs: cidrList(ipam.podCIDRs, "spec.ipam.podCIDRs", bad),
+      ...ciliumIpam(ipam, mode, bad),
       reserved,
       operatorError: typeof opStatus.error === "string" ? opStatus.error : "",
     });
   }
   if (kind === "Node" && apiVersion === "v1") {
+    if (mode === "multi-pool" || mode === "crd") {
+      throw bad(
+        `is a v1 Node, but ipam.mode is ${mode}, which reads a CiliumNode`,
+        "write the node's CiliumNode to the file (`kubectl get ciliumnode NODE -o json`), or set ipam.mode to kubernetes",
+      );
+    }
     let field = "spec.podCIDRs";
     let list = spec.podCIDRs;
     // Absent, null (jq and hand-written copies print it) or empty: the legacy single field.
@@ -109,7 +122,17 @@ export function nodeFromJson(obj: unknown, path: string): NodeInfo {
           pushReserved(reserved, a.address, "node", `status.addresses[${i}].address (${a.type})`, null, bad);
       }
     }
-    return freeze({ kind: "Node", name, field, podCIDRs: cidrList(list, field, bad), reserved, operatorError: "" });
+    return freeze({
+      kind: "Node",
+      name,
+      mode: "kubernetes",
+      field,
+      podCIDRs: cidrList(list, field, bad),
+      pools: [],
+      requested: [],
+      reserved,
+      operatorError: "",
+    });
   }
   throw bad(
     `is a ${brief(kind ?? null)} object (apiVersion ${brief(apiVersion ?? null)}), not a CiliumNode or a v1 Node`,
@@ -188,26 +211,12 @@ function pushReserved(
   out.push({ ip: ip as string, family: p.family, value: p.value, role, field });
 }
 
-function cidrList(list: unknown, field: string, bad: (m: string, d: string) => CniError): Cidr[] {
-  if (list === undefined || list === null) return [];
-  if (!Array.isArray(list)) throw bad(`${field} must be a list of CIDR strings`, `got ${brief(list, 200)}`);
-  const out: Cidr[] = [];
-  for (const [i, entry] of list.entries()) {
-    const p = parseCidr(entry);
-    if (!p.ok) throw bad(`${field}[${i}] ${p.reason}`, "fix the CIDR on the node object (or in the file's sync job) and try again");
-    if (out.some((c) => c.text === p.cidr.text)) continue;
-    const clash = out.find((c) => overlaps(c, p.cidr));
-    if (clash) {
-      throw bad(
-        `${field}[${i}] ${p.cidr.text} overlaps ${clash.text}`,
-        "podCIDRs must not overlap: an address in both could be handed out twice",
-      );
-    }
-    out.push(p.cidr);
-  }
-  return out;
-}
-
 function freeze(info: NodeInfo): NodeInfo {
-  return Object.freeze({ ...info, podCIDRs: Object.freeze([...info.podCIDRs]), reserved: Object.freeze([...info.reserved]) });
+  return Object.freeze({
+    ...info,
+    podCIDRs: Object.freeze([...info.podCIDRs]),
+    pools: Object.freeze([...info.pools]),
+    requested: Object.freeze([...info.requested]),
+    reserved: Object.freeze([...info.reserved]),
+  });
 }

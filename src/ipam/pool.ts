@@ -24,6 +24,8 @@ export interface Pool {
   readonly stored: readonly RangeState[];
   /** Where the CIDRs come from, for messages ("spec.ipam.podCIDRs"). */
   readonly field: string;
+  /** Multi-pool: the last address of each CIDR is reserved too (IPv4's broadcast always is). */
+  readonly lastReserved?: boolean;
 }
 
 /** Where the bitmaps come from (the store's transaction). */
@@ -46,7 +48,7 @@ export interface Taken {
 
 /** The pool of a node whose podCIDRs are all one pool (cluster-pool, host-scope). */
 export function nodePool(node: NodeInfo, gateway: boolean, stored: readonly RangeState[]): Pool {
-  return { cidrs: node.podCIDRs, reserved: node.reserved, gateway, stored, field: node.field };
+  return { cidrs: node.podCIDRs, reserved: node.reserved, gateway, stored, field: node.field, lastReserved: node.mode === "multi-pool" };
 }
 
 /** The families present in a pool, in their listed order. */
@@ -65,6 +67,10 @@ export function families(pool: Pick<Pool, "cidrs">): Family[] {
 export function reservedOffsets(cidr: Cidr, pool: Omit<Pool, "cidrs" | "field">): Map<number, string> {
   const out = new Map<number, string>();
   if (pool.gateway) out.set(0, "gateway");
+  if (pool.lastReserved && cidr.family === 6) {
+    const last = offsetOf(cidr, 6, cidr.network + (1n << BigInt(128 - cidr.prefix)) - 1n);
+    if (last >= 0 && !out.has(last)) out.set(last, "last address");
+  }
   for (const r of pool.reserved) {
     const o = offsetOf(cidr, r.family, r.value);
     if (o >= 0 && !out.has(o)) out.set(o, r.role);

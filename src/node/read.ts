@@ -19,15 +19,15 @@ export type NodeRead =
   | { readonly state: "ok"; readonly node: NodeInfo };
 
 /** Read the node file once. Null when it does not exist; an empty file is code 11, one that is not JSON 102. */
-export function readNode(path: string, nodeName = ""): NodeInfo | null {
-  const r = readNodeState(path, nodeName);
+export function readNode(path: string, nodeName = "", mode: IpamConfig["mode"] = "auto"): NodeInfo | null {
+  const r = readNodeState(path, nodeName, mode);
   if (r.state === "empty") throw emptyFile(path, "");
   if (r.state === "partial") throw r.error;
   return r.state === "ok" ? r.node : null;
 }
 
 /** Read the node file once, telling a missing, empty or half-written file apart from a bad one (which throws 102). */
-export function readNodeState(path: string, nodeName = ""): NodeRead {
+export function readNodeState(path: string, nodeName = "", mode: IpamConfig["mode"] = "auto"): NodeRead {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -62,7 +62,7 @@ export function readNodeState(path: string, nodeName = ""): NodeRead {
       if (err instanceof CniError) return { state: "partial", error: err };
       throw err;
     }
-    const node = nodeFromJson(obj, path);
+    const node = nodeFromJson(obj, path, mode);
     if (nodeName && node.name !== nodeName) {
       throw new CniError(
         Code.InvalidNodeFile,
@@ -91,7 +91,7 @@ export function readNodeState(path: string, nodeName = ""): NodeRead {
 export async function loadNode(ipam: IpamConfig, wait: boolean): Promise<NodeInfo> {
   const deadline = Date.now() + (wait ? ipam.waitForPodCIDRs * 1000 : 0);
   for (;;) {
-    const r = readNodeState(ipam.nodeFile, ipam.nodeName);
+    const r = readNodeState(ipam.nodeFile, ipam.nodeName, ipam.mode);
     if (r.state === "ok" && r.node.podCIDRs.length > 0) return r.node;
     if (Date.now() >= deadline) {
       const waited = waitedText(ipam);

@@ -24,7 +24,7 @@ export async function loadNodeStamped(ipam: IpamConfig): Promise<StampedNode> {
 /** The node file as it is now: the loaded one if unchanged (a stat), else read again (no waiting: the lock is held). */
 export function currentNode(ipam: IpamConfig, loaded: StampedNode): NodeInfo {
   if (stampOf(ipam.nodeFile) === loaded.stamp) return loaded.node;
-  const node = readNode(ipam.nodeFile, ipam.nodeName);
+  const node = readNode(ipam.nodeFile, ipam.nodeName, ipam.mode);
   if (!node || node.podCIDRs.length === 0) throw notReady({ ...ipam, waitForPodCIDRs: 0 }, node);
   return node;
 }

@@ -15,6 +15,8 @@ describe("parseIpamConfig", () => {
       reuseCooldown: 0,
       lockTimeout: 60,
       releaseOnReboot: false,
+      mode: "auto",
+      pool: "",
       routes: [],
       nodeName: "",
     });
@@ -31,6 +33,8 @@ describe("parseIpamConfig", () => {
       reuseCooldown: 30,
       lockTimeout: 0.5,
       releaseOnReboot: true,
+      mode: "multi-pool",
+      pool: "blue.team-a",
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"], extra: 1 },
       nodeName: "node-7.example",
@@ -43,6 +47,8 @@ describe("parseIpamConfig", () => {
       reuseCooldown: 30,
       lockTimeout: 0.5,
       releaseOnReboot: true,
+      mode: "multi-pool",
+      pool: "blue.team-a",
       routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0", gw: "fd00::1", mtu: 1400 }],
       dns: { nameservers: ["10.96.0.10"], domain: "cluster.local", search: ["svc.cluster.local"], options: ["ndots:5"] },
       nodeName: "node-7.example",
@@ -101,6 +107,21 @@ describe("parseIpamConfig", () => {
       msg: "ipam.reuseCooldown must be a number of seconds from 0 to 86400, got 86401",
     },
     { name: "a gateway given as text", ipam: { gateway: "true" }, msg: 'ipam.gateway must be true or false, got "true"' },
+    {
+      name: "an unknown mode",
+      ipam: { mode: "eni" },
+      msg: 'ipam.mode must be one of auto, cluster-pool, multi-pool, crd, kubernetes, got "eni"',
+    },
+    {
+      name: "a pool name in capitals",
+      ipam: { pool: "Blue" },
+      msg: 'ipam.pool must be a pool name (a CiliumPodIPPool\'s name: lowercase letters, digits, "-" and "."), got "Blue"',
+    },
+    {
+      name: "an empty pool name",
+      ipam: { pool: "" },
+      msg: 'ipam.pool must be a pool name (a CiliumPodIPPool\'s name: lowercase letters, digits, "-" and "."), got ""',
+    },
     {
       name: "routes as an object",
       ipam: { routes: { dst: "0.0.0.0/0" } },
