@@ -15,6 +15,7 @@ import { type Log, type LogFormat, makeLog } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { updateOccupancy } from "./occupancy.js";
 import { serve, writeTextfile } from "./serve.js";
+import { NamespaceSync } from "./namespaces.js";
 import { NodeSync } from "./sync.js";
 
 export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from the Kubernetes API.
@@ -22,7 +23,7 @@ export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from t
   podcidr-ipam agent [--node-name NAME] [--source ciliumnode|node|auto] [--kubeconfig FILE]
                      [--node-file FILE] [--cni-conf FILE | --data-dir DIR]
                      [--health-addr HOST:PORT] [--metrics-addr HOST:PORT] [--metrics-textfile DIR]
-                     [--calls-log FILE] [--log-format text|json]
+                     [--calls-log FILE] [--log-format text|json] [--namespace-pools]
 
   --node-name       this node (default $NODE_NAME; the DaemonSet sets it from spec.nodeName)
   --source          ciliumnode, node, or auto (default): the CiliumNode when cilium.io serves one
@@ -34,6 +35,8 @@ export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from t
   --metrics-addr    /metrics in Prometheus's text format (default 127.0.0.1:9869; "" turns it off)
   --metrics-textfile  also write DIR/podcidr_ipam.prom for node_exporter's textfile collector
   --calls-log       where the plugin's calls are counted (default ${CALLS_LOG})
+  --namespace-pools multi-pool: keep <node-file>.namespaces.json, every namespace's ipam.cilium.io
+                    pool annotations, from a watch of all namespaces (RBAC: namespaces list, watch)
 SIGTERM finishes the write in flight and exits 0.
 `;
 
@@ -74,6 +77,7 @@ const OPTIONS = {
   "metrics-textfile": { type: "string" },
   "calls-log": { type: "string", default: CALLS_LOG },
   "log-format": { type: "string", default: "text" },
+  "namespace-pools": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -96,6 +100,21 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
     onObject: (o, i) => sync.onObject(o, i),
     onState: (s, d) => sync.onState(s, d),
   });
+  // Multi-pool: every namespace's pool annotations, into the map beside the node file.
+  const ns = v["namespace-pools"] ? new NamespaceSync(ipam.nodeFile, log, metrics) : null;
+  const nsWatcher = ns
+    ? new ObjectWatcher(client, {
+        kind: "namespace",
+        name: "",
+        onObject: (o, i) => ns.onObject(o, i),
+        onState: (s, d) =>
+          log(s === "connected" ? "info" : s === "reconnecting" ? "warn" : "error", `namespaces watch ${s}`, { detail: d }),
+      })
+    : null;
+  const ready = (): { ok: boolean; why: string } => {
+    const r = sync.ready();
+    return r.ok && ns ? ns.ready() : r;
+  };
   const calls = new CallsReader(String(v["calls-log"]), metrics);
   try {
     calls.open();
@@ -104,7 +123,7 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
   }
   const render = async (): Promise<string> => {
     calls.poll();
-    exportCounters(metrics, watcher, sync, ipam.nodeFile);
+    exportCounters(metrics, watcher, sync, ipam.nodeFile, ready);
     try {
       await updateOccupancy(metrics, ipam, sync.current, () => {});
     } catch (e) {
@@ -113,8 +132,8 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
     }
     return metrics.render();
   };
-  const servers: Server[] = [await serve(String(v["health-addr"]), { ready: () => sync.ready(), metrics: render })];
-  if (v["metrics-addr"]) servers.push(await serve(String(v["metrics-addr"]), { ready: () => sync.ready(), metrics: render }));
+  const servers: Server[] = [await serve(String(v["health-addr"]), { ready, metrics: render })];
+  if (v["metrics-addr"]) servers.push(await serve(String(v["metrics-addr"]), { ready, metrics: render }));
   const textfile = v["metrics-textfile"] as string | undefined;
   const tick = setInterval(() => {
     calls.poll();
@@ -133,10 +152,11 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
       });
     }
   });
-  const watching = watcher.start();
+  const watching = Promise.race([watcher.start(), ...(nsWatcher ? [nsWatcher.start()] : [])]);
   await Promise.race([stopped, watching]);
   clearInterval(tick);
-  await watcher.stop();
+  await Promise.all([watcher.stop(), nsWatcher?.stop()]);
+  ns?.stop();
   for (const s of servers) await new Promise((r) => s.close(r));
   log("info", "agent stopped");
   return 0;
@@ -171,7 +191,7 @@ async function detect(client: KubeClient, name: string, log: Log): Promise<Sourc
   return "node";
 }
 
-function exportCounters(m: Metrics, w: ObjectWatcher, sync: NodeSync, nodeFile: string): void {
+function exportCounters(m: Metrics, w: ObjectWatcher, sync: NodeSync, nodeFile: string, ready: () => { ok: boolean }): void {
   const c = w.counters;
   m.setCounter("podcidr_ipam_api_requests_total", "Requests the agent sent to the API server.", c.requests);
   m.setCounter("podcidr_ipam_watch_restarts_total", "Watches the agent opened after its first one.", c.watchRestarts);
@@ -185,7 +205,7 @@ function exportCounters(m: Metrics, w: ObjectWatcher, sync: NodeSync, nodeFile: 
       "When the watch last heard from the API server, Unix time.",
       c.lastSyncTime / 1000,
     );
-  m.gauge("podcidr_ipam_ready", "1 when the agent is ready (see /readyz).", sync.ready().ok ? 1 : 0);
+  m.gauge("podcidr_ipam_ready", "1 when the agent is ready (see /readyz).", ready().ok ? 1 : 0);
   m.clear("podcidr_ipam_node_address_in_podcidr");
   for (const c of sync.conflicts) {
     m.gauge(

@@ -78,10 +78,8 @@ describe("the manifest", () => {
   it("RBAC: exactly get, list and watch on the two resources the agent watches, bound to the pod's ServiceAccount", () => {
     const role = one(objs, "ClusterRole");
     const rules = role.rules.map((r: any) => ({ ...r, verbs: [...r.verbs].sort() }));
-    const watched = Object.values(RESOURCES).map((r) => {
-      const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/([^/]+)$/.exec(r.path)!;
-      return { apiGroups: [m[1] ?? ""], resources: [m[2]], verbs: ["get", "list", "watch"] };
-    });
+    // The node objects; the namespaces (multi-pool only) are deploy/multi-pool.yaml's, below.
+    const watched = [RESOURCES.ciliumnode, RESOURCES.node].map(ruleOf);
     expect(rules).toEqual(expect.arrayContaining(watched));
     expect(rules).toHaveLength(watched.length);
     for (const r of role.rules) expect(Object.keys(r).sort()).toEqual(["apiGroups", "resources", "verbs"]); // no resourceNames, no nonResourceURLs
@@ -91,6 +89,18 @@ describe("the manifest", () => {
     const sa: K8sObject = one(objs, "ServiceAccount");
     expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }]);
     expect(pod.serviceAccountName).toBe(sa.metadata.name);
+  });
+
+  it("deploy/multi-pool.yaml: get, list and watch on namespaces for the same ServiceAccount, and the agent flag it names", () => {
+    const extra = loadManifest(join(ROOT, "deploy/multi-pool.yaml"));
+    const role = one(extra, "ClusterRole");
+    expect(role.rules.map((r: any) => ({ ...r, verbs: [...r.verbs].sort() }))).toEqual([ruleOf(RESOURCES.namespace)]);
+    const binding = one(extra, "ClusterRoleBinding");
+    expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name });
+    const sa: K8sObject = one(objs, "ServiceAccount");
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }]);
+    expect(readFileSync(join(ROOT, "deploy/multi-pool.yaml"), "utf8")).toContain('"value": "--namespace-pools"');
+    expect(spawnSync(BIN, ["agent", "--help"], { encoding: "utf8" }).stdout).toContain("--namespace-pools");
   });
 
   it("the DaemonSet: host network, node-critical, every taint tolerated, rolling updates, no hostPID", () => {
@@ -266,3 +276,9 @@ describe("the ConfigMap's conflist, through install, to the plugin", () => {
     expect(other.json.code).toBe(102);
   });
 });
+
+/** The RBAC rule that lets the agent list and watch a resource it follows. */
+function ruleOf(r: { path: string }): { apiGroups: string[]; resources: string[]; verbs: string[] } {
+  const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/([^/]+)$/.exec(r.path)!;
+  return { apiGroups: [m[1] ?? ""], resources: [m[2]!], verbs: ["get", "list", "watch"] };
+}

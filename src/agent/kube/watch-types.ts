@@ -4,10 +4,13 @@ import type { BackoffOptions } from "./backoff.js";
 import type { KubeError } from "./errors.js";
 
 export type SourceKind = "ciliumnode" | "node";
+/** What can be watched: a node object (one, by name), or every namespace (multi-pool's namespace annotations). */
+export type WatchKind = SourceKind | "namespace";
 
-export const RESOURCES: Record<SourceKind, { readonly path: string; readonly resource: string; readonly kind: string }> = {
+export const RESOURCES: Record<WatchKind, { readonly path: string; readonly resource: string; readonly kind: string }> = {
   ciliumnode: { path: "/apis/cilium.io/v2/ciliumnodes", resource: "ciliumnodes.cilium.io", kind: "CiliumNode" },
   node: { path: "/api/v1/nodes", resource: "nodes", kind: "Node" },
+  namespace: { path: "/api/v1/namespaces", resource: "namespaces", kind: "Namespace" },
 };
 
 /**
@@ -38,13 +41,18 @@ export type ObjectReason = "list" | "added" | "modified" | "deleted";
 export type WatchState = "connected" | "reconnecting" | "error";
 
 export interface WatchHandlers {
-  /** The object now: after each list (null: there is none) and each event (null: deleted). A throw forces a relist. */
-  onObject(obj: KubeObject | null, info: { reason: ObjectReason; resourceVersion: string }): void;
+  /**
+   * The object now: after each list (null: there is none) and each event (null: deleted). A throw forces a relist.
+   * Watching every object of the resource (no name), each event's object, and after a list each listed one
+   * with reason "list", the first of them (or a null, when the list is empty) with `reset` set.
+   */
+  onObject(obj: KubeObject | null, info: { reason: ObjectReason; resourceVersion: string; reset?: boolean; name?: string }): void;
   onState?(state: WatchState, detail: string, error?: KubeError): void;
 }
 
 export interface WatchOptions extends WatchHandlers {
-  kind: SourceKind;
+  kind: WatchKind;
+  /** The one object to follow; "" follows every object of the resource. */
   name: string;
   /** Each watch asks the server to end it after a time picked uniformly in this range (default [300, 600] s). */
   timeoutSeconds?: readonly [number, number];

@@ -1,5 +1,5 @@
-// List, then watch, one object (this node's CiliumNode or v1 Node), as client-go's reflector
-// does for a whole resource (api-concepts "Efficient detection of changes"):
+// List, then watch, one object (this node's CiliumNode or v1 Node), or every namespace, as
+// client-go's reflector does for a whole resource (api-concepts "Efficient detection of changes"):
 //
 //   LIST ?fieldSelector=metadata.name=N            -> the object (or none) and the list's resourceVersion R
 //   WATCH ?...&watch=1&resourceVersion=R&allowWatchBookmarks=true&timeoutSeconds=T   (T in [300, 600], random)
@@ -17,7 +17,6 @@ import {
   type KubeObject,
   type ObjectReason,
   RESOURCES,
-  type SourceKind,
   type WatchCounters,
   type WatchOptions,
   type WatchState,
@@ -35,7 +34,7 @@ export class ObjectWatcher {
   private readonly backoff: Backoff;
   private readonly random: () => number;
   private readonly now: () => number;
-  private readonly res: (typeof RESOURCES)[SourceKind];
+  private readonly res: (typeof RESOURCES)[WatchOptions["kind"]];
   private readonly selector: string;
   private state: WatchState | undefined;
   private goneInRow = 0;
@@ -45,7 +44,7 @@ export class ObjectWatcher {
     private readonly api: KubeApi,
     private readonly opts: WatchOptions,
   ) {
-    if (!NAME_RE.test(opts.name)) {
+    if (opts.name !== "" && !NAME_RE.test(opts.name)) {
       throw configError(`node name ${JSON.stringify(opts.name)} is not a Kubernetes object name (lowercase letters, digits, '-' and '.')`);
     }
     const res = RESOURCES[opts.kind];
@@ -54,12 +53,7 @@ export class ObjectWatcher {
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? Date.now;
     this.backoff = new Backoff({ random: this.random, ...opts.backoff });
-    this.selector = encodeURIComponent(`metadata.name=${opts.name}`);
-  }
-
-  /** The resourceVersion the next watch starts from (undefined: a list comes first). */
-  get resourceVersion(): string | undefined {
-    return this.rv;
+    this.selector = opts.name === "" ? "" : `fieldSelector=${encodeURIComponent(`metadata.name=${opts.name}`)}&`;
   }
 
   get counters(): WatchCounters {
@@ -101,7 +95,7 @@ export class ObjectWatcher {
   }
 
   private async list(): Promise<void> {
-    const path = `${this.res.path}?fieldSelector=${this.selector}`;
+    const path = `${this.res.path}?${this.selector}`;
     const r = await this.api.request("GET", path, { signal: this.abort.signal, ...this.timeout() });
     let list: { metadata?: { resourceVersion?: unknown }; items?: unknown } | undefined;
     try {
@@ -114,13 +108,17 @@ export class ObjectWatcher {
     if (typeof rv !== "string" || rv === "" || !Array.isArray(items)) {
       throw new KubeError(`GET ${path}: the answer is not a ${this.res.kind}List (${r.body.slice(0, 100)})`, { reason: "BadResponse" });
     }
-    const obj = (items as KubeObject[]).find((i) => i?.metadata?.name === this.opts.name) ?? null;
     this.c.lists++;
     // Handed over first: a handler that keeps failing (an unwritable node file) must not reset
     // the backoff with each list, or the agent would list every 250 ms for as long as it fails.
-    this.deliver(obj, "list", rv);
+    const all = this.opts.name === "";
+    const mine = (items as KubeObject[]).filter((i) =>
+      all ? typeof i?.metadata?.name === "string" : i?.metadata?.name === this.opts.name,
+    );
+    if (!all || mine.length === 0) this.deliver(mine[0] ?? null, "list", rv, all);
+    else mine.forEach((o, i) => this.deliver(o, "list", rv, i === 0));
     this.synced(rv);
-    this.setState("connected", `listed ${this.what()} at resourceVersion ${rv}${obj ? "" : " (there is none)"}`);
+    this.setState("connected", `listed ${this.what()} at resourceVersion ${rv}${mine.length ? "" : " (there is none)"}`);
   }
 
   private async watch(): Promise<void> {
@@ -129,7 +127,7 @@ export class ObjectWatcher {
     const idle = Math.min(this.opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS, (timeout + 30) * 1000);
     const from = this.rv ?? "";
     const query = `watch=1&resourceVersion=${encodeURIComponent(from)}&allowWatchBookmarks=true&timeoutSeconds=${timeout}`;
-    const path = `${this.res.path}?fieldSelector=${this.selector}&${query}`;
+    const path = `${this.res.path}?${this.selector}${query}`;
     const t0 = this.now();
     let lines = 0;
     const end = await this.api.stream(path, {
@@ -180,13 +178,15 @@ export class ObjectWatcher {
       return;
     }
     this.c.events++;
-    if (obj?.metadata?.name !== this.opts.name) return; // the field selector keeps others out
-    this.deliver(ev.type === "DELETED" ? null : (obj as KubeObject), ev.type.toLowerCase() as ObjectReason, rv);
+    const all = this.opts.name === "";
+    const name = obj?.metadata?.name;
+    if (all ? typeof name !== "string" : name !== this.opts.name) return; // the field selector keeps others out
+    this.deliver(ev.type === "DELETED" && !all ? null : (obj as KubeObject), ev.type.toLowerCase() as ObjectReason, rv);
   }
 
-  private deliver(obj: KubeObject | null, reason: ObjectReason, rv: string): void {
+  private deliver(obj: KubeObject | null, reason: ObjectReason, rv: string, reset?: boolean): void {
     try {
-      this.opts.onObject(obj, { reason, resourceVersion: rv });
+      this.opts.onObject(obj, { reason, resourceVersion: rv, ...(reset ? { reset } : {}) });
     } catch (e) {
       this.rv = undefined; // the handler may not have kept it: list again
       throw new KubeError(`the onObject handler failed on ${reason} at resourceVersion ${rv}: ${(e as Error)?.message ?? e}`, {
@@ -240,7 +240,7 @@ export class ObjectWatcher {
   }
 
   private what(): string {
-    return `${this.res.kind} ${JSON.stringify(this.opts.name)}`;
+    return this.opts.name === "" ? `every ${this.res.kind}` : `${this.res.kind} ${JSON.stringify(this.opts.name)}`;
   }
 }
 

@@ -1,0 +1,118 @@
+// `podcidr-ipam agent --namespace-pools` against the real control plane: the namespaces'
+// pool annotations reach the map beside the node file (only namespaces with a pool key, in
+// order), an annotation added or removed reaches it, /readyz waits for the first list, and
+// the plugin, reading the multi-pool CiliumNode the same agent syncs, gives a pod of an
+// annotated namespace an address of that namespace's pool.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { run } from "../helpers/plugin";
+import { type Agent, inCidr, nodeConflist, startAgent, waitForFileEqualsObject } from "./agent-helpers";
+import { type Cluster, waitFor } from "./harness";
+import { clusterPerFile } from "./per-file";
+
+let c: Cluster;
+let dir: string;
+const { suite, agents } = clusterPerFile("podcidr-agent-multipool-", (cl, d) => {
+  c = cl;
+  dir = d;
+});
+
+const NS = "/api/v1/namespaces";
+
+async function namespace(name: string, annotations: Record<string, string>): Promise<void> {
+  await c.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name, annotations } });
+}
+
+async function annotate(name: string, annotations: Record<string, string | null>): Promise<void> {
+  const r = await c.api("PATCH", `${NS}/${name}`, { body: { metadata: { annotations } }, contentType: "application/merge-patch+json" });
+  if (r.status !== 200) throw new Error(`PATCH namespace ${name}: ${r.status} ${r.text}`);
+}
+
+function mapOf(a: Agent & { nodeFile: string }): Record<string, Record<string, string>> | null {
+  try {
+    return JSON.parse(readFileSync(`${a.nodeFile}.namespaces.json`, "utf8")).namespaces;
+  } catch {
+    return null;
+  }
+}
+
+async function add(conf: Record<string, unknown>, id: string, ns: string) {
+  return run({
+    command: "ADD",
+    containerID: id,
+    netns: `/var/run/netns/${id}`,
+    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${id}`,
+    stdin: conf,
+  });
+}
+
+suite("agent --namespace-pools (multi-pool) against the real API server", () => {
+  it("keeps the namespaces' pool map, and the plugin puts a namespace's pods in its pool", async () => {
+    await namespace("team-a", { "ipam.cilium.io/ip-pool": "blue", "owner.example/team": "a" });
+    await namespace("team-b", { "owner.example/team": "b" });
+    await namespace("strict", { "ipam.cilium.io/require-pool-match": "true" });
+    await c.apply({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "mp" },
+      spec: {
+        ipam: {
+          pools: {
+            allocated: [
+              { pool: "default", cidrs: ["10.61.0.0/24"] },
+              { pool: "blue", cidrs: ["10.62.0.0/24"] },
+            ],
+          },
+        },
+      },
+    });
+    const nodeFile = join(dir, "mp", "node.json");
+    const a = Object.assign(await startAgent(c, { nodeName: "mp", nodeFile, source: "ciliumnode", extra: ["--namespace-pools"] }), {
+      nodeFile,
+    });
+    agents.push(a);
+    await waitForFileEqualsObject(c, "ciliumnode", "mp", nodeFile, { agent: a });
+    // Only namespaces with a pool key, and only those keys.
+    await waitFor(async () => (mapOf(a)?.strict ? true : undefined), "the namespaces' map", 30_000, 50);
+    expect(mapOf(a)).toEqual({ strict: { "ipam.cilium.io/require-pool-match": "true" }, "team-a": { "ipam.cilium.io/ip-pool": "blue" } });
+    expect((await a.readyz()).status).toBe(200);
+
+    const conf = nodeConflist(join(dir, "mp", "cni"), { nodeFile, dataDir: join(dir, "mp", "data"), nodeName: "mp" });
+    const ip = (r: Awaited<ReturnType<typeof add>>) => {
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      return (r.json.ips[0].address as string).split("/")[0]!;
+    };
+    expect(inCidr(ip(await add(conf, "a-1", "team-a")), "10.62.0.0/24")).toBe(true);
+    expect(inCidr(ip(await add(conf, "b-1", "team-b")), "10.61.0.0/24")).toBe(true);
+    const strict = await add(conf, "s-1", "strict");
+    expect(strict.json).toMatchObject({ code: 7, msg: expect.stringContaining("namespace strict requires a match") });
+
+    // An annotation added, and one removed, reach the map: the next pods follow it.
+    await annotate("team-b", { "ipam.cilium.io/ip-pool": "blue" });
+    await annotate("team-a", { "ipam.cilium.io/ip-pool": null });
+    await waitFor(async () => (mapOf(a)?.["team-b"] && !mapOf(a)?.["team-a"] ? true : undefined), "the map after the changes", 30_000, 50);
+    expect(inCidr(ip(await add(conf, "b-2", "team-b")), "10.62.0.0/24")).toBe(true);
+    expect(inCidr(ip(await add(conf, "a-2", "team-a")), "10.61.0.0/24")).toBe(true);
+    expect(await a.metric("podcidr_ipam_namespace_map_writes_total")).toBeGreaterThanOrEqual(2);
+    expect((await a.stop()).code).toBe(0);
+  });
+
+  it("without --namespace-pools writes no map, and a pod whose namespace could pick a pool gets 11, not default", async () => {
+    await c.apply({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "mp2" },
+      spec: { ipam: { pools: { allocated: [{ pool: "default", cidrs: ["10.63.0.0/24"] }] } } },
+    });
+    const nodeFile = join(dir, "mp2", "node.json");
+    const a = Object.assign(await startAgent(c, { nodeName: "mp2", nodeFile, source: "ciliumnode" }), { nodeFile });
+    agents.push(a);
+    await waitForFileEqualsObject(c, "ciliumnode", "mp2", nodeFile, { agent: a });
+    expect(mapOf(a)).toBeNull();
+    const conf = nodeConflist(join(dir, "mp2", "cni"), { nodeFile, dataDir: join(dir, "mp2", "data"), nodeName: "mp2" });
+    const r = await add(conf, "x-1", "team-b");
+    expect(r.json).toMatchObject({ code: 11, msg: expect.stringContaining("namespaces' pool map") });
+    expect((await a.stop()).code).toBe(0);
+  });
+});
