@@ -34,12 +34,15 @@ export const Code = {
 export class CniError extends Error {
   readonly code: number;
   readonly details: string;
+  /** For the calls log only (never on stdout): `pool=<name>/<family>` for a pool the node has no CIDR of (multi-pool). */
+  readonly note: string;
 
-  constructor(code: number, msg: string, details = "", options?: { cause?: unknown }) {
+  constructor(code: number, msg: string, details = "", options?: { cause?: unknown; note?: string }) {
     super(msg, options);
     this.name = "CniError";
     this.code = code;
     this.details = details;
+    this.note = options?.note ?? "";
   }
 
   toJSON(cniVersion: string): { cniVersion: string; code: number; msg: string; details: string } {

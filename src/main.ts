@@ -11,8 +11,11 @@ export function main(): void {
   // CNI mode writes with write(2) on fds 1 and 2: a call never pays for Node's stream objects.
   const stderr = (s: string): void => writeFd(2, s);
   // process.uptime(), not performance.now(): the global `performance` loads perf_hooks and eight modules more (about 1 ms).
-  const outcome = (code: number): void =>
-    recordCall(process.env.PODCIDR_IPAM_CALLS_LOG ?? CALLS_LOG, process.env.CNI_COMMAND ?? "", code, process.uptime() * 1000);
+  const outcome = (code: number, note?: string): void =>
+    recordCall(process.env.PODCIDR_IPAM_CALLS_LOG ?? CALLS_LOG, process.env.CNI_COMMAND ?? "", code, process.uptime() * 1000, {
+      id: process.env.CNI_CONTAINERID ?? "",
+      note: note ?? "",
+    });
   dispatch({ env: process.env, readStdin, stdout: (s) => writeFd(1, s), stderr, outcome }, handlers).then(
     // Everything is written with write(2) and the store released by now: exit at once rather
     // than let Node tear its heap down first (about 2 ms of every call).

@@ -16,6 +16,7 @@ import { Metrics } from "./metrics.js";
 import { updateOccupancy } from "./occupancy.js";
 import { serve, writeTextfile } from "./serve.js";
 import { NamespaceSync } from "./namespaces.js";
+import { poolRequester } from "./pool-requests.js";
 import { NodeSync } from "./sync.js";
 
 export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from the Kubernetes API.
@@ -24,6 +25,7 @@ export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from t
                      [--node-file FILE] [--cni-conf FILE | --data-dir DIR]
                      [--health-addr HOST:PORT] [--metrics-addr HOST:PORT] [--metrics-textfile DIR]
                      [--calls-log FILE] [--log-format text|json] [--namespace-pools]
+                     [--request-pools [--pre-allocate POOL=N,...] [--pool-request-interval S]]
 
   --node-name       this node (default $NODE_NAME; the DaemonSet sets it from spec.nodeName)
   --source          ciliumnode, node, or auto (default): the CiliumNode when cilium.io serves one
@@ -37,6 +39,10 @@ export const AGENT_HELP = `podcidr-ipam agent: keep the node file in sync from t
   --calls-log       where the plugin's calls are counted (default ${CALLS_LOG})
   --namespace-pools multi-pool: keep <node-file>.namespaces.json, every namespace's ipam.cilium.io
                     pool annotations, from a watch of all namespaces (RBAC: namespaces list, watch)
+  --request-pools   multi-pool: patch the CiliumNode's spec.ipam.pools.requested with what each pool
+                    needs, by Cilium's rule (RBAC: ciliumnodes patch)
+  --pre-allocate    addresses kept ahead per pool (default default=8; other pools 0)
+  --pool-request-interval  at most one such patch per this many seconds (default 15)
 SIGTERM finishes the write in flight and exits 0.
 `;
 
@@ -78,6 +84,9 @@ const OPTIONS = {
   "calls-log": { type: "string", default: CALLS_LOG },
   "log-format": { type: "string", default: "text" },
   "namespace-pools": { type: "boolean" },
+  "request-pools": { type: "boolean" },
+  "pre-allocate": { type: "string", default: "default=8" },
+  "pool-request-interval": { type: "string", default: "15" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -97,7 +106,10 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
   const watcher = new ObjectWatcher(client, {
     kind,
     name: nodeName,
-    onObject: (o, i) => sync.onObject(o, i),
+    onObject: (o, i) => {
+      sync.onObject(o, i);
+      requester?.poke();
+    },
     onState: (s, d) => sync.onState(s, d),
   });
   // Multi-pool: every namespace's pool annotations, into the map beside the node file.
@@ -115,7 +127,8 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
     const r = sync.ready();
     return r.ok && ns ? ns.ready() : r;
   };
-  const calls = new CallsReader(String(v["calls-log"]), metrics);
+  const requester = v["request-pools"] ? poolRequester(v, client, kind, nodeName, ipam, () => sync.current, log, metrics) : null;
+  const calls = new CallsReader(String(v["calls-log"]), metrics, requester ? (c) => requester.call(c) : undefined);
   try {
     calls.open();
   } catch (e) {
@@ -143,6 +156,8 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
         (e: unknown) => log("warn", `cannot write the metrics textfile: ${(e as Error).message}`),
       );
   }, 15_000);
+  // Refused pods are pending demand: look at the calls log every second, and again each minute to let them expire.
+  const looks = requester ? [setInterval(() => calls.poll(), 1000), setInterval(() => requester.poke(), 60_000)] : [];
   log("info", "agent started", { node: nodeName, source: kind, nodeFile: ipam.nodeFile, server: config.server });
   const stopped = new Promise<void>((resolve) => {
     for (const sig of ["SIGTERM", "SIGINT"] as const) {
@@ -155,6 +170,8 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
   const watching = Promise.race([watcher.start(), ...(nsWatcher ? [nsWatcher.start()] : [])]);
   await Promise.race([stopped, watching]);
   clearInterval(tick);
+  for (const t of looks) clearInterval(t);
+  requester?.stop();
   await Promise.all([watcher.stop(), nsWatcher?.stop()]);
   ns?.stop();
   for (const s of servers) await new Promise((r) => s.close(r));

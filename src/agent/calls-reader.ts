@@ -16,6 +16,8 @@ export class CallsReader {
   constructor(
     private readonly path: string,
     private readonly metrics: Metrics,
+    /** Told each call read: its command, code, and (for a refusal with one) its container ID and note (src/calls.ts). */
+    private readonly onCall?: (call: { command: string; code: string; id: string; note: string; at: number }) => void,
   ) {}
 
   /** Make the file (and its folder) so that calls start writing to it. */
@@ -74,8 +76,10 @@ export class CallsReader {
   }
 
   private count(line: string): void {
-    const [, command, code, ms] = line.split(" ");
+    const [at, command, code, ms, id, note] = line.split(" ");
     if (!command || code === undefined || ms === undefined) return;
+    const field = (s: string | undefined): string => (s === undefined || s === "-" ? "" : s);
+    this.onCall?.({ command, code, id: field(id), note: field(note), at: Number(at) });
     const result = code === "0" ? "ok" : code;
     this.metrics.counter(
       "podcidr_ipam_plugin_calls_total",

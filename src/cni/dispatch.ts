@@ -12,8 +12,8 @@ export interface Io {
   readStdin(): Promise<Buffer>;
   stdout(text: string): void;
   stderr(text: string): void;
-  /** Told the call's outcome: 0, or the CNI error code answered (for the agent's call counts). */
-  outcome?(code: number): void;
+  /** Told the call's outcome: 0, or the CNI error code answered, and the error's note (for the agent's call counts). */
+  outcome?(code: number, note?: string): void;
 }
 
 export interface Request {
@@ -84,7 +84,7 @@ export async function dispatch(io: Io, handlers: Handlers): Promise<number> {
           );
     if (!(err instanceof CniError)) io.stderr(`podcidr-ipam: ${(err as Error)?.stack ?? String(err)}\n`);
     io.stdout(`${JSON.stringify(e.toJSON(version))}\n`);
-    io.outcome?.(e.code);
+    io.outcome?.(e.code, e.note);
     return 1;
   }
 }

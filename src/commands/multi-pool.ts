@@ -40,6 +40,8 @@ export function familyPool(node: NodeInfo, all: Pool, family: Family, choice: Po
       "The operator gives a node a pool's CIDRs once spec.ipam.pools.requested asks for them, which podcidr-ipam agent does for a " +
         "pool in use; the runtime retries. If the pool does not exist (kubectl get ciliumpodippools), fix the pod's or namespace's " +
         "annotation, the network's ipam.pool or its cni-args.",
+      // The agent counts these as the pool's pending allocations (spec.ipam.pools.requested).
+      { note: `pool=${choice.pool}/${family}` },
     );
   }
   return { ...all, cidrs, field: `spec.ipam.pools.allocated (pool ${choice.pool})` };

@@ -116,3 +116,84 @@ suite("agent --namespace-pools (multi-pool) against the real API server", () => 
     expect((await a.stop()).code).toBe(0);
   });
 });
+
+suite("agent --request-pools (multi-pool) against the real API server, the test playing Cilium's operator", () => {
+  it("asks for what each pool needs by Cilium's rule; a refused pod's pool is requested, delivered, and then served", async () => {
+    const CNP = "/apis/cilium.io/v2/ciliumnodes/rq";
+    await c.apply({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "rq" },
+      spec: { ipam: { pools: { allocated: [{ pool: "default", cidrs: ["10.71.0.0/26"] }] } } },
+    });
+    const nodeFile = join(dir, "rq", "node.json");
+    const a = Object.assign(
+      await startAgent(c, {
+        nodeName: "rq",
+        nodeFile,
+        source: "ciliumnode",
+        dataDir: join(dir, "rq", "data"),
+        extra: ["--namespace-pools", "--request-pools", "--pre-allocate", "default=8", "--pool-request-interval", "1"],
+      }),
+      { nodeFile },
+    );
+    agents.push(a);
+    const requested = async () => (await c.api("GET", CNP)).json?.spec?.ipam?.pools?.requested;
+    // Nothing in use: the pre-allocation alone, 8.
+    await waitFor(
+      async () => (JSON.stringify(await requested()) === '[{"needed":{"ipv4-addrs":8},"pool":"default"}]' ? true : undefined),
+      "requested 8",
+      30_000,
+      100,
+    );
+    const conf = nodeConflist(join(dir, "rq", "cni"), { nodeFile, dataDir: join(dir, "rq", "data"), nodeName: "rq" });
+    const callsLog = join(dir, "rq", "calls.log");
+    const addIn = (id: string, ns: string) =>
+      run({
+        command: "ADD",
+        containerID: id,
+        netns: `/var/run/netns/${id}`,
+        args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${id}`,
+        stdin: conf,
+        env: { PODCIDR_IPAM_CALLS_LOG: callsLog },
+      });
+    // 9 pods in default: inUse 9, so roundUp(9 + 8, 8) = 24. Patches stay within the interval's rate.
+    const patches0 = await a.metric("podcidr_ipam_pool_request_patches_total");
+    const t0 = Date.now();
+    for (let i = 0; i < 9; i++) expect((await addIn(`d-${i}`, "default")).code).toBe(0);
+    await waitFor(async () => ((await requested())?.[0]?.needed?.["ipv4-addrs"] === 24 ? true : undefined), "requested 24", 30_000, 100);
+    const elapsedS = (Date.now() - t0) / 1000;
+    const patches = (await a.metric("podcidr_ipam_pool_request_patches_total")) - patches0;
+    expect(patches).toBeGreaterThanOrEqual(1);
+    expect(patches).toBeLessThanOrEqual(Math.ceil(elapsedS / 1) + 1);
+
+    // A namespace that picks pool blue, which the node has no CIDR of: the ADD is refused (11) and blue is requested.
+    await namespace("team-blue", { "ipam.cilium.io/ip-pool": "blue" });
+    await waitFor(async () => (mapOf(a)?.["team-blue"] ? true : undefined), "team-blue in the namespaces' map", 30_000, 50);
+    const refused = await addIn("b-1", "team-blue");
+    expect(refused.json).toMatchObject({ code: 11, msg: expect.stringContaining('pool "blue"') });
+    await waitFor(async () => ((await requested())?.find((r: any) => r.pool === "blue") ? true : undefined), "blue requested", 30_000, 100);
+    expect((await requested()).find((r: any) => r.pool === "blue")).toEqual({ pool: "blue", needed: { "ipv4-addrs": 1 } });
+    // The operator delivers a CIDR of blue; the runtime's retry is served from it.
+    const cur = (await c.api("GET", CNP)).json;
+    cur.spec.ipam.pools.allocated.push({ pool: "blue", cidrs: ["10.72.0.0/28"] });
+    expect((await c.api("PUT", CNP, { body: cur })).status).toBe(200);
+    await waitFor(
+      async () => (readFileSync(nodeFile, "utf8").includes("10.72.0.0/28") ? true : undefined),
+      "blue in the node file",
+      30_000,
+      50,
+    );
+    const served = await addIn("b-1", "team-blue");
+    expect(served.code, served.stdout).toBe(0);
+    expect(inCidr(served.json.ips[0].address.split("/")[0], "10.72.0.0/28")).toBe(true);
+    // Served, it is in use rather than pending: blue still needs 1 (preAllocate 0).
+    await waitFor(
+      async () => ((await requested())?.find((r: any) => r.pool === "blue")?.needed?.["ipv4-addrs"] === 1 ? true : undefined),
+      "blue needs 1",
+      30_000,
+      100,
+    );
+    expect((await a.stop()).code).toBe(0);
+  });
+});

@@ -91,16 +91,22 @@ describe("the manifest", () => {
     expect(pod.serviceAccountName).toBe(sa.metadata.name);
   });
 
-  it("deploy/multi-pool.yaml: get, list and watch on namespaces for the same ServiceAccount, and the agent flag it names", () => {
+  it("deploy/multi-pool.yaml: namespaces get, list, watch and ciliumnodes patch for the same ServiceAccount, and the agent flags it names", () => {
     const extra = loadManifest(join(ROOT, "deploy/multi-pool.yaml"));
     const role = one(extra, "ClusterRole");
-    expect(role.rules.map((r: any) => ({ ...r, verbs: [...r.verbs].sort() }))).toEqual([ruleOf(RESOURCES.namespace)]);
+    expect(role.rules.map((r: any) => ({ ...r, verbs: [...r.verbs].sort() }))).toEqual([
+      ruleOf(RESOURCES.namespace),
+      { apiGroups: ["cilium.io"], resources: ["ciliumnodes"], verbs: ["patch"] },
+    ]);
     const binding = one(extra, "ClusterRoleBinding");
     expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name });
     const sa: K8sObject = one(objs, "ServiceAccount");
     expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }]);
-    expect(readFileSync(join(ROOT, "deploy/multi-pool.yaml"), "utf8")).toContain('"value": "--namespace-pools"');
-    expect(spawnSync(BIN, ["agent", "--help"], { encoding: "utf8" }).stdout).toContain("--namespace-pools");
+    const help = spawnSync(BIN, ["agent", "--help"], { encoding: "utf8" }).stdout;
+    for (const flag of ["--namespace-pools", "--request-pools"]) {
+      expect(readFileSync(join(ROOT, "deploy/multi-pool.yaml"), "utf8")).toContain(`"value": "${flag}"`);
+      expect(help).toContain(flag);
+    }
   });
 
   it("the DaemonSet: host network, node-critical, every taint tolerated, rolling updates, no hostPID", () => {

@@ -20,6 +20,8 @@ export interface RequestOptions {
   body?: unknown;
   /** Default application/json. */
   accept?: string;
+  /** The body's type (default application/json; a PATCH names its kind, e.g. application/merge-patch+json). */
+  contentType?: string;
   /** For the response headers, and again for the body (default 30 s). */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -160,7 +162,7 @@ export class KubeClient implements KubeApi {
   private open(
     method: string,
     path: string,
-    o: { body?: string; accept?: string; timeoutMs: number; signal?: AbortSignal },
+    o: { body?: string; accept?: string; contentType?: string; timeoutMs: number; signal?: AbortSignal },
   ): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       this.counters.requests++;
@@ -170,7 +172,7 @@ export class KubeClient implements KubeApi {
       } catch (e) {
         return reject(e);
       }
-      if (o.body !== undefined) headers["Content-Type"] = "application/json";
+      if (o.body !== undefined) headers["Content-Type"] = o.contentType ?? "application/json";
       const req = https.request({
         host: this.host,
         port: this.port,

@@ -116,7 +116,7 @@ export class ObjectWatcher {
       all ? typeof i?.metadata?.name === "string" : i?.metadata?.name === this.opts.name,
     );
     if (!all || mine.length === 0) this.deliver(mine[0] ?? null, "list", rv, all);
-    else mine.forEach((o, i) => this.deliver(o, "list", rv, i === 0));
+    else for (const [i, o] of mine.entries()) this.deliver(o, "list", rv, i === 0);
     this.synced(rv);
     this.setState("connected", `listed ${this.what()} at resourceVersion ${rv}${mine.length ? "" : " (there is none)"}`);
   }
