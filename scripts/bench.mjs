@@ -166,16 +166,25 @@ function check(w, id) {
   return ms;
 }
 
-function runAsync(bin, env, input) {
+function runAsync(bin, env, input, args = []) {
   return new Promise(
     /** @param {(v?: unknown) => void} res @param {(e: Error) => void} rej */ (res, rej) => {
-      const c = spawn(bin, [], { env, stdio: ["pipe", "ignore", "pipe"] });
+      const c = spawn(bin, args, { env, stdio: ["pipe", "ignore", "pipe"] });
       let err = "";
       c.stderr.on("data", (d) => (err += d));
       c.on("close", (code) => (code === 0 ? res() : rej(new Error(err))));
       c.stdin.end(input);
     },
   );
+}
+
+/** The burst's floor: `burstN` bare `node -e 0` starts, at once or one after another (ms). */
+async function bareBurst(parallel) {
+  const t = process.hrtime.bigint();
+  const one = () => runAsync(process.execPath, CLEAN.vars, "", ["-e", "0"]);
+  if (parallel) await Promise.all(Array.from({ length: burstN }, one));
+  else for (let i = 0; i < burstN; i++) await one();
+  return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 async function burst(w, parallel, tag) {
@@ -349,6 +358,11 @@ async function benchAll() {
           bursts.set(key, [...(bursts.get(key) ?? []), await burst(w, parallel, `${k}-${parallel}`)]);
         }
       }
+      // The floor in the same alternations: what 2 cores make of that many bare Node starts.
+      for (const parallel of k % 2 ? [true, false] : [false, true]) {
+        const key = `node -e 0 ${parallel ? "parallel" : "sequential"}`;
+        bursts.set(key, [...(bursts.get(key) ?? []), await bareBurst(parallel)]);
+      }
     }
     // Peak memory of one call (median of 5).
     const mem = new Map();
@@ -398,10 +412,11 @@ async function benchAll() {
     console.log(`\n#### Burst of ${burstN} ADDs on one network, and peak memory (clean environment)\n`);
     console.log(`| burst of ${burstN} ADDs | parallel ms | sequential ms | ratio |`);
     console.log("|---|---:|---:|---:|");
-    for (const p of plugins) {
-      const par = median(bursts.get(`${p.name} parallel`));
-      const seq = median(bursts.get(`${p.name} sequential`));
-      console.log(`| ${p.name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
+    for (const name of ["node -e 0 (the floor)", ...plugins.map((p) => p.name)]) {
+      const key = name.replace(" (the floor)", "");
+      const par = median(bursts.get(`${key} parallel`));
+      const seq = median(bursts.get(`${key} sequential`));
+      console.log(`| ${name} | ${f(par)} | ${f(seq)} | ${(par / seq).toFixed(2)} |`);
     }
     console.log("\n| peak memory of one call | median KiB |");
     console.log("|---|---:|");
@@ -462,8 +477,9 @@ async function benchAll() {
         ]);
     if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, TARGETS.at4096]);
     if (sizes.includes(65000)) targets.push(["ADD+DEL at 65,000 live / at 0", m("cycle podcidr-ipam 65000") / ours0, TARGETS.at65000]);
+    const floor = median(bursts.get("node -e 0 parallel")) / median(bursts.get("node -e 0 sequential"));
     targets.push([
-      `burst of ${burstN}: parallel / sequential`,
+      `burst of ${burstN}: parallel / sequential (bare node -e 0: ${floor.toFixed(3)})`,
       median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")),
       TARGETS.burst,
     ]);

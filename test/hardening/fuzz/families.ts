@@ -2,6 +2,7 @@
 // variable, the node file), how often (weight), for which commands, and the
 // code and message words it must get.
 import { HUGE, INVALID_UTF8, MiB, Raw, badUtf8String, deepArr, deepObj, depth, encode, throwsJson } from "./bytes";
+import { multiPoolFault } from "./multi-pool";
 import { nodeFault } from "./node-file";
 import { type Family, type Fault, NAME_OK, type Target, VERSIONS, ipamOf } from "./types";
 import {
@@ -391,6 +392,14 @@ export const FAMILIES: Family[] = [
     targets: ["ADD-new", "ADD-existing", "STATUS"],
     apply(r, s, { ctx, id, target }) {
       return nodeFault(r, s, ctx, id, target);
+    },
+  },
+  {
+    name: "multi-pool",
+    weight: 8,
+    targets: ["ADD-new", "ADD-existing", "STATUS"],
+    apply(r, s, { ctx, id, target }) {
+      return multiPoolFault(r, s, ctx, id, target);
     },
   },
 ];

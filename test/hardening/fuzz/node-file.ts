@@ -264,6 +264,8 @@ export function prepareNode(c: Case): void {
   switch (setup.kind) {
     case "bytes":
       writeFileSync(path, setup.bytes);
+      rmSync(`${path}.namespaces.json`, { force: true });
+      if (setup.namespaces) writeFileSync(`${path}.namespaces.json`, setup.namespaces);
       break;
     case "missing":
       break;
@@ -291,4 +293,5 @@ export function prepareNode(c: Case): void {
 
 export function cleanupNode(c: Case): void {
   if (c.node) rmSync(c.node.path, { recursive: true, force: true });
+  if (c.node) rmSync(`${c.node.path}.namespaces.json`, { force: true });
 }

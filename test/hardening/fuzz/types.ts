@@ -8,7 +8,8 @@ export type Env = Record<string, string | undefined>;
 export type Target = "ADD-new" | "ADD-existing" | "DEL" | "CHECK" | "GC" | "STATUS";
 
 export type NodeSetup =
-  | { kind: "bytes"; bytes: Buffer }
+  /** `namespaces`: the multi-pool namespaces' map written beside it (<path>.namespaces.json). */
+  | { kind: "bytes"; bytes: Buffer; namespaces?: Buffer }
   | { kind: "missing" }
   | { kind: "fifo" }
   | { kind: "dir" }
