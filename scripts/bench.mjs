@@ -477,9 +477,9 @@ async function benchAll() {
         ]);
     if (sizes.includes(4096)) targets.push(["ADD+DEL at 4,096 live / at 0", m("cycle podcidr-ipam 4096") / ours0, TARGETS.at4096]);
     if (sizes.includes(65000)) targets.push(["ADD+DEL at 65,000 live / at 0", m("cycle podcidr-ipam 65000") / ours0, TARGETS.at65000]);
-    const floor = median(bursts.get("node -e 0 parallel")) / median(bursts.get("node -e 0 sequential"));
+    const burstFloor = median(bursts.get("node -e 0 parallel")) / median(bursts.get("node -e 0 sequential"));
     targets.push([
-      `burst of ${burstN}: parallel / sequential (bare node -e 0: ${floor.toFixed(3)})`,
+      `burst of ${burstN}: parallel / sequential (bare node -e 0: ${burstFloor.toFixed(3)})`,
       median(bursts.get("podcidr-ipam parallel")) / median(bursts.get("podcidr-ipam sequential")),
       TARGETS.burst,
     ]);
