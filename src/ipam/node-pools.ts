@@ -44,7 +44,9 @@ export function ciliumIpam(ipam: Record<string, unknown>, wanted: IpamConfig["mo
   } else mode = present[0]?.mode ?? "cluster-pool";
   if (mode === "crd") {
     throw bad(
-      "is a CRD-backed node (spec.ipam.pool), which this release does not serve",
+      wanted === "crd"
+        ? "is read as CRD-backed (ipam.mode crd: spec.ipam.pool), which this release does not serve"
+        : "is a CRD-backed node (spec.ipam.pool), which this release does not serve",
       "CRD-backed IPAM hands out the single addresses of spec.ipam.pool; use Cilium's own agent for it, or cluster-pool / multi-pool",
     );
   }

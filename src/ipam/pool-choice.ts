@@ -65,7 +65,7 @@ export function choosePool(h: PoolHints, family: Family, namespaceAnnotations: (
       );
     }
   }
-  return { pool: DEFAULT_POOL, source: "the default" };
+  return { pool: DEFAULT_POOL, source: "the default: no source names another" };
 }
 
 /** Annotations as the runtime passes them: an object of strings. Others are refused (7), naming `where`. */

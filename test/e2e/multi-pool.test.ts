@@ -46,7 +46,7 @@ suite("bridge, multi-pool from a CiliumNode", () => {
     const base = w.fromConflist("30-podnet-expandable.conflist");
     const conf = { ...base, ipam: { ...(base.ipam as object), routes: [{ dst: "10.0.0.0/8" }, { dst: "fd00::/8" }] } };
     // What libcni makes of the declared capability: the sandbox's annotations in runtimeConfig.
-    expect(conf.capabilities).toEqual({ [CAP]: true });
+    expect(base.capabilities).toEqual({ [CAP]: true });
     const withAnnotations = (a: Record<string, string>) => ({
       ...conf,
       runtimeConfig: { [CAP]: { "kubernetes.io/config.seen": "x", ...a } },

@@ -47,8 +47,14 @@ describe("choosePool", () => {
       v6: "ns-v6",
       src: "namespace team-a's annotation ipam.cilium.io/ip-pool",
     },
-    { name: "then default", h: { namespace: "plain" }, v4: "default", v6: "default", src: "the default" },
-    { name: "default for a call with no namespace", h: { namespace: "" }, v4: "default", v6: "default", src: "the default" },
+    { name: "then default", h: { namespace: "plain" }, v4: "default", v6: "default", src: "the default: no source names another" },
+    {
+      name: "default for a call with no namespace",
+      h: { namespace: "" },
+      v4: "default",
+      v6: "default",
+      src: "the default: no source names another",
+    },
   ])("$name", ({ h, v4, v6, src }) => {
     const hints = { ...none, ...h } as PoolHints;
     expect(choosePool(hints, 4, ns)).toEqual({ pool: v4, source: src });
