@@ -48,6 +48,7 @@ export class NamespaceSync {
   /** Ready once the namespaces were listed and the map written. */
   ready(): { ok: boolean; why: string } {
     if (!this.listed) return { ok: false, why: "the namespaces have not been listed yet" };
+    if (this.pending && !this.problem) return { ok: false, why: "the namespaces' pool map is being written" };
     return this.problem ? { ok: false, why: this.problem } : { ok: true, why: "ok" };
   }
 

@@ -63,6 +63,7 @@ export class PoolRequester {
   /** "pool/family" -> container ID -> when last refused. */
   private readonly refused = new Map<string, Map<string, number>>();
   private lastPatch = 0;
+  private warned = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -114,7 +115,15 @@ export class PoolRequester {
   private async evaluate(): Promise<void> {
     const obj = this.current() as { spec?: { ipam?: { pools?: { requested?: unknown } } } } | null;
     if (!obj) return;
-    const node = nodeFromJson(obj, this.ipam.nodeFile, "multi-pool");
+    // Only a node the plugin reads as multi-pool: requests on a cluster-pool CiliumNode would
+    // make it mix modes, and the plugin would then refuse it.
+    const node = nodeFromJson(obj, this.ipam.nodeFile, this.ipam.mode);
+    if (node.mode !== "multi-pool") {
+      if (!this.warned) this.log("warn", `--request-pools: the CiliumNode is read as ${node.mode}, not multi-pool; nothing is requested`);
+      this.warned = true;
+      return;
+    }
+    this.warned = false;
     const cutoff = this.now() - PENDING_TTL_MS;
     const pending = new Map<string, number>();
     for (const [key, ids] of this.refused) {

@@ -196,4 +196,26 @@ suite("agent --request-pools (multi-pool) against the real API server, the test 
     );
     expect((await a.stop()).code).toBe(0);
   });
+
+  it("on a cluster-pool CiliumNode requests nothing (a request would make the node mix modes), and says so", async () => {
+    await c.apply({
+      apiVersion: "cilium.io/v2",
+      kind: "CiliumNode",
+      metadata: { name: "cp" },
+      spec: { ipam: { podCIDRs: ["10.73.0.0/24"] } },
+    });
+    const nodeFile = join(dir, "cp", "node.json");
+    const a = Object.assign(
+      await startAgent(c, { nodeName: "cp", nodeFile, source: "ciliumnode", extra: ["--request-pools", "--pool-request-interval", "0.2"] }),
+      { nodeFile },
+    );
+    agents.push(a);
+    await waitForFileEqualsObject(c, "ciliumnode", "cp", nodeFile, { agent: a });
+    await a.waitLog(/--request-pools: the CiliumNode is read as cluster-pool, not multi-pool; nothing is requested/, "the warning", 30_000);
+    const cn = (await c.api("GET", "/apis/cilium.io/v2/ciliumnodes/cp")).json;
+    expect(cn.spec.ipam).toEqual({ podCIDRs: ["10.73.0.0/24"] });
+    expect(await a.metric("podcidr_ipam_pool_request_patches_total")).toBe(0);
+    expect((await a.readyz()).status).toBe(200);
+    expect((await a.stop()).code).toBe(0);
+  });
 });
