@@ -119,8 +119,7 @@ async function run(v: Record<string, string | boolean | undefined>, log: Log): P
         kind: "namespace",
         name: "",
         onObject: (o, i) => ns.onObject(o, i),
-        onState: (s, d) =>
-          log(s === "connected" ? "info" : s === "reconnecting" ? "warn" : "error", `namespaces watch ${s}`, { detail: d }),
+        onState: (s, d) => ns.onState(s, d),
       })
     : null;
   const ready = (): { ok: boolean; why: string } => {

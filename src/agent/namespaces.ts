@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { POOL_ANNOTATION } from "../ipam/pool-choice.js";
 import { namespacesFile } from "../node/namespaces.js";
-import type { KubeObject, ObjectReason } from "./kube/watch.js";
+import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
 import type { Log } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { writeNodeFile } from "./node-file.js";
@@ -19,6 +19,7 @@ export class NamespaceSync {
   private written: string;
   private listed = false;
   private problem = "";
+  private watch: { state: WatchState | "starting"; detail: string } = { state: "starting", detail: "" };
   private pending: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -45,8 +46,15 @@ export class NamespaceSync {
     } else this.flush();
   }
 
-  /** Ready once the namespaces were listed and the map written. */
+  /** The watcher's onState. */
+  onState(state: WatchState, detail: string): void {
+    this.watch = { state, detail };
+    this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `namespaces watch ${state}`, { detail });
+  }
+
+  /** Ready once the namespaces were listed and the map written, and while the watch does not fail. */
   ready(): { ok: boolean; why: string } {
+    if (this.watch.state === "error") return { ok: false, why: `the namespaces watch fails: ${this.watch.detail}` };
     if (!this.listed) return { ok: false, why: "the namespaces have not been listed yet" };
     if (this.pending && !this.problem) return { ok: false, why: "the namespaces' pool map is being written" };
     return this.problem ? { ok: false, why: this.problem } : { ok: true, why: "ok" };
