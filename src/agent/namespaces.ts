@@ -2,13 +2,12 @@
 // ipam.cilium.io pool keys, kept in the map beside the node file that the plugin reads
 // (src/node/namespaces.ts), from a list-then-watch of all namespaces. Written atomically,
 // only when a pool key changed, in namespace order; a namespace without one is left out.
-import { readFileSync } from "node:fs";
 import { POOL_ANNOTATION } from "../ipam/pool-choice.js";
 import { namespacesFile } from "../node/namespaces.js";
-import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
+import { type KubeObject, type ObjectReason, type WatchState, levelOf } from "./kube/watch.js";
 import type { Log } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { writeNodeFile } from "./node-file.js";
+import { currentText, writeNodeFile } from "./node-file.js";
 
 const KEYS: readonly string[] = [POOL_ANNOTATION.any, POOL_ANNOTATION[4], POOL_ANNOTATION[6], POOL_ANNOTATION.require];
 const RETRY_MS = 1000;
@@ -28,7 +27,7 @@ export class NamespaceSync {
     private readonly metrics: Metrics,
   ) {
     this.path = namespacesFile(nodeFile);
-    this.written = current(this.path);
+    this.written = currentText(this.path);
   }
 
   /** The watcher's onObject (every namespace: a list gives each, the first with `reset`). */
@@ -49,7 +48,7 @@ export class NamespaceSync {
   /** The watcher's onState. */
   onState(state: WatchState, detail: string): void {
     this.watch = { state, detail };
-    this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `namespaces watch ${state}`, { detail });
+    this.log(levelOf(state), `namespaces watch ${state}`, { detail });
   }
 
   /** Ready once the namespaces were listed and the map written, and while the watch does not fail. */
@@ -103,12 +102,4 @@ function poolKeys(annotations: unknown): Record<string, string> | null {
     if (typeof v === "string") out[k] = v;
   }
   return Object.keys(out).length > 0 ? out : null;
-}
-
-function current(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return "";
-  }
 }

@@ -6,6 +6,7 @@ import { isSet } from "../ipam/allocator.js";
 import { addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import { type NodeInfo, nodeFromJson } from "../ipam/node-file.js";
+import { poolOfCidr } from "../ipam/node-pools.js";
 import { FROM_OVERLAP, nodePool, reservedOffsets } from "../ipam/pool.js";
 import { openStore } from "../store/open.js";
 import type { Metrics } from "./metrics.js";
@@ -51,7 +52,7 @@ export async function updateOccupancy(m: Metrics, ipam: IpamConfig, nodeObject: 
       rows.push({
         cidr: r.cidr.text,
         family: String(r.cidr.family),
-        pool: node?.pools.find((p) => p.cidrs.some((c) => c.text === r.cidr.text))?.name,
+        pool: node ? poolOfCidr(node, r.cidr.text) : undefined,
         capacity: r.cidr.size,
         reserved: own.filter((why) => !FROM_OVERLAP.test(why)).length,
         orphaned: node && !active.has(r.cidr.text) ? r.allocated : 0,

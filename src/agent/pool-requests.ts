@@ -7,6 +7,7 @@
 // at most once per interval, sorted by pool name as Cilium writes it.
 import type { IpamConfig } from "../ipam/config.js";
 import { nodeFromJson } from "../ipam/node-file.js";
+import { type PoolRequest, poolOfCidr } from "../ipam/node-pools.js";
 import { openStore } from "../store/open.js";
 import type { KubeApi } from "./kube/client.js";
 import type { SourceKind } from "./kube/watch.js";
@@ -130,11 +131,10 @@ export class PoolRequester {
       for (const [id, at] of ids) if (at < cutoff) ids.delete(id);
       if (ids.size > 0) pending.set(key, ids.size);
     }
-    const poolOf = new Map(node.pools.flatMap((p) => p.cidrs.map((c) => [c.text, p.name] as const)));
     const { value: inUse } = await openStore(this.ipam, () => {}).transact({ create: false, unlocked: true, skipDamaged: true }, (tx) => {
       const out = new Map<string, number>();
       for (const r of tx.storedRanges()) {
-        const pool = poolOf.get(r.cidr.text);
+        const pool = poolOfCidr(node, r.cidr.text);
         if (pool) out.set(`${pool}/${r.cidr.family}`, (out.get(`${pool}/${r.cidr.family}`) ?? 0) + r.allocated);
       }
       return out;
@@ -150,10 +150,8 @@ export class PoolRequester {
       [...fams].sort(),
     );
     // Compared by content: the API server hands the object back with its keys in its own order.
-    if (
-      canonical(want) === canonical(node.requested.map((r) => ({ pool: r.pool, needed: { "ipv4-addrs": r.ipv4, "ipv6-addrs": r.ipv6 } })))
-    )
-      return;
+    const asRead = (r: Request): PoolRequest => ({ pool: r.pool, ipv4: r.needed["ipv4-addrs"] ?? 0, ipv6: r.needed["ipv6-addrs"] ?? 0 });
+    if (JSON.stringify(want.map(asRead)) === JSON.stringify(node.requested)) return;
     this.lastPatch = this.now();
     await this.api.request("PATCH", `/apis/cilium.io/v2/ciliumnodes/${this.nodeName}`, {
       body: { spec: { ipam: { pools: { requested: want } } } },
@@ -162,10 +160,6 @@ export class PoolRequester {
     this.metrics.counter("podcidr_ipam_pool_request_patches_total", "Patches of spec.ipam.pools.requested (multi-pool).");
     this.log("info", "spec.ipam.pools.requested patched", { requested: JSON.stringify(want) });
   }
-}
-
-function canonical(list: readonly Request[]): string {
-  return list.map((r) => `${r.pool}:${r.needed["ipv4-addrs"] ?? 0}:${r.needed["ipv6-addrs"] ?? 0}`).join(",");
 }
 
 /** The requester `--request-pools` asks for, from its flags; throws naming a bad one. */

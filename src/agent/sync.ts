@@ -3,7 +3,7 @@
 // object the plugin would refuse, kept as it is on a DELETED event or while the
 // API is away. And the readiness that follows from it.
 import { existsSync } from "node:fs";
-import type { KubeObject, ObjectReason, WatchState } from "./kube/watch.js";
+import { type KubeObject, type ObjectReason, type WatchState, levelOf } from "./kube/watch.js";
 import type { NodeMode } from "../ipam/config.js";
 import { type NodeAddressConflict, nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
 import type { Log } from "./log.js";
@@ -118,7 +118,7 @@ export class NodeSync {
     if (state !== this.state) this.since = this.now();
     this.state = state;
     this.detail = detail;
-    this.log(state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error", `watch ${state}`, { detail });
+    this.log(levelOf(state), `watch ${state}`, { detail });
   }
 
   /**

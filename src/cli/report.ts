@@ -6,6 +6,7 @@ import { type RangeState, freeCount, isSet } from "../ipam/allocator.js";
 import { addressAt } from "../ipam/cidr.js";
 import type { IpamConfig } from "../ipam/config.js";
 import { type NodeInfo, nodeAddressConflicts, nodeAddressProblem } from "../ipam/node-file.js";
+import { poolOfCidr } from "../ipam/node-pools.js";
 import { Claims } from "../store/claims.js";
 import type { AttachmentRecord } from "../store/store.js";
 import { FROM_OVERLAP, gatewayHeld, nodePool, reservedOffsets } from "../ipam/pool.js";
@@ -170,7 +171,7 @@ function report(
   }
   lines.sort((a, b) => a.offset - b.offset);
   const free = active ? freeCount({ range, excluded: new Set(reserved.keys()) }) : 0;
-  const pool = active ? node.pools.find((p) => p.cidrs.some((c) => c.text === cidr.text))?.name : undefined;
+  const pool = active ? poolOfCidr(node, cidr.text) : undefined;
   return {
     cidr: cidr.text,
     family: cidr.family,

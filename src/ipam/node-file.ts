@@ -3,7 +3,7 @@
 import { Code, CniError, brief } from "../errors.js";
 import { type Cidr, type Family, contains, parseIp } from "./cidr.js";
 import type { IpamConfig, NodeMode } from "./config.js";
-import { type NodePool, type PoolRequest, ciliumIpam, cidrList } from "./node-pools.js";
+import { type NodePool, type PoolRequest, ciliumIpam, cidrList, isObject } from "./node-pools.js";
 
 /** Cilium's own addresses (router, health, ingress), and the node's (its InternalIP and ExternalIP). */
 export type ReservedRole = "router" | "health" | "ingress" | "node";
@@ -179,10 +179,6 @@ export function nodeAddressProblem(conflicts: readonly NodeAddressConflict[]): {
 
 /** The address types of the node itself (Kubernetes NodeAddressType; CiliumNode copies them). */
 const NODE_ADDRESS = new Set<unknown>(["InternalIP", "ExternalIP"]);
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /**
  * Add a router/health/ingress address. Absent, null or "" means none. Anything else

@@ -63,6 +63,11 @@ export function ciliumIpam(ipam: Record<string, unknown>, wanted: IpamConfig["mo
   };
 }
 
+/** The pool a CIDR (by its text) belongs to on a multi-pool node; undefined in the other modes or when none lists it. */
+export function poolOfCidr(node: { readonly pools: readonly NodePool[] }, cidr: string): string | undefined {
+  return node.pools.find((p) => p.cidrs.some((c) => c.text === cidr))?.name;
+}
+
 /**
  * A list of CIDRs in listed order, validated, duplicates dropped; one that overlaps
  * another (of `before` too: the CIDRs of earlier pools) is refused.
@@ -91,7 +96,7 @@ export function cidrList(list: unknown, field: string, bad: Bad, before: readonl
 
 // --- internal ---
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 

@@ -37,6 +37,18 @@ function mapOf(a: Agent & { nodeFile: string }): Record<string, Record<string, s
   }
 }
 
+/** A CiliumNode with `ipam` and an agent syncing it (--source ciliumnode, `extra` flags), once it has written the node file. */
+async function ciliumNodeAgent(name: string, ipam: Record<string, unknown>, extra: string[] = [], dataDir?: string) {
+  await c.apply({ apiVersion: "cilium.io/v2", kind: "CiliumNode", metadata: { name }, spec: { ipam } });
+  const nodeFile = join(dir, name, "node.json");
+  const a = Object.assign(await startAgent(c, { nodeName: name, nodeFile, source: "ciliumnode", extra, ...(dataDir ? { dataDir } : {}) }), {
+    nodeFile,
+  });
+  agents.push(a);
+  await waitForFileEqualsObject(c, "ciliumnode", name, nodeFile, { agent: a });
+  return a;
+}
+
 async function add(conf: Record<string, unknown>, id: string, ns: string) {
   return run({
     command: "ADD",
@@ -52,27 +64,14 @@ suite("agent --namespace-pools (multi-pool) against the real API server", () => 
     await namespace("team-a", { "ipam.cilium.io/ip-pool": "blue", "owner.example/team": "a" });
     await namespace("team-b", { "owner.example/team": "b" });
     await namespace("strict", { "ipam.cilium.io/require-pool-match": "true" });
-    await c.apply({
-      apiVersion: "cilium.io/v2",
-      kind: "CiliumNode",
-      metadata: { name: "mp" },
-      spec: {
-        ipam: {
-          pools: {
-            allocated: [
-              { pool: "default", cidrs: ["10.61.0.0/24"] },
-              { pool: "blue", cidrs: ["10.62.0.0/24"] },
-            ],
-          },
-        },
-      },
-    });
-    const nodeFile = join(dir, "mp", "node.json");
-    const a = Object.assign(await startAgent(c, { nodeName: "mp", nodeFile, source: "ciliumnode", extra: ["--namespace-pools"] }), {
-      nodeFile,
-    });
-    agents.push(a);
-    await waitForFileEqualsObject(c, "ciliumnode", "mp", nodeFile, { agent: a });
+    const pools = {
+      allocated: [
+        { pool: "default", cidrs: ["10.61.0.0/24"] },
+        { pool: "blue", cidrs: ["10.62.0.0/24"] },
+      ],
+    };
+    const a = await ciliumNodeAgent("mp", { pools }, ["--namespace-pools"]);
+    const nodeFile = a.nodeFile;
     // Only namespaces with a pool key, and only those keys.
     await waitFor(async () => (mapOf(a)?.strict ? true : undefined), "the namespaces' map", 30_000, 50);
     expect(mapOf(a)).toEqual({ strict: { "ipam.cilium.io/require-pool-match": "true" }, "team-a": { "ipam.cilium.io/ip-pool": "blue" } });
@@ -99,16 +98,8 @@ suite("agent --namespace-pools (multi-pool) against the real API server", () => 
   });
 
   it("without --namespace-pools writes no map, and a pod whose namespace could pick a pool gets 11, not default", async () => {
-    await c.apply({
-      apiVersion: "cilium.io/v2",
-      kind: "CiliumNode",
-      metadata: { name: "mp2" },
-      spec: { ipam: { pools: { allocated: [{ pool: "default", cidrs: ["10.63.0.0/24"] }] } } },
-    });
-    const nodeFile = join(dir, "mp2", "node.json");
-    const a = Object.assign(await startAgent(c, { nodeName: "mp2", nodeFile, source: "ciliumnode" }), { nodeFile });
-    agents.push(a);
-    await waitForFileEqualsObject(c, "ciliumnode", "mp2", nodeFile, { agent: a });
+    const a = await ciliumNodeAgent("mp2", { pools: { allocated: [{ pool: "default", cidrs: ["10.63.0.0/24"] }] } });
+    const nodeFile = a.nodeFile;
     expect(mapOf(a)).toBeNull();
     const conf = nodeConflist(join(dir, "mp2", "cni"), { nodeFile, dataDir: join(dir, "mp2", "data"), nodeName: "mp2" });
     const r = await add(conf, "x-1", "team-b");
@@ -120,24 +111,13 @@ suite("agent --namespace-pools (multi-pool) against the real API server", () => 
 suite("agent --request-pools (multi-pool) against the real API server, the test playing Cilium's operator", () => {
   it("asks for what each pool needs by Cilium's rule; a refused pod's pool is requested, delivered, and then served", async () => {
     const CNP = "/apis/cilium.io/v2/ciliumnodes/rq";
-    await c.apply({
-      apiVersion: "cilium.io/v2",
-      kind: "CiliumNode",
-      metadata: { name: "rq" },
-      spec: { ipam: { pools: { allocated: [{ pool: "default", cidrs: ["10.71.0.0/26"] }] } } },
-    });
-    const nodeFile = join(dir, "rq", "node.json");
-    const a = Object.assign(
-      await startAgent(c, {
-        nodeName: "rq",
-        nodeFile,
-        source: "ciliumnode",
-        dataDir: join(dir, "rq", "data"),
-        extra: ["--namespace-pools", "--request-pools", "--pre-allocate", "default=8", "--pool-request-interval", "1"],
-      }),
-      { nodeFile },
+    const a = await ciliumNodeAgent(
+      "rq",
+      { pools: { allocated: [{ pool: "default", cidrs: ["10.71.0.0/26"] }] } },
+      ["--namespace-pools", "--request-pools", "--pre-allocate", "default=8", "--pool-request-interval", "1"],
+      join(dir, "rq", "data"),
     );
-    agents.push(a);
+    const nodeFile = a.nodeFile;
     const requested = async () => (await c.api("GET", CNP)).json?.spec?.ipam?.pools?.requested;
     // Nothing in use: the pre-allocation alone, 8.
     await waitFor(
@@ -198,19 +178,7 @@ suite("agent --request-pools (multi-pool) against the real API server, the test 
   });
 
   it("on a cluster-pool CiliumNode requests nothing (a request would make the node mix modes), and says so", async () => {
-    await c.apply({
-      apiVersion: "cilium.io/v2",
-      kind: "CiliumNode",
-      metadata: { name: "cp" },
-      spec: { ipam: { podCIDRs: ["10.73.0.0/24"] } },
-    });
-    const nodeFile = join(dir, "cp", "node.json");
-    const a = Object.assign(
-      await startAgent(c, { nodeName: "cp", nodeFile, source: "ciliumnode", extra: ["--request-pools", "--pool-request-interval", "0.2"] }),
-      { nodeFile },
-    );
-    agents.push(a);
-    await waitForFileEqualsObject(c, "ciliumnode", "cp", nodeFile, { agent: a });
+    const a = await ciliumNodeAgent("cp", { podCIDRs: ["10.73.0.0/24"] }, ["--request-pools", "--pool-request-interval", "0.2"]);
     await a.waitLog(/--request-pools: the CiliumNode is read as cluster-pool, not multi-pool; nothing is requested/, "the warning", 30_000);
     const cn = (await c.api("GET", "/apis/cilium.io/v2/ciliumnodes/cp")).json;
     expect(cn.spec.ipam).toEqual({ podCIDRs: ["10.73.0.0/24"] });

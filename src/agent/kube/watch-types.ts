@@ -40,6 +40,10 @@ export type ObjectReason = "list" | "added" | "modified" | "deleted";
  */
 export type WatchState = "connected" | "reconnecting" | "error";
 
+/** The log level a watch's state is said at. */
+export const levelOf = (state: WatchState): "info" | "warn" | "error" =>
+  state === "connected" ? "info" : state === "reconnecting" ? "warn" : "error";
+
 export interface WatchHandlers {
   /**
    * The object now: after each list (null: there is none) and each event (null: deleted). A throw forces a relist.
